@@ -1,0 +1,278 @@
+//! The WebSocket protocol of the bidding service: every frame a client or the server sends.
+//!
+//! Frames are JSON objects tagged by `type`. [`ClientFrame::decode`] turns a text frame into a typed
+//! frame or a [`FrameError`] whose code and message go back to the client in an `error` frame.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::amount::{Amount, AmountInput};
+use crate::ids::{AuctionId, BidId, UserId};
+
+/// An auction's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuctionStatus {
+    Scheduled,
+    Active,
+    Ended,
+    Cancelled,
+}
+
+impl AuctionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuctionStatus::Scheduled => "scheduled",
+            AuctionStatus::Active => "active",
+            AuctionStatus::Ended => "ended",
+            AuctionStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for AuctionStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "scheduled" => Ok(AuctionStatus::Scheduled),
+            "active" => Ok(AuctionStatus::Active),
+            "ended" => Ok(AuctionStatus::Ended),
+            "cancelled" => Ok(AuctionStatus::Cancelled),
+            other => Err(format!("unknown status {other:?}; expected scheduled, active, ended or cancelled")),
+        }
+    }
+}
+
+/// Why a bid was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    BidTooLow,
+    AuctionNotStarted,
+    AuctionEnded,
+    AuctionCancelled,
+    AuctionNotFound,
+    AlreadyHighestBidder,
+    InvalidAmount,
+    RateLimited,
+    Unavailable,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::BidTooLow => "bid_too_low",
+            RejectReason::AuctionNotStarted => "auction_not_started",
+            RejectReason::AuctionEnded => "auction_ended",
+            RejectReason::AuctionCancelled => "auction_cancelled",
+            RejectReason::AuctionNotFound => "auction_not_found",
+            RejectReason::AlreadyHighestBidder => "already_highest_bidder",
+            RejectReason::InvalidAmount => "invalid_amount",
+            RejectReason::RateLimited => "rate_limited",
+            RejectReason::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl std::str::FromStr for RejectReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned()))
+            .map_err(|_| format!("unknown reject reason {s:?}"))
+    }
+}
+
+/// A frame from a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    PlaceBid(PlaceBid),
+    Ping,
+    Sync,
+}
+
+/// `place_bid`: the amount as sent (checked by the server, so a bad one is a `bid_rejected` with
+/// `invalid_amount`) and an optional client id that makes a retry idempotent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceBid {
+    pub amount: AmountInput,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bid_id: Option<BidId>,
+}
+
+/// Why a client frame could not be decoded; `code` is the `error` frame's code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FrameError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ClientFrame {
+    /// Decodes a text frame. The `type` is read first so that an unknown type and a bad field are
+    /// told apart, each with its own code.
+    pub fn decode(text: &str) -> Result<ClientFrame, FrameError> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| FrameError { code: "malformed_json", message: format!("frame is not valid JSON: {e}") })?;
+        let kind = match value.get("type") {
+            _ if !value.is_object() => return Err(invalid("a frame must be a JSON object with a \"type\"")),
+            Some(serde_json::Value::String(kind)) => kind.clone(),
+            Some(_) => return Err(invalid("\"type\" must be a string")),
+            None => return Err(invalid("frame has no \"type\"")),
+        };
+        if !matches!(kind.as_str(), "place_bid" | "ping" | "sync") {
+            let shown: String = kind.chars().take(64).collect();
+            return Err(FrameError {
+                code: "unknown_type",
+                message: format!("unknown frame type {shown:?}; expected place_bid, ping or sync"),
+            });
+        }
+        serde_json::from_value(value).map_err(|e| invalid(&format!("bad {kind} frame: {e}")))
+    }
+
+    /// The frame as JSON text.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+fn invalid(message: &str) -> FrameError {
+    FrameError { code: "invalid_frame", message: message.to_owned() }
+}
+
+/// A frame from the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Snapshot(Snapshot),
+    BidAccepted(BidAccepted),
+    BidRejected(BidRejected),
+    BidPlaced(BidPlaced),
+    AuctionExtended(AuctionExtended),
+    AuctionStarted(AuctionStarted),
+    AuctionEnded(AuctionEnded),
+    AuctionCancelled(AuctionCancelled),
+    Pong,
+    Error(ErrorFrame),
+}
+
+impl ServerFrame {
+    /// The frame as JSON text.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The auction version this frame describes, for frames that carry one.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            ServerFrame::Snapshot(f) => Some(f.seq),
+            ServerFrame::BidAccepted(f) => Some(f.seq),
+            ServerFrame::BidPlaced(f) => Some(f.seq),
+            ServerFrame::AuctionExtended(f) => Some(f.seq),
+            ServerFrame::AuctionStarted(f) => Some(f.seq),
+            ServerFrame::AuctionEnded(f) => Some(f.seq),
+            ServerFrame::AuctionCancelled(f) => Some(f.seq),
+            ServerFrame::BidRejected(_) | ServerFrame::Pong | ServerFrame::Error(_) => None,
+        }
+    }
+}
+
+/// The whole state of an auction at version `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub auction_id: AuctionId,
+    pub status: AuctionStatus,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub starting_bid: Amount,
+    pub current_bid: Option<Amount>,
+    pub highest_bidder: Option<UserId>,
+    pub min_next_bid: Amount,
+    pub bid_count: u64,
+    pub seq: u64,
+    pub server_time: DateTime<Utc>,
+    /// The latest accepted bids, newest first.
+    pub recent_bids: Vec<RecentBid>,
+}
+
+/// One accepted bid as listed in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecentBid {
+    pub bidder: UserId,
+    pub amount: Amount,
+    pub seq: u64,
+    pub placed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BidAccepted {
+    pub auction_id: AuctionId,
+    pub bid_id: BidId,
+    pub amount: Amount,
+    pub seq: u64,
+    pub end_time: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BidRejected {
+    pub auction_id: AuctionId,
+    pub bid_id: Option<BidId>,
+    pub reason: RejectReason,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_next_bid: Option<Amount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_bid: Option<Amount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BidPlaced {
+    pub auction_id: AuctionId,
+    /// The accepted bid's id (an extension: lets a client match its own bids in the feed).
+    pub bid_id: BidId,
+    pub amount: Amount,
+    pub bidder: UserId,
+    pub seq: u64,
+    pub end_time: DateTime<Utc>,
+    pub bid_count: u64,
+    pub placed_at: DateTime<Utc>,
+    /// The next acceptable bid under the rules this node holds (an extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_next_bid: Option<Amount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuctionExtended {
+    pub auction_id: AuctionId,
+    pub end_time: DateTime<Utc>,
+    pub previous_end_time: DateTime<Utc>,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuctionStarted {
+    pub auction_id: AuctionId,
+    pub seq: u64,
+    pub end_time: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuctionEnded {
+    pub auction_id: AuctionId,
+    pub winner: Option<UserId>,
+    pub final_price: Option<Amount>,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuctionCancelled {
+    pub auction_id: AuctionId,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    pub code: String,
+    pub message: String,
+}
