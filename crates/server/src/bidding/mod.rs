@@ -1,0 +1,150 @@
+//! The bidding service: WebSocket bidding at `/ws/auction/{id}` and live fan-out to every watcher
+//! on every node. It needs Redis only: MySQL being down never touches the bidding path.
+
+mod hub;
+mod live;
+mod socket;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use auction_proto::{AuctionId, UserId};
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use redis::aio::PubSub;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{BiddingConfig, Config};
+use crate::http::{ApiError, check, health_response, not_found};
+use crate::store::Store;
+use hub::{Hubs, RulesCache, reload_rules};
+
+/// What every handler and connection shares; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    store: Store,
+    hubs: Hubs,
+    config: Arc<BiddingConfig>,
+    channel: Arc<str>,
+    instance_id: Arc<str>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    listener_task: live::Listener,
+    pubsub: PubSub,
+}
+
+impl App {
+    /// Connects to Redis, subscribes to the live channel and binds the port. Fails fast if Redis
+    /// does not answer.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let store = Store::connect(&config.redis).await.context("cannot connect to redis")?;
+        let channel = store.keys().live_channel();
+        let pubsub = live::subscribe(&config.redis, &channel).await.context("cannot subscribe to the live channel")?;
+        let rules = RulesCache::default();
+        reload_rules(&store, &rules).await.context("cannot read the bid rules")?;
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let hubs =
+            Hubs::new(store.clone(), rules.clone(), config.bidding.watcher_queue, tracker.clone(), shutdown.clone());
+        let listener = crate::runtime::bind(&config).await?;
+        let listener_task = live::Listener {
+            config: config.redis.clone(),
+            channel: channel.clone(),
+            hubs: hubs.clone(),
+            store: store.clone(),
+            rules,
+        };
+        let state = AppState {
+            store,
+            hubs,
+            config: Arc::new(config.bidding.clone()),
+            channel: channel.into(),
+            instance_id: config.instance_id.clone().into(),
+            shutdown,
+            tracker,
+        };
+        Ok(App { listener, state, listener_task, pubsub })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown`; then closes every WebSocket with 1001 and waits for them.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let internal = state.shutdown.clone();
+        state.tracker.spawn(self.listener_task.run(self.pubsub, internal.clone()));
+        let stop = shutdown.clone();
+        let trigger = internal.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            trigger.cancel();
+        });
+        let router = router(state.clone());
+        crate::runtime::serve(self.listener, router, internal, state.tracker.clone(), Duration::from_secs(5)).await
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws/auction/{auction_id}", get(connect))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let mut checks = BTreeMap::new();
+    checks.insert("redis".to_owned(), check(state.store.ping().await));
+    health_response("bidding", &state.instance_id, checks)
+}
+
+/// `GET /ws/auction/{id}?user_id=U`: validates the ids, checks the auction exists, joins its hub
+/// and reads the first snapshot, all before the upgrade, so a bad request gets a plain HTTP error.
+async fn connect(
+    State(state): State<AppState>,
+    Path(auction_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let auction = AuctionId::parse(&auction_id).map_err(|e| ApiError::field("auction_id", short(e)))?;
+    let user = match params.get("user_id") {
+        Some(user) => UserId::parse(user).map_err(|e| ApiError::field("user_id", short(e)))?,
+        None => return Err(ApiError::field("user_id", "is required (?user_id=...)")),
+    };
+    let upgrade = upgrade.map_err(|e| ApiError::BadRequest { field: None, message: e.body_text() })?;
+    let membership = state.hubs.join(&auction);
+    let record =
+        state.store.load(&auction).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {auction}")))?;
+    let snapshot = record.snapshot(&state.hubs.rules())?;
+    let config = &state.config;
+    let tracker = state.tracker.clone();
+    let upgrade = upgrade.max_message_size(config.max_message_bytes).max_frame_size(config.max_message_bytes);
+    Ok(upgrade
+        .on_upgrade(move |socket| {
+            let connection = socket::Connection { socket, state, user, auction, membership, last_seq: 0 };
+            tracker.track_future(connection.run(snapshot))
+        })
+        .into_response())
+}
+
+/// An id error's text without the id kind, which the field name already gives.
+fn short(error: auction_proto::IdError) -> String {
+    let text = error.to_string();
+    text.split_once(' ').map(|(_, rest)| rest.to_owned()).unwrap_or(text)
+}

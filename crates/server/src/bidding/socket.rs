@@ -1,0 +1,258 @@
+//! One bidder's WebSocket: the snapshot on connect, then client frames in and live events out.
+
+use auction_proto::ws::{BidAccepted, BidRejected, ErrorFrame, PlaceBid, ServerFrame, Snapshot};
+use auction_proto::{Amount, AuctionId, BidId, ClientFrame, RejectReason, UserId};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::AppState;
+use super::hub::{Hub, Membership, encode};
+use crate::store::{BidOutcome, NewBid, StoreError, record::ms_to_time};
+
+/// Why a connection ended early; logged at debug level, since clients leave all the time.
+#[derive(Debug)]
+enum Stop {
+    Closed,
+    SendFailed,
+}
+
+pub struct Connection {
+    pub socket: WebSocket,
+    pub state: AppState,
+    pub user: UserId,
+    pub auction: AuctionId,
+    pub membership: Membership,
+    /// The auction version this client has been shown.
+    pub last_seq: u64,
+}
+
+impl Connection {
+    pub async fn run(mut self, first: Snapshot) {
+        let shutdown = self.state.shutdown.clone();
+        let result = async {
+            self.send_snapshot(first).await?;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        self.close(close_code::AWAY, "server shutting down").await;
+                        return Ok(());
+                    }
+                    incoming = self.socket.recv() => self.on_incoming(incoming).await?,
+                    event = self.membership.events.recv() => match event {
+                        Ok(out) if out.seq > self.last_seq || (out.snapshot && out.seq == self.last_seq) => {
+                            for frame in &out.frames {
+                                self.send_text(frame.clone()).await?;
+                            }
+                            self.last_seq = out.seq;
+                        }
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::debug!(user = %self.user, missed, "watcher fell behind; resyncing");
+                            self.resync().await?;
+                        }
+                        Err(RecvError::Closed) => return Err(Stop::Closed),
+                    },
+                }
+            }
+        }
+        .await;
+        if let Err(stop) = result {
+            tracing::debug!(user = %self.user, auction = %self.auction, ?stop, "connection ended");
+        }
+    }
+
+    async fn on_incoming(&mut self, incoming: Option<Result<Message, axum::Error>>) -> Result<(), Stop> {
+        match incoming {
+            None | Some(Ok(Message::Close(_))) => Err(Stop::Closed),
+            Some(Err(e)) => {
+                if is_too_big(&e) {
+                    let limit = self.state.config.max_message_bytes;
+                    self.close(close_code::SIZE, &format!("frame larger than {limit} bytes")).await;
+                }
+                Err(Stop::Closed)
+            }
+            Some(Ok(Message::Text(text))) => self.on_text(&text).await,
+            Some(Ok(Message::Binary(_))) => {
+                self.send_error("unsupported_frame", "binary frames are not supported; send JSON text").await
+            }
+            // Pings are answered by the WebSocket layer itself.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), Stop> {
+        let limit = self.state.config.max_frame_bytes;
+        if text.len() > limit {
+            let message = format!("frame is {} bytes; the limit is {limit}", text.len());
+            return self.send_error("frame_too_large", &message).await;
+        }
+        match ClientFrame::decode(text) {
+            Err(e) => self.send_error(e.code, &e.message).await,
+            Ok(ClientFrame::Ping) => self.send_frame(&ServerFrame::Pong).await,
+            Ok(ClientFrame::Sync) => self.resync().await,
+            Ok(ClientFrame::PlaceBid(bid)) => {
+                let context = BidContext {
+                    state: &self.state,
+                    user: &self.user,
+                    auction: &self.auction,
+                    hub: &self.membership.hub,
+                };
+                let reply = context.place_bid(bid).await;
+                self.send_frame(&reply).await
+            }
+        }
+    }
+}
+
+/// What placing a bid needs from a connection: borrowed apart from the socket, which is not `Sync`.
+struct BidContext<'a> {
+    state: &'a AppState,
+    user: &'a UserId,
+    auction: &'a AuctionId,
+    hub: &'a Hub,
+}
+
+impl BidContext<'_> {
+    async fn place_bid(&self, bid: PlaceBid) -> ServerFrame {
+        let client_bid_id = bid.bid_id.is_some();
+        let bid_id = bid.bid_id.unwrap_or_else(new_bid_id);
+        let reject = |reason, message: String, min_next_bid, current_bid| {
+            ServerFrame::BidRejected(BidRejected {
+                auction_id: self.auction.clone(),
+                bid_id: Some(bid_id.clone()),
+                reason,
+                message,
+                min_next_bid,
+                current_bid,
+            })
+        };
+        let amount = match bid.amount.0 {
+            Ok(amount) if amount <= self.state.config.max_bid => amount,
+            Ok(amount) => {
+                let max = self.state.config.max_bid;
+                return reject(
+                    RejectReason::InvalidAmount,
+                    format!("amount {amount} is above the maximum of {max}"),
+                    None,
+                    None,
+                );
+            }
+            Err(e) => return reject(RejectReason::InvalidAmount, e.to_string(), None, None),
+        };
+        let rules = self.state.hubs.rules();
+        // The early reject: prices only rise, so a bid at or under a price this node has seen is
+        // certainly too low. Not for bids with a client id, which may be retries of a bid that
+        // was accepted and must get that outcome again from the script.
+        if !client_bid_id && let Some(current) = self.hub.current_bid().filter(|current| amount <= *current) {
+            let min_next = rules.min_next_bid(current, Some(current));
+            return reject(RejectReason::BidTooLow, too_low_message(min_next), Some(min_next), Some(current));
+        }
+        let new_bid = NewBid { auction: self.auction, bidder: self.user, bid_id: &bid_id, amount, rules: &rules };
+        match self.state.store.place_bid(&new_bid, &self.state.channel).await {
+            Ok(BidOutcome::Accepted { amount, seq, end_ms, .. }) => match ms_to_time(end_ms) {
+                Ok(end_time) => ServerFrame::BidAccepted(BidAccepted {
+                    auction_id: self.auction.clone(),
+                    bid_id: bid_id.clone(),
+                    amount,
+                    seq,
+                    end_time,
+                }),
+                Err(e) => unavailable(reject, e),
+            },
+            Ok(BidOutcome::Rejected { reason, current, min_next }) => {
+                reject(reason, reject_message(reason, min_next), min_next, current)
+            }
+            Err(e) => unavailable(reject, e),
+        }
+    }
+}
+
+impl Connection {
+    async fn resync(&mut self) -> Result<(), Stop> {
+        let loaded = self.state.store.load(&self.auction).await;
+        let rules = self.state.hubs.rules();
+        match loaded.and_then(|record| record.map(|r| r.snapshot(&rules)).transpose()) {
+            Ok(Some(snapshot)) => self.send_snapshot(snapshot).await,
+            Ok(None) => self.send_error("auction_not_found", "the auction no longer exists").await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read snapshot");
+                self.send_error("unavailable", "cannot read the auction right now; send sync to retry").await
+            }
+        }
+    }
+
+    async fn send_snapshot(&mut self, snapshot: Snapshot) -> Result<(), Stop> {
+        self.last_seq = self.last_seq.max(snapshot.seq);
+        self.send_frame(&ServerFrame::Snapshot(snapshot)).await
+    }
+
+    async fn send_error(&mut self, code: &str, message: &str) -> Result<(), Stop> {
+        self.send_frame(&ServerFrame::Error(ErrorFrame { code: code.to_owned(), message: message.to_owned() })).await
+    }
+
+    async fn send_frame(&mut self, frame: &ServerFrame) -> Result<(), Stop> {
+        self.send_text(encode(frame)).await
+    }
+
+    /// Sends one frame, giving up on a client that does not take it within the send timeout.
+    async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), Stop> {
+        match tokio::time::timeout(self.state.config.send_timeout, self.socket.send(Message::Text(text))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(Stop::SendFailed),
+        }
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+        let _ =
+            tokio::time::timeout(self.state.config.send_timeout, self.socket.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+fn new_bid_id() -> BidId {
+    let id = format!("srv-{}", uuid::Uuid::new_v4().simple());
+    BidId::parse(&id).unwrap_or_else(|_| unreachable!("generated ids are valid"))
+}
+
+fn unavailable<F: Fn(RejectReason, String, Option<Amount>, Option<Amount>) -> ServerFrame>(
+    reject: F,
+    error: StoreError,
+) -> ServerFrame {
+    tracing::warn!(error = %error, "bid failed: store unavailable");
+    reject(RejectReason::Unavailable, "bidding is unavailable right now; try again".to_owned(), None, None)
+}
+
+/// The text does not mention the bid's amount: a retry with the same `bid_id` must get the very
+/// same answer, whatever amount it carries.
+fn too_low_message(min_next: Amount) -> String {
+    format!("the minimum bid is {min_next}")
+}
+
+fn reject_message(reason: RejectReason, min_next: Option<Amount>) -> String {
+    match reason {
+        RejectReason::BidTooLow => match min_next {
+            Some(min_next) => too_low_message(min_next),
+            None => "the bid is too low".to_owned(),
+        },
+        RejectReason::AuctionNotStarted => "the auction has not started yet".to_owned(),
+        RejectReason::AuctionEnded => "the auction has ended".to_owned(),
+        RejectReason::AuctionCancelled => "the auction was cancelled".to_owned(),
+        RejectReason::AuctionNotFound => "the auction does not exist".to_owned(),
+        RejectReason::AlreadyHighestBidder => "you already hold the highest bid".to_owned(),
+        RejectReason::InvalidAmount => "the amount is not valid".to_owned(),
+        RejectReason::RateLimited => "too many bids; slow down".to_owned(),
+        RejectReason::Unavailable => "bidding is unavailable right now; try again".to_owned(),
+    }
+}
+
+/// Whether a read failed because the client sent a message over the size limit.
+fn is_too_big(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}

@@ -1,0 +1,12 @@
+//! The analytics service binary: configuration from config.yaml and the environment, then run until
+//! SIGINT/SIGTERM.
+
+use auction_server::config::Service;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    auction_server::runtime::main_with(Service::Analytics, |config, shutdown| async move {
+        auction_server::analytics::App::build(config).await?.run(shutdown).await
+    })
+    .await
+}

@@ -1,0 +1,100 @@
+//! Process plumbing every service shares: logging, the shutdown signal, binding and serving.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+
+/// Installs the log subscriber at the configured level (`RUST_LOG` wins when set).
+pub fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+/// A token cancelled on SIGINT or SIGTERM: the one shutdown path of every service.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    trigger.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown signal received");
+        trigger.cancel();
+    });
+    token
+}
+
+/// Binds the configured address (port 0 picks a free port).
+pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
+    let address = format!("{}:{}", config.host, config.port);
+    TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))
+}
+
+/// Serves `router` until `shutdown`, then waits (up to `drain`) for the tasks in `tracker`, such
+/// as WebSocket connections, which hyper no longer tracks once upgraded.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    drain: Duration,
+) -> anyhow::Result<()> {
+    let address: SocketAddr = listener.local_addr()?;
+    tracing::info!(%address, "listening");
+    axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+    tracker.close();
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        tracing::warn!(tasks = tracker.len(), "tasks still running at shutdown");
+    }
+    Ok(())
+}
+
+/// Runs a service binary: loads config, logs, runs until a signal. `run` gets the config and the
+/// shutdown token. Errors are printed as one line with their causes, never as a backtrace.
+pub async fn main_with<F, Fut>(service: crate::config::Service, run: F) -> std::process::ExitCode
+where
+    F: FnOnce(Config, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let config = match Config::load(service) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{}-service: invalid configuration: {e}", service.name());
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    tracing::info!(instance_id = %config.instance_id, "starting {} service", service.name());
+    match run(config, shutdown_on_signal()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("{}-service: {e:#}", service.name());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,98 @@
+-- Places one bid, atomically: DESIGN.md section 6 steps 1-6 in one call.
+--
+-- KEYS[1] auction hash       KEYS[2] recent-bids list
+-- KEYS[3] outcomes hash      KEYS[4] durable event stream
+-- ARGV[1] auction id         ARGV[2] bidder            ARGV[3] bid id
+-- ARGV[4] amount in cents    ARGV[5] increment bands, "from:increment,..." in cents, ascending
+-- ARGV[6] live channel       ARGV[7] how many recent bids to keep
+--
+-- Returns the outcome as a JSON object of strings, stored under "bidder:bid id" so that a retry
+-- gets the very same text back:
+--   {"r":"accepted","amount":..,"seq":..,"end_ms":..,"prev_end_ms":..,"placed_us":..}
+--   {"r":"rejected","reason":..,"current":..?,"min_next":..?}
+--
+-- Numbers never go through tostring (which keeps 14 digits): int() formats them whole.
+
+local function int(n) return string.format('%.0f', n) end
+
+local outcome_field = ARGV[2] .. ':' .. ARGV[3]
+local prior = redis.call('HGET', KEYS[3], outcome_field)
+if prior then return prior end
+
+local a = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'end_ms', 'starting_bid',
+  'current_bid', 'bidder', 'seq', 'bid_count', 'ext_window_s', 'ext_s')
+if not a[1] then
+  -- Not stored: an outcome here would create keys for an auction that does not exist.
+  return cjson.encode({r = 'rejected', reason = 'auction_not_found'})
+end
+
+local state, start_ms, end_ms = a[1], tonumber(a[2]), tonumber(a[3])
+local starting_bid = tonumber(a[4])
+local current = nil
+if a[5] and a[5] ~= '' then current = tonumber(a[5]) end
+local seq, bid_count = tonumber(a[7]), tonumber(a[8])
+local ext_window_ms, ext_ms = tonumber(a[9]) * 1000, tonumber(a[10]) * 1000
+local amount = tonumber(ARGV[4])
+
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local placed_us = t[1] .. string.format('%06d', tonumber(t[2]))
+
+local function increment_at(price)
+  local inc = nil
+  for from, step in string.gmatch(ARGV[5], '(%d+):(%d+)') do
+    if inc == nil or tonumber(from) <= price then inc = tonumber(step) else break end
+  end
+  return inc or 1
+end
+
+local min_next = starting_bid
+if current then min_next = current + increment_at(current) end
+
+local function finish(outcome)
+  local text = cjson.encode(outcome)
+  redis.call('HSET', KEYS[3], outcome_field, text)
+  return text
+end
+
+local function reject(reason, with_prices)
+  local o = {r = 'rejected', reason = reason}
+  if with_prices then
+    o.min_next = int(min_next)
+    if current then o.current = int(current) end
+  end
+  return finish(o)
+end
+
+-- Step 2: Redis time decides, whatever the stored lifecycle state says.
+if state == 'cancelled' then return reject('auction_cancelled', false) end
+if state == 'ended' or now_ms >= end_ms then return reject('auction_ended', false) end
+if now_ms < start_ms then return reject('auction_not_started', false) end
+-- Step 3.
+if a[6] and a[6] == ARGV[2] then return reject('already_highest_bidder', true) end
+-- Step 4.
+if amount < min_next then return reject('bid_too_low', true) end
+
+-- Step 5: accept, and extend the close when the bid lands inside the window.
+seq = seq + 1
+bid_count = bid_count + 1
+local new_end = end_ms
+if ext_window_ms > 0 and end_ms - now_ms <= ext_window_ms and now_ms + ext_ms > end_ms then
+  new_end = now_ms + ext_ms
+end
+redis.call('HSET', KEYS[1], 'current_bid', ARGV[4], 'bidder', ARGV[2], 'seq', int(seq),
+  'bid_count', int(bid_count), 'end_ms', int(new_end))
+redis.call('LPUSH', KEYS[2], cjson.encode({bidder = ARGV[2], amount = ARGV[4], seq = int(seq),
+  placed_us = placed_us}))
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
+
+-- Step 6: the durable log first, then live fan-out (which may drop).
+redis.call('XADD', KEYS[4], '*', 'type', 'bid', 'auction_id', ARGV[1], 'bid_id', ARGV[3],
+  'bidder', ARGV[2], 'amount', ARGV[4], 'seq', int(seq), 'bid_count', int(bid_count),
+  'placed_us', placed_us, 'end_ms', int(new_end), 'prev_end_ms', int(end_ms))
+redis.call('PUBLISH', ARGV[6], cjson.encode({type = 'bid', auction_id = ARGV[1], bid_id = ARGV[3],
+  bidder = ARGV[2], amount = ARGV[4], seq = int(seq), bid_count = int(bid_count),
+  placed_us = placed_us, end_ms = int(new_end), prev_end_ms = int(end_ms)}))
+
+return finish({r = 'accepted', amount = ARGV[4], seq = int(seq), end_ms = int(new_end),
+  prev_end_ms = int(end_ms), placed_us = placed_us})

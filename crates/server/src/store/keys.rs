@@ -1,0 +1,54 @@
+//! Redis key names. Every key of one auction carries the auction id as its hash tag, so every
+//! script touches one slot and the data can live on Redis Cluster.
+
+use auction_proto::AuctionId;
+
+/// The key names for one deployment (or one test): all start with the configured prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+/// The keys of one auction.
+pub struct AuctionKeys {
+    pub state: String,
+    pub recent: String,
+    pub outcomes: String,
+    pub log: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Keys {
+        Keys { prefix: prefix.to_owned() }
+    }
+
+    pub fn auction(&self, id: &AuctionId) -> AuctionKeys {
+        let base = format!("{}auction:{{{}}}", self.prefix, id);
+        AuctionKeys {
+            recent: format!("{base}:recent"),
+            outcomes: format!("{base}:outcomes"),
+            log: format!("{base}:log"),
+            state: base,
+        }
+    }
+
+    /// Sorted set of every auction id, scored by creation time: the list endpoint's index.
+    pub fn index(&self) -> String {
+        format!("{}auctions", self.prefix)
+    }
+
+    /// The bid increment table (JSON of `BidRules`); absent means the defaults.
+    pub fn rules(&self) -> String {
+        format!("{}bid_validation_rules", self.prefix)
+    }
+
+    /// The one pub/sub channel for live events of every auction (see `bidding::live`).
+    pub fn live_channel(&self) -> String {
+        format!("{}live", self.prefix)
+    }
+
+    /// The pattern matching every key of this prefix (used by tests to clean up).
+    pub fn all_pattern(&self) -> String {
+        format!("{}*", self.prefix)
+    }
+}

@@ -1,0 +1,28 @@
+//! The messages on the live pub/sub channel: what the scripts publish for fan-out to every node.
+//! Internal to the services (clients see `proto::ws` frames made from them), so the format can
+//! change with the scripts; numbers are strings because Lua cannot print large integers exactly
+//! any other way.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveMessage {
+    /// An accepted bid (published by `bid.lua`).
+    Bid(Box<BidMessage>),
+    /// The increment table changed: reload it.
+    Rules,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BidMessage {
+    pub auction_id: String,
+    pub bid_id: String,
+    pub bidder: String,
+    pub amount: String,
+    pub seq: String,
+    pub bid_count: String,
+    pub placed_us: String,
+    pub end_ms: String,
+    pub prev_end_ms: String,
+}

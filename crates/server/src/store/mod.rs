@@ -1,0 +1,258 @@
+//! Redis, the source of truth for live auctions. The only module that speaks Lua: every read or
+//! change of an auction goes through one of the scripts beside this file, each a single atomic step.
+
+mod keys;
+mod live;
+pub mod record;
+
+pub use keys::Keys;
+pub use live::LiveMessage;
+pub use record::{AuctionRecord, StoredState};
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use auction_proto::{Amount, AuctionId, BidId, BidRules, RejectReason, UserId};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use serde::Deserialize;
+
+use crate::config::RedisConfig;
+
+static BID: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("bid.lua")));
+static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("snapshot.lua")));
+static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create.lua")));
+
+/// How many recent bids an auction keeps for snapshots.
+pub const RECENT_BIDS: usize = 10;
+
+/// A failure to talk to Redis, or an answer that does not parse (which means a bug or a foreign
+/// writer, and is reported, not guessed around).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis call timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("unexpected data in redis: {0}")]
+    Corrupt(String),
+}
+
+/// The bid script's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BidOutcome {
+    Accepted { amount: Amount, seq: u64, end_ms: i64, prev_end_ms: i64, placed_us: i64 },
+    Rejected { reason: RejectReason, current: Option<Amount>, min_next: Option<Amount> },
+}
+
+/// A bid to place, already validated.
+pub struct NewBid<'a> {
+    pub auction: &'a AuctionId,
+    pub bidder: &'a UserId,
+    pub bid_id: &'a BidId,
+    pub amount: Amount,
+    pub rules: &'a BidRules,
+}
+
+/// A new auction's settings, already validated.
+pub struct NewAuction<'a> {
+    pub id: &'a AuctionId,
+    pub title: &'a str,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub starting_bid: Amount,
+    pub extension_window_s: u32,
+    pub extension_s: u32,
+}
+
+/// A handle on the auction data in Redis. Cheap to clone: the connection is multiplexed, so
+/// concurrent calls from many tasks are pipelined on one socket.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    keys: Keys,
+    timeout: Duration,
+}
+
+impl Store {
+    /// Connects, failing fast if Redis does not answer.
+    pub async fn connect(config: &RedisConfig) -> Result<Store, StoreError> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = tokio::time::timeout(config.timeout * 3, client.get_connection_manager_with_config(manager_config))
+            .await
+            .map_err(|_| StoreError::Timeout(config.timeout * 3))??;
+        Ok(Store { conn, keys: Keys::new(&config.key_prefix), timeout: config.timeout })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Runs `fut` with the store's timeout, so that a hung Redis turns into an error, not a hang.
+    async fn bounded<T>(&self, fut: impl Future<Output = Result<T, redis::RedisError>>) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout))?
+            .map_err(Into::into)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = self.bounded(redis::cmd("PING").query_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// Places a bid through the bid script.
+    pub async fn place_bid(&self, bid: &NewBid<'_>, channel: &str) -> Result<BidOutcome, StoreError> {
+        let keys = self.keys.auction(bid.auction);
+        let mut conn = self.conn.clone();
+        let text: String = self
+            .bounded(
+                BID.key(&keys.state)
+                    .key(&keys.recent)
+                    .key(&keys.outcomes)
+                    .key(&keys.log)
+                    .arg(bid.auction.as_str())
+                    .arg(bid.bidder.as_str())
+                    .arg(bid.bid_id.as_str())
+                    .arg(bid.amount.cents())
+                    .arg(bid.rules.to_script_arg())
+                    .arg(channel)
+                    .arg(RECENT_BIDS)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        parse_outcome(&text)
+    }
+
+    /// Reads an auction with Redis time; `None` if it does not exist.
+    pub async fn load(&self, id: &AuctionId) -> Result<Option<AuctionRecord>, StoreError> {
+        let keys = self.keys.auction(id);
+        let mut conn = self.conn.clone();
+        let reply: Vec<redis::Value> =
+            self.bounded(SNAPSHOT.key(&keys.state).key(&keys.recent).arg(RECENT_BIDS).invoke_async(&mut conn)).await?;
+        if reply.is_empty() {
+            return Ok(None);
+        }
+        let (time, fields, recent): (Vec<String>, Vec<(String, String)>, Vec<String>) =
+            redis::from_redis_value(redis::Value::Array(reply))
+                .map_err(|e| StoreError::Corrupt(format!("snapshot reply: {e}")))?;
+        AuctionRecord::parse(&time, fields, &recent).map(Some)
+    }
+
+    /// Creates an auction; `false` if the id is already taken.
+    pub async fn create(&self, auction: &NewAuction<'_>) -> Result<Option<i64>, StoreError> {
+        let keys = self.keys.auction(auction.id);
+        let mut conn = self.conn.clone();
+        let created_ms: i64 = self
+            .bounded(
+                CREATE
+                    .key(&keys.state)
+                    .key(&keys.log)
+                    .arg(auction.id.as_str())
+                    .arg(auction.title)
+                    .arg(auction.start_ms)
+                    .arg(auction.end_ms)
+                    .arg(auction.starting_bid.cents())
+                    .arg(auction.extension_window_s)
+                    .arg(auction.extension_s)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        if created_ms == 0 {
+            return Ok(None);
+        }
+        let _: () = self.bounded(conn.zadd(self.keys.index(), auction.id.as_str(), created_ms)).await?;
+        Ok(Some(created_ms))
+    }
+
+    /// The newest `limit` auction ids, newest first.
+    pub async fn recent_ids(&self, limit: usize) -> Result<Vec<AuctionId>, StoreError> {
+        let mut conn = self.conn.clone();
+        let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
+        let ids: Vec<String> = self.bounded(conn.zrevrange(self.keys.index(), 0, stop)).await?;
+        ids.iter()
+            .map(|id| AuctionId::parse(id).map_err(|e| StoreError::Corrupt(format!("auction index: {e}"))))
+            .collect()
+    }
+
+    /// Redis time in milliseconds.
+    pub async fn now_ms(&self) -> Result<i64, StoreError> {
+        let mut conn = self.conn.clone();
+        let (secs, micros): (i64, i64) = self.bounded(redis::cmd("TIME").query_async(&mut conn)).await?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+
+    /// The increment table in force (the defaults when none was ever set).
+    pub async fn rules(&self) -> Result<BidRules, StoreError> {
+        let mut conn = self.conn.clone();
+        let text: Option<String> = self.bounded(conn.get(self.keys.rules())).await?;
+        match text {
+            None => Ok(BidRules::default()),
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{}: {e}", self.keys.rules())))
+            }
+        }
+    }
+
+    /// Replaces the increment table and tells every bidding node to reload it.
+    pub async fn set_rules(&self, rules: &BidRules) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let text = serde_json::to_string(rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let _: () = self.bounded(conn.set(self.keys.rules(), text)).await?;
+        let note = serde_json::to_string(&LiveMessage::Rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let _: i64 = self.bounded(conn.publish(self.keys.live_channel(), note)).await?;
+        Ok(())
+    }
+
+    /// Deletes every key under this store's prefix. For tests, which each own a prefix.
+    pub async fn delete_all(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = {
+            let mut iter: redis::AsyncIter<String> = conn.scan_match(self.keys.all_pattern()).await?;
+            let mut keys = Vec::new();
+            while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
+                keys.push(key?);
+            }
+            keys
+        };
+        for chunk in keys.chunks(500) {
+            let _: () = conn.del(chunk).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The JSON the bid script returns.
+#[derive(Deserialize)]
+#[serde(tag = "r", rename_all = "snake_case")]
+enum ScriptOutcome {
+    Accepted { amount: String, seq: String, end_ms: String, prev_end_ms: String, placed_us: String },
+    Rejected { reason: RejectReason, current: Option<String>, min_next: Option<String> },
+}
+
+fn parse_outcome(text: &str) -> Result<BidOutcome, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("bid outcome {what}: {text}"));
+    let outcome: ScriptOutcome = serde_json::from_str(text).map_err(|_| corrupt("unreadable"))?;
+    let int = |s: &str| s.parse::<i64>().map_err(|_| corrupt("number"));
+    let amount = |s: &str| Amount::from_cents(int(s)?).ok_or_else(|| corrupt("amount"));
+    Ok(match outcome {
+        ScriptOutcome::Accepted { amount: a, seq, end_ms, prev_end_ms, placed_us } => BidOutcome::Accepted {
+            amount: amount(&a)?,
+            seq: seq.parse().map_err(|_| corrupt("seq"))?,
+            end_ms: int(&end_ms)?,
+            prev_end_ms: int(&prev_end_ms)?,
+            placed_us: int(&placed_us)?,
+        },
+        ScriptOutcome::Rejected { reason, current, min_next } => BidOutcome::Rejected {
+            reason,
+            current: current.as_deref().map(amount).transpose()?,
+            min_next: min_next.as_deref().map(amount).transpose()?,
+        },
+    })
+}

@@ -1,0 +1,167 @@
+//! An auction as stored in its Redis hash, read together with Redis time, and the wire shapes
+//! derived from it.
+
+use std::collections::HashMap;
+
+use auction_proto::rest::Auction;
+use auction_proto::ws::{RecentBid, Snapshot};
+use auction_proto::{Amount, AuctionId, AuctionStatus, BidRules, UserId};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::StoreError;
+
+/// The lifecycle state written in the hash. `Open` covers both scheduled and active: which of the
+/// two follows from Redis time, so no writer has to flip it for bidding to be right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredState {
+    Open,
+    Ended,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuctionRecord {
+    pub id: AuctionId,
+    pub title: String,
+    pub state: StoredState,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub starting_bid: Amount,
+    pub current_bid: Option<Amount>,
+    pub bidder: Option<UserId>,
+    pub seq: u64,
+    pub bid_count: u64,
+    pub extension_window_s: u32,
+    pub extension_s: u32,
+    pub created_ms: i64,
+    /// Redis time when the record was read, in microseconds.
+    pub now_us: i64,
+    /// Newest first.
+    pub recent: Vec<RecentBid>,
+}
+
+/// One entry of the recent-bids list as the bid script writes it.
+#[derive(Deserialize)]
+struct StoredBid {
+    bidder: String,
+    amount: String,
+    seq: String,
+    placed_us: String,
+}
+
+pub fn ms_to_time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("time {ms} ms")))
+}
+
+pub fn us_to_time(us: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(us).ok_or_else(|| StoreError::Corrupt(format!("time {us} us")))
+}
+
+impl AuctionRecord {
+    /// Builds a record from the snapshot script's reply.
+    pub fn parse(time: &[String], fields: Vec<(String, String)>, recent: &[String]) -> Result<Self, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("auction {what}"));
+        let fields: HashMap<String, String> = fields.into_iter().collect();
+        let get = |name: &str| fields.get(name).map(String::as_str).ok_or_else(|| corrupt(name));
+        let int = |name: &str| get(name)?.parse::<i64>().map_err(|_| corrupt(name));
+        let optional = |name: &str| fields.get(name).filter(|v| !v.is_empty());
+        let (secs, micros) = match time {
+            [s, u] => (s.parse::<i64>().map_err(|_| corrupt("time"))?, u.parse::<i64>().map_err(|_| corrupt("time"))?),
+            _ => return Err(corrupt("time")),
+        };
+        let id = AuctionId::parse(get("id")?).map_err(|_| corrupt("id"))?;
+        Ok(AuctionRecord {
+            title: get("title")?.to_owned(),
+            state: match get("state")? {
+                "open" => StoredState::Open,
+                "ended" => StoredState::Ended,
+                "cancelled" => StoredState::Cancelled,
+                _ => return Err(corrupt("state")),
+            },
+            start_ms: int("start_ms")?,
+            end_ms: int("end_ms")?,
+            starting_bid: Amount::from_cents(int("starting_bid")?).ok_or_else(|| corrupt("starting_bid"))?,
+            current_bid: optional("current_bid")
+                .map(|v| v.parse().ok().and_then(Amount::from_cents).ok_or_else(|| corrupt("current_bid")))
+                .transpose()?,
+            bidder: optional("bidder").map(|v| UserId::parse(v).map_err(|_| corrupt("bidder"))).transpose()?,
+            seq: u64::try_from(int("seq")?).map_err(|_| corrupt("seq"))?,
+            bid_count: u64::try_from(int("bid_count")?).map_err(|_| corrupt("bid_count"))?,
+            extension_window_s: u32::try_from(int("ext_window_s")?).map_err(|_| corrupt("ext_window_s"))?,
+            extension_s: u32::try_from(int("ext_s")?).map_err(|_| corrupt("ext_s"))?,
+            created_ms: int("created_ms")?,
+            now_us: secs * 1_000_000 + micros,
+            recent: recent.iter().map(|text| parse_recent(text)).collect::<Result<_, _>>()?,
+            id,
+        })
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.now_us / 1000
+    }
+
+    /// The status at the record's Redis time.
+    pub fn status(&self) -> AuctionStatus {
+        match self.state {
+            StoredState::Cancelled => AuctionStatus::Cancelled,
+            StoredState::Ended => AuctionStatus::Ended,
+            StoredState::Open if self.now_ms() < self.start_ms => AuctionStatus::Scheduled,
+            StoredState::Open if self.now_ms() < self.end_ms => AuctionStatus::Active,
+            StoredState::Open => AuctionStatus::Ended,
+        }
+    }
+
+    pub fn snapshot(&self, rules: &BidRules) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot {
+            auction_id: self.id.clone(),
+            status: self.status(),
+            start_time: ms_to_time(self.start_ms)?,
+            end_time: ms_to_time(self.end_ms)?,
+            starting_bid: self.starting_bid,
+            current_bid: self.current_bid,
+            highest_bidder: self.bidder.clone(),
+            min_next_bid: rules.min_next_bid(self.starting_bid, self.current_bid),
+            bid_count: self.bid_count,
+            seq: self.seq,
+            server_time: us_to_time(self.now_us)?,
+            recent_bids: self.recent.clone(),
+        })
+    }
+
+    pub fn to_auction(&self, rules: &BidRules) -> Result<Auction, StoreError> {
+        let snapshot = self.snapshot(rules)?;
+        let ended = snapshot.status == AuctionStatus::Ended;
+        Ok(Auction {
+            auction_id: snapshot.auction_id,
+            title: self.title.clone(),
+            status: snapshot.status,
+            start_time: snapshot.start_time,
+            end_time: snapshot.end_time,
+            starting_bid: snapshot.starting_bid,
+            current_bid: snapshot.current_bid,
+            highest_bidder: snapshot.highest_bidder,
+            min_next_bid: snapshot.min_next_bid,
+            bid_count: snapshot.bid_count,
+            seq: snapshot.seq,
+            server_time: snapshot.server_time,
+            recent_bids: snapshot.recent_bids,
+            extension_window_s: self.extension_window_s,
+            extension_s: self.extension_s,
+            created_at: ms_to_time(self.created_ms)?,
+            winner: if ended { self.bidder.clone() } else { None },
+            final_price: if ended { self.current_bid } else { None },
+        })
+    }
+}
+
+fn parse_recent(text: &str) -> Result<RecentBid, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("recent bid {text}"));
+    let bid: StoredBid = serde_json::from_str(text).map_err(|_| corrupt())?;
+    Ok(RecentBid {
+        bidder: UserId::parse(&bid.bidder).map_err(|_| corrupt())?,
+        amount: bid.amount.parse().ok().and_then(Amount::from_cents).ok_or_else(corrupt)?,
+        seq: bid.seq.parse().map_err(|_| corrupt())?,
+        placed_at: us_to_time(bid.placed_us.parse().map_err(|_| corrupt())?)?,
+    })
+}
