@@ -1,0 +1,234 @@
+//! One test per bid rule of DESIGN.md section 6, through the real WebSocket.
+
+use auction_proto::rest::CreateAuction;
+use auction_proto::ws::{BidAccepted, BidRejected, ServerFrame};
+use auction_proto::{BidRules, RejectReason};
+use chrono::Utc;
+
+use crate::helpers::*;
+
+fn accepted(frame: ServerFrame) -> BidAccepted {
+    match frame {
+        ServerFrame::BidAccepted(a) => a,
+        other => panic!("expected bid_accepted, got {other:?}"),
+    }
+}
+
+fn rejected(frame: ServerFrame, reason: RejectReason) -> BidRejected {
+    match frame {
+        ServerFrame::BidRejected(r) if r.reason == reason => r,
+        other => panic!("expected bid_rejected {reason:?}, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_low_carries_min_next_bid() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "100.00", 0).await;
+    let id = auction.auction_id.as_str();
+    let (mut alice, _) = node.connect(id, "alice").await;
+    let (mut bob, _) = node.connect(id, "bob").await;
+
+    let r = rejected(alice.bid("99.99", None).await, RejectReason::BidTooLow);
+    assert_eq!(r.min_next_bid, Some(amount("100.00")));
+    assert_eq!(r.current_bid, None);
+    assert!(r.message.contains("100.00"), "{}", r.message);
+
+    accepted(alice.bid("100.00", None).await);
+    // 100.00 is in the 100-249.99 band: the increment is 2.50.
+    let r = rejected(bob.bid("102.49", Some("b1")).await, RejectReason::BidTooLow);
+    assert_eq!(r.min_next_bid, Some(amount("102.50")));
+    assert_eq!(r.current_bid, Some(amount("100.00")));
+    // The same, decided from the node's cache without a client id.
+    let r = rejected(bob.bid("100.00", None).await, RejectReason::BidTooLow);
+    assert_eq!(r.min_next_bid, Some(amount("102.50")));
+    accepted(bob.bid("102.50", None).await);
+    assert_eq!(api.auction(id).await.bid_count, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_started() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let now = Utc::now();
+    let auction = api
+        .create(&CreateAuction {
+            title: None,
+            start_time: now + chrono::Duration::hours(1),
+            end_time: now + chrono::Duration::hours(2),
+            starting_bid: amount("10"),
+            extension_window_s: None,
+            extension_s: None,
+        })
+        .await;
+    assert_eq!(auction.status.as_str(), "scheduled");
+    let (mut ws, snapshot) = node.connect(auction.auction_id.as_str(), "alice").await;
+    assert_eq!(snapshot.status.as_str(), "scheduled");
+    rejected(ws.bid("10", None).await, RejectReason::AuctionNotStarted);
+    assert_eq!(ws.sync().await.bid_count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(1, "10", 0).await;
+    let (mut ws, snapshot) = node.connect(auction.auction_id.as_str(), "alice").await;
+    let observed = tokio::time::Instant::now();
+    accepted(ws.bid("10", None).await);
+    sleep_past(snapshot.end_time, snapshot.server_time, observed).await;
+    let (mut bob, snapshot) = node.connect(auction.auction_id.as_str(), "bob").await;
+    assert_eq!(snapshot.status.as_str(), "ended");
+    rejected(bob.bid("500", None).await, RejectReason::AuctionEnded);
+    let after = api.auction(auction.auction_id.as_str()).await;
+    assert_eq!(after.status.as_str(), "ended");
+    assert_eq!((after.bid_count, after.winner.as_ref().map(|w| w.as_str())), (1, Some("alice")));
+    assert_eq!(after.final_price, Some(amount("10")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn already_highest_bidder() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "10", 0).await;
+    let (mut ws, _) = node.connect(auction.auction_id.as_str(), "alice").await;
+    accepted(ws.bid("10", None).await);
+    let r = rejected(ws.bid("50", None).await, RejectReason::AlreadyHighestBidder);
+    assert_eq!(r.current_bid, Some(amount("10")));
+    assert_eq!(ws.sync().await.current_bid, Some(amount("10")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_retry() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let first = env.bidding_service().await;
+    let second = env.bidding_service().await;
+    let auction = api.create_open(600, "10", 0).await;
+    let id = auction.auction_id.as_str();
+    let (mut alice, _) = first.connect(id, "alice").await;
+    let original = accepted(alice.bid("10", Some("retry-1")).await);
+    let (mut bob, _) = first.connect(id, "bob").await;
+    accepted(bob.bid("20", None).await);
+
+    // A retry after reconnecting to another node, with the price moved on: the original outcome.
+    let (mut again, _) = second.connect(id, "alice").await;
+    let replay = accepted(again.bid("10", Some("retry-1")).await);
+    assert_eq!(replay, original);
+    // Even with another amount: the id names the bid, not the amount.
+    assert_eq!(accepted(again.bid("35", Some("retry-1")).await), original);
+    // A rejected bid replays its rejection.
+    let low = rejected(again.bid("1", Some("retry-2")).await, RejectReason::BidTooLow);
+    assert_eq!(rejected(again.bid("1000", Some("retry-2")).await, RejectReason::BidTooLow), low);
+    // The same id from another user is another bid.
+    let (mut carol, _) = second.connect(id, "carol").await;
+    accepted(carol.bid("40", Some("retry-1")).await);
+
+    let state = api.auction(id).await;
+    assert_eq!((state.bid_count, state.seq), (3, 3));
+    assert_eq!(state.current_bid, Some(amount("40")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_moves_end_time_for_every_watcher() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let a = env.bidding_service().await;
+    let b = env.bidding_service().await;
+    // Closes in 10 s: inside the default 30 s window, so the first bid extends to now + 30 s.
+    let auction = api.create_open(10, "10", 30).await;
+    let id = auction.auction_id.as_str();
+    let (mut bidder, _) = a.connect(id, "alice").await;
+    let (mut watcher_a, _) = a.connect(id, "watcher-a").await;
+    let (mut watcher_b, _) = b.connect(id, "watcher-b").await;
+
+    let bid = accepted(bidder.bid("10", None).await);
+    assert!(bid.end_time > auction.end_time);
+    for watcher in [&mut watcher_a, &mut watcher_b] {
+        let placed = watcher
+            .next_matching(|f| match f {
+                ServerFrame::BidPlaced(p) => Some(p.clone()),
+                _ => None,
+            })
+            .await;
+        let extended = watcher
+            .next_matching(|f| match f {
+                ServerFrame::AuctionExtended(e) => Some(e.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(extended.previous_end_time, auction.end_time);
+        assert_eq!(extended.end_time, bid.end_time);
+        assert_eq!(extended.seq, bid.seq);
+        // now + extension, both by Redis time: the bid's time in microseconds, the close in ms.
+        let gap = (extended.end_time - placed.placed_at).num_microseconds().unwrap();
+        assert!((29_999_000..=30_000_000).contains(&gap), "end - placed_at = {gap} us");
+    }
+    assert_eq!(api.auction(id).await.end_time, bid.end_time);
+
+    // Outside the window nothing moves: a 10-minute auction keeps its close.
+    let long = api.create_open(600, "10", 30).await;
+    let (mut ws, _) = a.connect(long.auction_id.as_str(), "alice").await;
+    assert_eq!(accepted(ws.bid("10", None).await).end_time, long.end_time);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn increment_bands() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "0.90", 0).await;
+    let id = auction.auction_id.as_str();
+    let (mut alice, _) = node.connect(id, "alice").await;
+    let (mut bob, _) = node.connect(id, "bob").await;
+    accepted(alice.bid("0.90", None).await);
+    // Under 1.00 the increment is 0.05.
+    assert_eq!(rejected(bob.bid("0.94", Some("x1")).await, RejectReason::BidTooLow).min_next_bid, Some(amount("0.95")));
+    accepted(bob.bid("1.00", None).await);
+    // From 1.00 it is 0.25.
+    assert_eq!(
+        rejected(alice.bid("1.20", Some("x2")).await, RejectReason::BidTooLow).min_next_bid,
+        Some(amount("1.25"))
+    );
+    accepted(alice.bid("1.25", None).await);
+    assert_eq!(bob.sync().await.min_next_bid, amount("1.50"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_changed_at_run_time_apply_to_the_next_bid() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "10", 0).await;
+    let id = auction.auction_id.as_str();
+    let (mut alice, _) = node.connect(id, "alice").await;
+    let (mut bob, _) = node.connect(id, "bob").await;
+    accepted(alice.bid("10", None).await);
+    assert_eq!(bob.sync().await.min_next_bid, amount("10.50"));
+
+    let flat: BidRules = serde_json::from_str(r#"{"increments":[{"from":"0.00","increment":"5.00"}]}"#).unwrap();
+    let response = api.http.put(api.url("/api/v1/rules")).json(&flat).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, rules) = api.get("/api/v1/rules").await;
+    assert_eq!(rules["increments"][0]["increment"], "5.00");
+    // The node pushes a fresh snapshot to its watchers once it holds the new rules.
+    let min_next = bob
+        .next_matching(|f| match f {
+            ServerFrame::Snapshot(s) if s.min_next_bid == amount("15.00") => Some(s.min_next_bid),
+            _ => None,
+        })
+        .await;
+    assert_eq!(min_next, amount("15.00"));
+    let r = rejected(bob.bid("14.99", Some("after-change")).await, RejectReason::BidTooLow);
+    assert_eq!(r.min_next_bid, Some(amount("15.00")));
+    accepted(bob.bid("15.00", None).await);
+    // And a node started later reads them at start.
+    let late = env.bidding_service().await;
+    let (_, snapshot) = late.connect(id, "carol").await;
+    assert_eq!(snapshot.min_next_bid, amount("20.00"));
+}

@@ -1,0 +1,155 @@
+//! Must-show 2 of the core issue: 50 bidders on two nodes for several seconds, then the invariants.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use auction_proto::rest::CreateAuction;
+use auction_proto::ws::{BidPlaced, ServerFrame};
+use auction_proto::{Amount, RejectReason};
+use chrono::Utc;
+use rand::Rng;
+
+use crate::helpers::*;
+
+const BIDDERS: usize = 50;
+const BIDDING_FOR: Duration = Duration::from_secs(4);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_bidders_on_two_nodes_keep_every_invariant() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let nodes = [env.bidding_service().await, env.bidding_service().await];
+    let now = Utc::now();
+    // Closes 3 s from now, and every bid in the last second pushes the close to a second after
+    // it: the close moves while bids race, which is what the end-time invariant must survive.
+    let auction = api
+        .create(&CreateAuction {
+            title: Some("Contested".into()),
+            start_time: now - chrono::Duration::seconds(1),
+            end_time: now + chrono::Duration::seconds(3),
+            starting_bid: amount("1.00"),
+            extension_window_s: Some(1),
+            extension_s: Some(1),
+        })
+        .await;
+    let id = auction.auction_id.as_str().to_owned();
+
+    let mut clients = Vec::new();
+    for i in 0..BIDDERS {
+        let (ws, snapshot) = nodes[i % 2].connect(&id, &format!("bidder-{i}")).await;
+        clients.push((ws, snapshot));
+    }
+    let stop_at = tokio::time::Instant::now() + BIDDING_FOR;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mut ws, snapshot))| {
+            tokio::spawn(async move {
+                let mut min_next = snapshot.min_next_bid;
+                let mut accepted = Vec::new();
+                let mut n = 0;
+                while tokio::time::Instant::now() < stop_at {
+                    n += 1;
+                    let extra = rand::rng().random_range(0..20);
+                    let bid = Amount::from_cents(min_next.cents() + extra).unwrap();
+                    match ws.bid(&bid.to_string(), Some(&format!("b{i}-{n}"))).await {
+                        ServerFrame::BidAccepted(a) => accepted.push(a),
+                        ServerFrame::BidRejected(r) if r.reason == RejectReason::AuctionEnded => break,
+                        ServerFrame::BidRejected(r) => {
+                            assert!(
+                                matches!(r.reason, RejectReason::BidTooLow | RejectReason::AlreadyHighestBidder),
+                                "unexpected rejection {r:?}"
+                            );
+                            if let Some(m) = r.min_next_bid {
+                                min_next = min_next.max(m);
+                            }
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                    // Learn the price from the feed as a real bidder would.
+                    for frame in ws.seen.iter().rev() {
+                        if let ServerFrame::BidPlaced(BidPlaced { min_next_bid: Some(m), .. }) = frame {
+                            min_next = min_next.max(*m);
+                            break;
+                        }
+                    }
+                    let pause = rand::rng().random_range(0..8);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                (ws, snapshot, accepted)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("bidder task"));
+    }
+
+    // Every accepted bid, by seq: amounts strictly rise and seqs have no hole.
+    let mut accepted: BTreeMap<u64, (Amount, String)> = BTreeMap::new();
+    for (_, _, bids) in &results {
+        for a in bids {
+            assert!(accepted.insert(a.seq, (a.amount, a.bid_id.to_string())).is_none(), "seq {} twice", a.seq);
+        }
+    }
+    let last_seq = *accepted.keys().last().expect("some bids were accepted");
+    assert!(last_seq >= 50, "only {last_seq} bids accepted: the test did not contend");
+    assert_eq!(accepted.keys().copied().collect::<Vec<_>>(), (1..=last_seq).collect::<Vec<_>>());
+    let amounts: Vec<Amount> = accepted.values().map(|(a, _)| *a).collect();
+    assert!(amounts.windows(2).all(|w| w[0] < w[1]), "amounts must strictly rise with seq");
+
+    // Every watcher on both nodes saw every bid_placed after its first snapshot, in seq order, or
+    // got a snapshot covering the ones it missed.
+    let mut placed: HashMap<u64, BidPlaced> = HashMap::new();
+    for (ws, first, _) in &mut results {
+        let caught_up = |f: &ServerFrame| f.seq() >= Some(last_seq) && !matches!(f, ServerFrame::BidAccepted(_));
+        if !ws.seen.iter().any(caught_up) {
+            ws.next_matching(|f| caught_up(f).then_some(())).await;
+        }
+        let mut shown = first.seq;
+        for frame in &ws.seen {
+            match frame {
+                ServerFrame::BidPlaced(p) => {
+                    assert_eq!(p.seq, shown + 1, "bid_placed out of order or missing");
+                    assert_eq!(p.amount, accepted[&p.seq].0);
+                    assert_eq!(p.bid_id.as_str(), accepted[&p.seq].1);
+                    shown = p.seq;
+                    placed.entry(p.seq).or_insert_with(|| p.clone());
+                }
+                ServerFrame::Snapshot(s) => {
+                    assert!(s.seq >= shown, "a resync went back in time");
+                    shown = s.seq;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(shown, last_seq);
+    }
+
+    // No bid was accepted at or after the close in force when it was placed.
+    let mut close = auction.end_time;
+    for seq in 1..=last_seq {
+        let p = placed.get(&seq).unwrap_or_else(|| panic!("no watcher saw seq {seq}"));
+        assert!(p.placed_at < close, "seq {seq} placed at {} but the close was {close}", p.placed_at);
+        close = p.end_time;
+    }
+    assert!(close > auction.end_time, "bids in the last second must have extended the close");
+
+    // After the close: the final state is the last accepted bid, and nothing more gets in.
+    let (mut late, snapshot) = nodes[0].connect(&id, "latecomer").await;
+    sleep_past(snapshot.end_time, snapshot.server_time, tokio::time::Instant::now()).await;
+    match late.bid("1000000", None).await {
+        ServerFrame::BidRejected(r) => assert_eq!(r.reason, RejectReason::AuctionEnded),
+        other => panic!("{other:?}"),
+    }
+    let last = &placed[&last_seq];
+    let final_state = late.sync().await;
+    assert_eq!(final_state.status.as_str(), "ended");
+    assert_eq!(final_state.seq, last_seq);
+    assert_eq!(final_state.bid_count, last_seq);
+    assert_eq!(final_state.current_bid, Some(last.amount));
+    assert_eq!(final_state.highest_bidder.as_ref(), Some(&last.bidder));
+    assert_eq!(final_state.end_time, last.end_time);
+    let rest = api.auction(&id).await;
+    assert_eq!((rest.winner.as_ref(), rest.final_price), (Some(&last.bidder), Some(last.amount)));
+}

@@ -1,0 +1,325 @@
+//! Test harness: an isolated environment per test (key prefix + database), services started
+//! in-process on port 0, and small REST and WebSocket clients.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Once;
+use std::time::Duration;
+
+use auction_proto::rest::{Auction, CreateAuction};
+use auction_proto::ws::{ServerFrame, Snapshot};
+use auction_proto::{Amount, ClientFrame};
+use auction_server::config::{Config, Service};
+use auction_server::store::Store;
+use chrono::{DateTime, Utc};
+use futures_util::{SinkExt, StreamExt};
+use sqlx::Connection;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// How long any single expected event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+fn redis_address() -> String {
+    std::env::var("TEST_REDIS_ADDRESS").unwrap_or_else(|_| "127.0.0.1:6379".into())
+}
+
+fn mysql_base() -> String {
+    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://auction:auction@127.0.0.1:3306".into())
+}
+
+fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().init();
+        }
+    });
+}
+
+/// One test's private slice of Redis and MySQL, and the services it started.
+pub struct TestEnv {
+    pub prefix: String,
+    pub database: String,
+    services: Vec<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl TestEnv {
+    pub async fn new() -> TestEnv {
+        init_logging();
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let database = format!("auction_t_{tag}");
+        let mut conn = sqlx::MySqlConnection::connect(&format!("{}/auction", mysql_base()))
+            .await
+            .expect("mysql is not reachable: run scripts/dev-services.sh");
+        sqlx::query(&format!("CREATE DATABASE `{database}`")).execute(&mut conn).await.expect("create test database");
+        TestEnv { prefix: format!("t_{tag}:"), database, services: Vec::new() }
+    }
+
+    pub fn config(&self, service: Service) -> Config {
+        let vars: HashMap<String, String> = [
+            ("SERVER_HOST", "127.0.0.1".to_owned()),
+            ("SERVER_PORT", "0".to_owned()),
+            ("REDIS_ADDRESS", redis_address()),
+            ("REDIS_KEY_PREFIX", self.prefix.clone()),
+            ("MYSQL_DSN", format!("{}/{}", mysql_base(), self.database)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        Config::from_env(service, |name| vars.get(name).cloned()).expect("test config")
+    }
+
+    pub async fn auction_service(&mut self) -> Api {
+        let app = auction_server::auction::App::build(self.config(Service::Auction)).await.expect("auction service");
+        let addr = app.local_addr();
+        let token = CancellationToken::new();
+        self.services.push((token.clone(), tokio::spawn(app.run(token))));
+        Api::new(addr)
+    }
+
+    pub async fn bidding_service(&mut self) -> Node {
+        let app = auction_server::bidding::App::build(self.config(Service::Bidding)).await.expect("bidding service");
+        let addr = app.local_addr();
+        let token = CancellationToken::new();
+        self.services.push((token.clone(), tokio::spawn(app.run(token))));
+        Node { addr }
+    }
+
+    pub async fn analytics_service(&mut self) -> SocketAddr {
+        let app =
+            auction_server::analytics::App::build(self.config(Service::Analytics)).await.expect("analytics service");
+        let addr = app.local_addr();
+        let token = CancellationToken::new();
+        self.services.push((token.clone(), tokio::spawn(app.run(token))));
+        addr
+    }
+}
+
+impl Drop for TestEnv {
+    /// Stops the services and removes the test's database and keys. Runs on a thread of its own
+    /// because the test's runtime is shutting down.
+    fn drop(&mut self) {
+        for (token, _) in &self.services {
+            token.cancel();
+        }
+        let database = self.database.clone();
+        let config = self.config(Service::Bidding);
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                if let Ok(mut conn) = sqlx::MySqlConnection::connect(&format!("{}/auction", mysql_base())).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`")).execute(&mut conn).await;
+                }
+                if let Ok(store) = Store::connect(&config.redis).await {
+                    let _ = store.delete_all().await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A REST client for one auction service.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr) -> Api {
+        Api { base: format!("http://{addr}"), http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs raw JSON to create an auction; returns status and body.
+    pub async fn post_auction(&self, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self.http.post(self.url("/api/v1/auctions")).json(body).send().await.expect("post");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn create(&self, body: &CreateAuction) -> Auction {
+        let (status, json) = self.post_auction(&serde_json::to_value(body).expect("json")).await;
+        assert_eq!(status, 201, "create failed: {json}");
+        serde_json::from_value(json).expect("auction body")
+    }
+
+    /// An auction that opened a second ago and closes after `seconds`, with the given settings.
+    pub async fn create_open(&self, seconds: i64, starting_bid: &str, extension_window_s: u32) -> Auction {
+        let now = Utc::now();
+        self.create(&CreateAuction {
+            title: Some("Test lot".into()),
+            start_time: now - chrono::Duration::seconds(1),
+            end_time: now + chrono::Duration::seconds(seconds),
+            starting_bid: amount(starting_bid),
+            extension_window_s: Some(extension_window_s),
+            extension_s: Some(30),
+        })
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.http.get(self.url(path)).send().await.expect("get");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn auction(&self, id: &str) -> Auction {
+        let (status, json) = self.get(&format!("/api/v1/auctions/{id}")).await;
+        assert_eq!(status, 200, "{json}");
+        serde_json::from_value(json).expect("auction body")
+    }
+}
+
+pub fn amount(text: &str) -> Amount {
+    Amount::parse(text).expect("test amount")
+}
+
+/// One bidding-service node.
+#[derive(Clone, Copy)]
+pub struct Node {
+    pub addr: SocketAddr,
+}
+
+impl Node {
+    pub fn ws_url(&self, auction: &str, user: &str) -> String {
+        format!("ws://{}/ws/auction/{auction}?user_id={user}", self.addr)
+    }
+
+    /// Connects as `user` and returns the client with its first snapshot.
+    pub async fn connect(&self, auction: &str, user: &str) -> (Ws, Snapshot) {
+        let (stream, _) = tokio_tungstenite::connect_async(self.ws_url(auction, user)).await.expect("ws connect");
+        let mut ws = Ws { stream, seen: Vec::new() };
+        match ws.next().await {
+            ServerFrame::Snapshot(snapshot) => (ws, snapshot),
+            other => panic!("expected a snapshot first, got {other:?}"),
+        }
+    }
+
+    /// Tries to connect to a raw URL path; returns the HTTP status of a refused upgrade.
+    pub async fn refused_status(&self, path_and_query: &str) -> u16 {
+        let url = format!("ws://{}{path_and_query}", self.addr);
+        match tokio_tungstenite::connect_async(url).await {
+            Ok(_) => panic!("upgrade to {path_and_query} was accepted"),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+            Err(e) => panic!("unexpected error for {path_and_query}: {e}"),
+        }
+    }
+}
+
+/// A WebSocket client that keeps every frame it received, in order.
+pub struct Ws {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub seen: Vec<ServerFrame>,
+}
+
+impl Ws {
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        self.send_text(&frame.encode()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream.send(Message::text(text)).await.expect("ws send");
+    }
+
+    pub async fn send_message(&mut self, message: Message) {
+        self.stream.send(message).await.expect("ws send");
+    }
+
+    /// The next frame, recorded in `seen`; fails the test after [`WAIT`].
+    pub async fn next(&mut self) -> ServerFrame {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.stream.next()).await.expect("timed out waiting for a frame");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    let frame: ServerFrame =
+                        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad frame {text}: {e}"));
+                    self.seen.push(frame.clone());
+                    return frame;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until a frame matches `pick`, keeping the others in `seen`.
+    pub async fn next_matching<T>(&mut self, mut pick: impl FnMut(&ServerFrame) -> Option<T>) -> T {
+        loop {
+            let frame = self.next().await;
+            if let Some(found) = pick(&frame) {
+                return found;
+            }
+        }
+    }
+
+    /// Places a bid and returns the outcome frame (`bid_accepted` or `bid_rejected`).
+    pub async fn bid(&mut self, amount: &str, bid_id: Option<&str>) -> ServerFrame {
+        let bid_id = bid_id.map(|id| format!(r#","bid_id":"{id}""#)).unwrap_or_default();
+        self.send_text(&format!(r#"{{"type":"place_bid","amount":"{amount}"{bid_id}}}"#)).await;
+        self.outcome().await
+    }
+
+    pub async fn outcome(&mut self) -> ServerFrame {
+        self.next_matching(|f| {
+            matches!(f, ServerFrame::BidAccepted(_) | ServerFrame::BidRejected(_)).then(|| f.clone())
+        })
+        .await
+    }
+
+    /// Sends `sync` and returns the fresh snapshot.
+    pub async fn sync(&mut self) -> Snapshot {
+        self.send(&ClientFrame::Sync).await;
+        self.next_matching(|f| match f {
+            ServerFrame::Snapshot(s) => Some(s.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next `error` frame's code.
+    pub async fn error_code(&mut self) -> String {
+        self.next_matching(|f| match f {
+            ServerFrame::Error(e) => Some(e.code.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Sends `text` while reading, for a frame the server refuses mid-send; returns the close code.
+    pub async fn send_expecting_close(self, text: String) -> Option<u16> {
+        let (mut sink, mut stream) = self.stream.split();
+        let send = async move {
+            // The server may close before the whole frame is written; that is the point.
+            let _ = sink.send(Message::text(text)).await;
+        };
+        let read = async move {
+            loop {
+                match tokio::time::timeout(WAIT, stream.next()).await.expect("timed out waiting for close") {
+                    Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        };
+        tokio::pin!(read);
+        tokio::select! {
+            code = &mut read => code,
+            () = send => read.await,
+        }
+    }
+}
+
+/// Sleeps until Redis time (as `server_time` reported it, `observed` locally) passes `at`.
+pub async fn sleep_past(at: DateTime<Utc>, server_time: DateTime<Utc>, observed: tokio::time::Instant) {
+    let wait = (at - server_time).to_std().unwrap_or_default() + Duration::from_millis(20);
+    tokio::time::sleep_until(observed + wait).await;
+}

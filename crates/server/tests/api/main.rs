@@ -1,0 +1,11 @@
+//! Integration tests: the real services on port 0 against the real Redis and MariaDB. One test
+//! binary, each test with its own Redis key prefix and its own database, so they run in parallel.
+
+// Panicking is how a test fails; the harness's helpers are part of the tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod bidding;
+mod concurrency;
+mod helpers;
+mod rest;

@@ -1,0 +1,114 @@
+//! The auction service's REST API: create, get, list, rules, health.
+
+use auction_proto::rest::AuctionList;
+use chrono::Utc;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_get_list_and_mysql_copy() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let now = Utc::now();
+    let (status, body) = api
+        .post_auction(&json!({
+            "title": "Brass lamp",
+            "start_time": (now + chrono::Duration::hours(1)).to_rfc3339(),
+            "end_time": (now + chrono::Duration::hours(2)).to_rfc3339(),
+            "starting_bid": 12.5,
+            "extension_window_s": 0
+        }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["title"], "Brass lamp");
+    assert_eq!(body["starting_bid"], "12.50");
+    assert_eq!(body["min_next_bid"], "12.50");
+    assert_eq!(body["status"], "scheduled");
+    assert_eq!(body["extension_window_s"], 0);
+    assert_eq!(body["current_bid"], serde_json::Value::Null);
+    let id = body["auction_id"].as_str().unwrap().to_owned();
+
+    let fetched = api.auction(&id).await;
+    assert_eq!(fetched.title, "Brass lamp");
+    let open = api.create_open(60, "1", 30).await;
+
+    let (status, list) = api.get("/api/v1/auctions").await;
+    assert_eq!(status, 200);
+    let list: AuctionList = serde_json::from_value(list).unwrap();
+    let ids: Vec<&str> = list.auctions.iter().map(|a| a.auction_id.as_str()).collect();
+    assert_eq!(ids, [open.auction_id.as_str(), id.as_str()], "newest first");
+    let (_, active) = api.get("/api/v1/auctions?status=active").await;
+    let active: AuctionList = serde_json::from_value(active).unwrap();
+    assert_eq!(active.auctions.len(), 1);
+    assert_eq!(active.auctions[0].auction_id, open.auction_id);
+    let (_, limited) = api.get("/api/v1/auctions?limit=1").await;
+    assert_eq!(limited["auctions"].as_array().unwrap().len(), 1);
+
+    // The durable copy in MySQL.
+    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&format!(
+        "mysql://auction:auction@127.0.0.1:3306/{}",
+        env.database
+    ))
+    .await
+    .unwrap();
+    let row: (String, rust_decimal::Decimal, String) =
+        sqlx::query_as("SELECT title, starting_bid, status FROM auctions WHERE auction_id = ?")
+            .bind(&id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(row.0, "Brass lamp");
+    assert_eq!(row.1.to_string(), "12.50");
+    assert_eq!(row.2, "scheduled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_get_put_and_validation() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let (status, rules) = api.get("/api/v1/rules").await;
+    assert_eq!(status, 200);
+    assert_eq!(rules["increments"].as_array().unwrap().len(), 10, "the default bands");
+    assert_eq!(rules["increments"][4], json!({"from": "100.00", "increment": "2.50"}));
+
+    for (bad, field, text) in [
+        (json!({"increments": []}), "increments", "empty"),
+        (json!({"increments": [{"from": "1.00", "increment": "1.00"}]}), "increments", "0.00"),
+        (
+            json!({"increments": [{"from": "0", "increment": "1"}, {"from": "0", "increment": "2"}]}),
+            "increments",
+            "increments[1].from",
+        ),
+        (json!({"increments": [{"from": "0", "increment": "0"}]}), "increments[0].increment", "greater than zero"),
+        (json!({"increments": [{"from": "0", "increment": "1", "to": "5"}]}), "increments[0].to", "unknown field"),
+    ] {
+        let response = api.http.put(api.url("/api/v1/rules")).json(&bad).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{bad}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["field"], field, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(text), "{body}");
+    }
+    let (_, unchanged) = api.get("/api/v1/rules").await;
+    assert_eq!(unchanged, rules, "refused rules change nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_of_every_service() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let analytics = env.analytics_service().await;
+    for (url, service) in [
+        (api.url("/health"), "auction"),
+        (format!("http://{}/health", node.addr), "bidding"),
+        (format!("http://{analytics}/health"), "analytics"),
+    ] {
+        let response = api.http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["service"], service);
+        assert_eq!(body["checks"]["redis"], "ok");
+    }
+}
