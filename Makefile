@@ -1,0 +1,26 @@
+# Shortcuts; the scripts under scripts/ are the real commands and need nothing but bash and cargo.
+.PHONY: dev dev-setup test fmt clippy run-auction-service run-bidding-service run-analytics-service
+
+dev:                    ## the whole stack in the foreground
+	scripts/dev.sh
+
+dev-setup:              ## install (if needed) and start Redis and MariaDB
+	scripts/dev-services.sh
+
+test:                   ## every check and test
+	scripts/test.sh
+
+fmt:
+	cargo fmt --all
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+run-auction-service: dev-setup
+	SERVER_PORT=8081 cargo run --bin auction-service
+
+run-bidding-service: dev-setup
+	SERVER_PORT=8080 cargo run --bin bidding-service
+
+run-analytics-service: dev-setup
+	SERVER_PORT=8082 cargo run --bin analytics-service

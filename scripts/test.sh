@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every check and every test, on a fresh Debian/Ubuntu machine with only Rust installed:
+# brings up Redis and MariaDB first (installing them if missing), then format, lints, tests, and
+# a smoke run of the whole stack with the README's own examples.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/dev-services.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
+scripts/readme-examples.sh
