@@ -94,6 +94,11 @@ pub struct LeaderInfo {
     pub instance_id: Option<String>,
     pub epoch: u64,
     pub lease_ms_left: u64,
+    /// The instance that answered (an extension), and whether it believes it leads right now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by_leader: Option<bool>,
 }
 
 /// Every error answer of the REST API: `{"error":{"code","message"}}`, and the offending field

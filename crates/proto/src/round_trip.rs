@@ -147,6 +147,9 @@ fn rest_bodies() {
         r#"{{"bids":[{{"bid_id":"b-1","bidder":"bob","amount":"12.00","seq":2,"placed_at":"{T0}"}}],"next_cursor":"2"}}"#
     ));
     round_trip::<LeaderInfo>(r#"{"instance_id":"auction-1","epoch":3,"lease_ms_left":8200}"#);
+    round_trip::<LeaderInfo>(
+        r#"{"instance_id":null,"epoch":3,"lease_ms_left":0,"answered_by":"auction-2","answered_by_leader":false}"#,
+    );
     round_trip::<ErrorBody>(
         r#"{"error":{"code":"invalid_field","message":"starting_bid: must be > 0","field":"starting_bid"}}"#,
     );

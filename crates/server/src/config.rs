@@ -92,6 +92,8 @@ pub struct AuctionConfig {
     pub max_bid: Amount,
     /// The longest an auction may run.
     pub max_duration: Duration,
+    /// The most one extend call may add.
+    pub max_extend: Duration,
 }
 
 /// The file's shape: every key optional; unknown keys are errors so typos are caught.
@@ -151,6 +153,7 @@ struct FileBidding {
 struct FileAuction {
     max_bid: Option<String>,
     max_duration: Option<String>,
+    max_extend: Option<String>,
 }
 
 pub const DEFAULT_MYSQL_DSN: &str = "mysql://auction:auction@127.0.0.1:3306/auction";
@@ -215,6 +218,7 @@ impl Config {
         let max_bid = pick("MAX_BID", "bidding.max_bid", b.max_bid);
         let max_starting_bid = pick("MAX_BID", "auction.max_bid", file.auction.max_bid);
         let max_duration = pick("MAX_AUCTION_DURATION", "auction.max_duration", file.auction.max_duration);
+        let max_extend = pick("MAX_EXTEND", "auction.max_extend", file.auction.max_extend);
 
         let host = pick("SERVER_HOST", "server.host", file.server.host).value.unwrap_or_else(|| "0.0.0.0".into());
         let key_prefix_value = key_prefix.value.clone().unwrap_or_default();
@@ -264,6 +268,7 @@ impl Config {
             auction: AuctionConfig {
                 max_bid: amount(max_starting_bid)?,
                 max_duration: duration(max_duration, Duration::from_secs(365 * 24 * 3600))?,
+                max_extend: duration(max_extend, Duration::from_secs(24 * 3600))?,
             },
         })
     }

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use auction_proto::rest::Auction;
+use chrono::NaiveDateTime;
+use rust_decimal::Decimal;
 use sqlx::MySqlPool;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
@@ -44,4 +46,59 @@ pub async fn insert_auction(pool: &MySqlPool, auction: &Auction) -> Result<(), s
 
 pub async fn ping(pool: &MySqlPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}
+
+/// Marks an auction started (only if it was still scheduled: records are idempotent).
+pub async fn record_started(pool: &MySqlPool, auction: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE auctions SET status = 'active' WHERE auction_id = ? AND status = 'scheduled'")
+        .bind(auction)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The final state of an ended auction: the auction row and its result, in one transaction.
+pub struct EndedRecord<'a> {
+    pub auction: &'a str,
+    pub winner: Option<&'a str>,
+    pub final_price: Option<Decimal>,
+    pub bid_count: u64,
+    pub end_time: NaiveDateTime,
+}
+
+pub async fn record_ended(pool: &MySqlPool, ended: &EndedRecord<'_>) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE auctions SET status = 'ended', end_time = ? WHERE auction_id = ?")
+        .bind(ended.end_time)
+        .bind(ended.auction)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO auction_results (auction_id, winner, final_price, bid_count, ended_at) VALUES (?, ?, ?, ?, ?) \
+         ON DUPLICATE KEY UPDATE auction_id = auction_id",
+    )
+    .bind(ended.auction)
+    .bind(ended.winner)
+    .bind(ended.final_price)
+    .bind(ended.bid_count)
+    .bind(ended.end_time)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// An operator's change: the new status and close in force.
+pub async fn record_change(
+    pool: &MySqlPool,
+    auction: &str,
+    status: &str,
+    end_time: NaiveDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE auctions SET status = ?, end_time = ? WHERE auction_id = ?")
+        .bind(status)
+        .bind(end_time)
+        .bind(auction)
+        .execute(pool)
+        .await?;
+    Ok(())
 }

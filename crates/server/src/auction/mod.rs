@@ -1,7 +1,9 @@
 //! The auction service: the REST API under `/api/v1`. Redis holds the live state (through the
 //! store's scripts); MySQL gets a durable copy of every auction.
 
+mod leader;
 mod routes;
+mod scheduler;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,12 +17,15 @@ use axum::response::Response;
 use axum::routing::get;
 use sqlx::MySqlPool;
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{AuctionConfig, Config};
+use crate::config::{AuctionConfig, Config, RedisConfig};
 use crate::http::{MAX_BODY_BYTES, check, health_response, not_found};
 use crate::store::Store;
+use leader::{Elector, LeaseWatch};
+use scheduler::Scheduler;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,11 +33,16 @@ pub struct AppState {
     db: MySqlPool,
     config: Arc<AuctionConfig>,
     instance_id: Arc<str>,
+    lease: LeaseWatch,
+    /// Wakes this instance's scheduler (when it leads) after a local deadline change.
+    wake: Arc<Notify>,
 }
 
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    elector: Elector,
+    redis: RedisConfig,
 }
 
 impl App {
@@ -41,22 +51,42 @@ impl App {
         let store = Store::connect(&config.redis).await.context("cannot connect to redis")?;
         let db = crate::db::connect_and_migrate(&config.mysql).await.context("cannot prepare the mysql database")?;
         let listener = crate::runtime::bind(&config).await?;
+        let (elector, lease) = Elector::new(store.clone(), config.instance_id.clone(), config.leader_ttl);
         let state = AppState {
             store,
             db,
             config: Arc::new(config.auction.clone()),
             instance_id: config.instance_id.clone().into(),
+            lease,
+            wake: Arc::new(Notify::new()),
         };
-        Ok(App { listener, state })
+        Ok(App { listener, state, elector, redis: config.redis.clone() })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// Serves the API and runs the election and, while leading, the scheduler, until `shutdown`;
+    /// then releases the lease.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let router = router(self.state);
-        crate::runtime::serve(self.listener, router, shutdown, TaskTracker::new(), Duration::from_secs(5)).await
+        let state = self.state;
+        let tracker = TaskTracker::new();
+        let (records_tx, records_rx) = mpsc::channel(4096);
+        let scheduler = Scheduler {
+            store: state.store.clone(),
+            instance: state.instance_id.to_string(),
+            lease: state.lease.clone(),
+            wake: state.wake.clone(),
+            records: records_tx,
+        };
+        let channel = state.store.keys().live_channel();
+        tracker.spawn(self.elector.run(shutdown.clone()));
+        tracker.spawn(scheduler.run(shutdown.clone()));
+        tracker.spawn(scheduler::write_records(state.db.clone(), records_rx));
+        tracker.spawn(scheduler::listen_for_deadlines(self.redis, channel, state.wake.clone(), shutdown.clone()));
+        let router = router(state);
+        crate::runtime::serve(self.listener, router, shutdown, tracker, Duration::from_secs(5)).await
     }
 }
 

@@ -1,6 +1,6 @@
 //! The `/api/v1` handlers: auctions and bid rules.
 
-use auction_proto::rest::{Auction, AuctionList, CreateAuction};
+use auction_proto::rest::{Auction, AuctionList, CreateAuction, ExtendRequest, ExtendResponse, LeaderInfo};
 use auction_proto::{AuctionId, AuctionStatus, BidRules};
 use axum::Json;
 use axum::Router;
@@ -8,13 +8,14 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use serde::Deserialize;
 
 use super::AppState;
 use crate::http::{ApiError, ApiJson};
-use crate::store::NewAuction;
+use crate::store::record::ms_to_time;
+use crate::store::{ChangeOutcome, ChangeRequest, NewAuction};
 
 /// The longest title accepted, in characters.
 const MAX_TITLE: usize = 200;
@@ -27,6 +28,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/auctions", get(list).post(create))
         .route("/auctions/{auction_id}", get(get_one))
+        .route("/auctions/{auction_id}/extend", post(extend))
+        .route("/auctions/{auction_id}/cancel", post(cancel))
+        .route("/leader", get(leader))
         .route("/rules", get(get_rules).put(put_rules))
 }
 
@@ -76,6 +80,12 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
             break candidate;
         }
     };
+    // The scheduler's index, then a wake-up for whichever instance leads.
+    state.store.schedule(&id, start_ms).await?;
+    if let Err(e) = state.store.announce_deadline().await {
+        tracing::warn!(auction = %id, error = %e, "cannot wake the scheduler; it looks again within a second");
+    }
+    state.wake.notify_one();
     let auction = load(&state, &id).await?;
     // Redis is the source of truth for a live auction; the row is its durable copy. The creation
     // is also on the auction's event log, so a row missed here is written by the log consumer.
@@ -161,4 +171,75 @@ async fn put_rules(
     state.store.set_rules(&rules).await?;
     tracing::info!(bands = rules.increments.len(), "bid rules replaced");
     Ok(Json(rules))
+}
+
+/// `POST /auctions/{id}/extend {"seconds":N}`: moves the close N seconds later; only while the
+/// auction is scheduled or active.
+async fn extend(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ExtendRequest>,
+) -> Result<Json<ExtendResponse>, ApiError> {
+    let id = parse_id(&id)?;
+    let max = state.config.max_extend.as_secs();
+    if body.seconds == 0 || u64::from(body.seconds) > max {
+        return Err(ApiError::field("seconds", format!("must be between 1 and {max}")));
+    }
+    let ChangeOutcome::Extended { end_ms, prev_end_ms, .. } =
+        change(&state, &id, ChangeRequest::Extend { seconds: body.seconds }).await?
+    else {
+        return Err(ApiError::Internal(anyhow::anyhow!("extend answered with another change")));
+    };
+    // An active auction's next deadline is its close; a scheduled one keeps its start.
+    if let Some(next) = state.store.load(&id).await?.and_then(|r| r.next_deadline_ms()) {
+        state.store.schedule(&id, next).await?;
+    }
+    state.wake.notify_one();
+    let end_time = ms_to_time(end_ms)?;
+    let status = load(&state, &id).await?.status;
+    if let Err(e) = crate::db::record_change(&state.db, id.as_str(), status.as_str(), end_time.naive_utc()).await {
+        tracing::warn!(auction = %id, error = %e, "extension not yet recorded in mysql");
+    }
+    Ok(Json(ExtendResponse { auction_id: id, end_time, previous_end_time: ms_to_time(prev_end_ms)? }))
+}
+
+/// `POST /auctions/{id}/cancel`: refuses bids from now on and tells every watcher.
+async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Auction>, ApiError> {
+    let id = parse_id(&id)?;
+    change(&state, &id, ChangeRequest::Cancel).await?;
+    state.store.unschedule(&id).await?;
+    let auction = load(&state, &id).await?;
+    if let Err(e) = crate::db::record_change(&state.db, id.as_str(), "cancelled", auction.end_time.naive_utc()).await {
+        tracing::warn!(auction = %id, error = %e, "cancellation not yet recorded in mysql");
+    }
+    Ok(Json(auction))
+}
+
+/// Runs an operator's change, turning "no such auction" and "already over" into 404 and 409.
+async fn change(state: &AppState, id: &AuctionId, request: ChangeRequest) -> Result<ChangeOutcome, ApiError> {
+    let verb = match request {
+        ChangeRequest::Extend { .. } => "extended",
+        ChangeRequest::Cancel => "cancelled",
+    };
+    match state.store.change(id, request).await? {
+        ChangeOutcome::Missing => Err(ApiError::NotFound(format!("no auction {id}"))),
+        ChangeOutcome::Conflict(status) => Err(ApiError::Conflict(format!(
+            "auction {id} is {}; only a scheduled or active auction can be {verb}",
+            status.as_str()
+        ))),
+        outcome => Ok(outcome),
+    }
+}
+
+/// `GET /leader`: who holds the lease, its epoch and how long it has left.
+async fn leader(State(state): State<AppState>) -> Result<Json<LeaderInfo>, ApiError> {
+    let (holder, epoch, ms_left) = state.store.leader().await?;
+    let this_instance_leads = state.lease.borrow().is_some_and(|l| l.is_valid());
+    Ok(Json(LeaderInfo {
+        instance_id: holder,
+        epoch,
+        lease_ms_left: u64::try_from(ms_left).unwrap_or(0),
+        answered_by: Some(state.instance_id.to_string()),
+        answered_by_leader: Some(this_instance_leads),
+    }))
 }

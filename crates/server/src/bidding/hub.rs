@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use auction_proto::ws::{AuctionExtended, BidPlaced, ServerFrame};
+use auction_proto::ws::{AuctionCancelled, AuctionEnded, AuctionExtended, AuctionStarted, BidPlaced, ServerFrame};
 use auction_proto::{Amount, AuctionId, BidId, BidRules, UserId};
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast;
@@ -34,33 +34,106 @@ pub struct Outbound {
     pub snapshot: bool,
 }
 
-/// An accepted bid as it arrives from pub/sub, checked and typed.
+/// A change of an auction's state as it arrives from pub/sub, checked and typed.
 #[derive(Debug, Clone)]
-pub struct LiveBid {
+pub struct LiveEvent {
     pub auction_id: AuctionId,
-    pub bid_id: BidId,
-    pub bidder: UserId,
-    pub amount: Amount,
     pub seq: u64,
-    pub bid_count: u64,
-    pub placed_us: i64,
-    pub end_ms: i64,
-    pub prev_end_ms: i64,
+    pub kind: EventKind,
 }
 
-impl LiveBid {
-    pub fn from_message(message: LiveMessage) -> Option<LiveBid> {
-        let LiveMessage::Bid(bid) = message else { return None };
-        Some(LiveBid {
-            auction_id: AuctionId::parse(&bid.auction_id).ok()?,
-            bid_id: BidId::parse(&bid.bid_id).ok()?,
-            bidder: UserId::parse(&bid.bidder).ok()?,
-            amount: bid.amount.parse().ok().and_then(Amount::from_cents)?,
-            seq: bid.seq.parse().ok()?,
-            bid_count: bid.bid_count.parse().ok()?,
-            placed_us: bid.placed_us.parse().ok()?,
-            end_ms: bid.end_ms.parse().ok()?,
-            prev_end_ms: bid.prev_end_ms.parse().ok()?,
+#[derive(Debug, Clone)]
+pub enum EventKind {
+    Bid { bid_id: BidId, bidder: UserId, amount: Amount, bid_count: u64, placed_us: i64, end_ms: i64, prev_end_ms: i64 },
+    Started { end_ms: i64 },
+    Ended { winner: Option<UserId>, final_price: Option<Amount> },
+    Extended { end_ms: i64, prev_end_ms: i64 },
+    Cancelled,
+}
+
+impl LiveEvent {
+    /// The event a message describes; `None` for messages that are not auction events (rules,
+    /// deadlines) or whose fields do not parse.
+    pub fn from_message(message: LiveMessage) -> Option<LiveEvent> {
+        let amount = |text: &str| text.parse().ok().and_then(Amount::from_cents);
+        let (auction_id, seq, kind) = match message {
+            LiveMessage::Bid(bid) => (
+                bid.auction_id,
+                bid.seq,
+                EventKind::Bid {
+                    bid_id: BidId::parse(&bid.bid_id).ok()?,
+                    bidder: UserId::parse(&bid.bidder).ok()?,
+                    amount: amount(&bid.amount)?,
+                    bid_count: bid.bid_count.parse().ok()?,
+                    placed_us: bid.placed_us.parse().ok()?,
+                    end_ms: bid.end_ms.parse().ok()?,
+                    prev_end_ms: bid.prev_end_ms.parse().ok()?,
+                },
+            ),
+            LiveMessage::Started { auction_id, seq, end_ms } => {
+                (auction_id, seq, EventKind::Started { end_ms: end_ms.parse().ok()? })
+            }
+            LiveMessage::Ended { auction_id, seq, winner, final_price, .. } => {
+                let winner = if winner.is_empty() { None } else { Some(UserId::parse(&winner).ok()?) };
+                let final_price = if final_price.is_empty() { None } else { Some(amount(&final_price)?) };
+                (auction_id, seq, EventKind::Ended { winner, final_price })
+            }
+            LiveMessage::Extended { auction_id, seq, end_ms, prev_end_ms } => (
+                auction_id,
+                seq,
+                EventKind::Extended { end_ms: end_ms.parse().ok()?, prev_end_ms: prev_end_ms.parse().ok()? },
+            ),
+            LiveMessage::Cancelled { auction_id, seq } => (auction_id, seq, EventKind::Cancelled),
+            LiveMessage::Rules | LiveMessage::Deadline => return None,
+        };
+        Some(LiveEvent { auction_id: AuctionId::parse(&auction_id).ok()?, seq: seq.parse().ok()?, kind })
+    }
+
+    /// The frames watchers get for this event.
+    fn frames(&self, min_next_bid: Option<Amount>) -> Option<Vec<Utf8Bytes>> {
+        let auction_id = self.auction_id.clone();
+        let seq = self.seq;
+        let extended = |end_ms: i64, prev_end_ms: i64| -> Option<Utf8Bytes> {
+            Some(encode(&ServerFrame::AuctionExtended(AuctionExtended {
+                auction_id: auction_id.clone(),
+                end_time: ms_to_time(end_ms).ok()?,
+                previous_end_time: ms_to_time(prev_end_ms).ok()?,
+                seq,
+            })))
+        };
+        Some(match &self.kind {
+            EventKind::Bid { bid_id, bidder, amount, bid_count, placed_us, end_ms, prev_end_ms } => {
+                let mut frames = vec![encode(&ServerFrame::BidPlaced(BidPlaced {
+                    auction_id: auction_id.clone(),
+                    bid_id: bid_id.clone(),
+                    amount: *amount,
+                    bidder: bidder.clone(),
+                    seq,
+                    end_time: ms_to_time(*end_ms).ok()?,
+                    bid_count: *bid_count,
+                    placed_at: us_to_time(*placed_us).ok()?,
+                    min_next_bid,
+                }))];
+                if end_ms != prev_end_ms {
+                    frames.push(extended(*end_ms, *prev_end_ms)?);
+                }
+                frames
+            }
+            EventKind::Extended { end_ms, prev_end_ms } => vec![extended(*end_ms, *prev_end_ms)?],
+            EventKind::Started { end_ms } => vec![encode(&ServerFrame::AuctionStarted(AuctionStarted {
+                auction_id,
+                seq,
+                end_time: ms_to_time(*end_ms).ok()?,
+            }))],
+            EventKind::Ended { winner, final_price } => vec![encode(&ServerFrame::AuctionEnded(AuctionEnded {
+                auction_id,
+                winner: winner.clone(),
+                final_price: *final_price,
+                seq,
+            }))],
+            EventKind::Cancelled => {
+                vec![encode(&ServerFrame::AuctionCancelled(AuctionCancelled { auction_id, seq }))]
+            }
         })
     }
 }
@@ -131,7 +204,7 @@ enum Sync {
     /// Waiting for a snapshot; events that arrive meanwhile wait here. `announce` is false only
     /// for a new hub, whose watchers each read their own snapshot when they joined.
     Syncing {
-        pending: Vec<LiveBid>,
+        pending: Vec<LiveEvent>,
         again: bool,
         announce: bool,
     },
@@ -209,7 +282,8 @@ impl Hubs {
     }
 
     /// Hands an accepted bid to its auction's hub, if this node has one.
-    pub fn dispatch(&self, bid: LiveBid) {
+    pub fn dispatch(&self, event: LiveEvent) {
+        let bid = event;
         let hub = lock(&self.inner.map).get(&bid.auction_id).cloned();
         let Some(hub) = hub else { return };
         let mut state = lock(&hub.state);
@@ -246,37 +320,17 @@ impl Hubs {
         }
     }
 
-    fn publish(&self, hub: &Hub, state: &mut HubState, bid: &LiveBid) {
-        state.current_bid = Some(bid.amount);
-        let min_next_bid = state.starting_bid.map(|start| self.rules().min_next_bid(start, Some(bid.amount)));
-        let mut frames = Vec::with_capacity(2);
-        if let (Ok(end_time), Ok(placed_at)) = (ms_to_time(bid.end_ms), us_to_time(bid.placed_us)) {
-            frames.push(encode(&ServerFrame::BidPlaced(BidPlaced {
-                auction_id: bid.auction_id.clone(),
-                bid_id: bid.bid_id.clone(),
-                amount: bid.amount,
-                bidder: bid.bidder.clone(),
-                seq: bid.seq,
-                end_time,
-                bid_count: bid.bid_count,
-                placed_at,
-                min_next_bid,
-            })));
-            if bid.end_ms != bid.prev_end_ms
-                && let Ok(previous_end_time) = ms_to_time(bid.prev_end_ms)
-            {
-                {
-                    frames.push(encode(&ServerFrame::AuctionExtended(AuctionExtended {
-                        auction_id: bid.auction_id.clone(),
-                        end_time,
-                        previous_end_time,
-                        seq: bid.seq,
-                    })));
-                }
-            }
+    fn publish(&self, hub: &Hub, state: &mut HubState, event: &LiveEvent) {
+        let mut min_next_bid = None;
+        if let EventKind::Bid { amount, .. } = &event.kind {
+            state.current_bid = Some(*amount);
+            min_next_bid = state.starting_bid.map(|start| self.rules().min_next_bid(start, Some(*amount)));
         }
+        let Some(frames) = event.frames(min_next_bid) else {
+            return tracing::warn!(auction = %hub.id, seq = event.seq, "event with unrepresentable times");
+        };
         // No receivers is fine: the last watcher may be leaving.
-        let _ = hub.tx.send(Arc::new(Outbound { seq: bid.seq, frames, snapshot: false }));
+        let _ = hub.tx.send(Arc::new(Outbound { seq: event.seq, frames, snapshot: false }));
     }
 
     fn spawn_sync(&self, hub: Arc<Hub>) {
@@ -338,7 +392,7 @@ impl Hubs {
                 last_seq = bid.seq;
                 self.publish(&hub, &mut state, &bid);
             }
-            let rest: Vec<LiveBid> = rest.collect();
+            let rest: Vec<LiveEvent> = rest.collect();
             if rest.is_empty() {
                 state.sync = Sync::Live { last_seq };
                 return;

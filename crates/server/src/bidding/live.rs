@@ -12,25 +12,12 @@ use futures_util::StreamExt;
 use redis::aio::PubSub;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Hubs, LiveBid, RulesCache, reload_rules};
+use super::hub::{Hubs, LiveEvent, RulesCache, reload_rules};
 use crate::config::RedisConfig;
-use crate::store::{LiveMessage, Store};
+use crate::store::{LiveMessage, Store, subscribe};
 
 /// How often the rules are re-read even without a notification (which pub/sub may drop).
 const RULES_REFRESH: Duration = Duration::from_secs(15);
-
-/// Opens a subscription to `channel`.
-pub async fn subscribe(config: &RedisConfig, channel: &str) -> redis::RedisResult<PubSub> {
-    let client = redis::Client::open(config.url.as_str())?;
-    let connect = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        Ok(pubsub)
-    };
-    tokio::time::timeout(config.timeout * 3, connect).await.unwrap_or_else(|_| {
-        Err(redis::RedisError::from((redis::ErrorKind::Io, "timed out subscribing to the live channel")))
-    })
-}
 
 pub struct Listener {
     pub config: RedisConfig,
@@ -101,8 +88,9 @@ impl Listener {
                     }
                 });
             }
-            Ok(message) => match LiveBid::from_message(message) {
-                Some(bid) => self.hubs.dispatch(bid),
+            Ok(LiveMessage::Deadline) => {}
+            Ok(message) => match LiveEvent::from_message(message) {
+                Some(event) => self.hubs.dispatch(event),
                 None => tracing::warn!(%payload, "live message with bad fields"),
             },
             Err(e) => tracing::warn!(error = %e, %payload, "unknown live message"),

@@ -53,7 +53,8 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let store = Store::connect(&config.redis).await.context("cannot connect to redis")?;
         let channel = store.keys().live_channel();
-        let pubsub = live::subscribe(&config.redis, &channel).await.context("cannot subscribe to the live channel")?;
+        let pubsub =
+            crate::store::subscribe(&config.redis, &channel).await.context("cannot subscribe to the live channel")?;
         let rules = RulesCache::default();
         reload_rules(&store, &rules).await.context("cannot read the bid rules")?;
         let shutdown = CancellationToken::new();

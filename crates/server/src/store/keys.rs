@@ -47,6 +47,21 @@ impl Keys {
         format!("{}live", self.prefix)
     }
 
+    /// The leader lease: `instance|epoch` with a TTL. Shares a hash tag with its epoch counter.
+    pub fn lease(&self) -> String {
+        format!("{}{{leader}}", self.prefix)
+    }
+
+    /// The fencing epoch counter: rises with every new lease.
+    pub fn lease_epoch(&self) -> String {
+        format!("{}{{leader}}:epoch", self.prefix)
+    }
+
+    /// Sorted set of auction ids scored by their next deadline (start, then close), in ms.
+    pub fn deadlines(&self) -> String {
+        format!("{}deadlines", self.prefix)
+    }
+
     /// The pattern matching every key of this prefix (used by tests to clean up).
     pub fn all_pattern(&self) -> String {
         format!("{}*", self.prefix)

@@ -12,6 +12,16 @@ pub enum LiveMessage {
     Bid(Box<BidMessage>),
     /// The increment table changed: reload it.
     Rules,
+    /// An auction started (published by `advance.lua`).
+    Started { auction_id: String, seq: String, end_ms: String },
+    /// An auction ended; `winner` and `final_price` (cents) are empty without bids.
+    Ended { auction_id: String, seq: String, winner: String, final_price: String, end_ms: String },
+    /// An operator extended an auction (published by `change.lua`).
+    Extended { auction_id: String, seq: String, end_ms: String, prev_end_ms: String },
+    /// An operator cancelled an auction.
+    Cancelled { auction_id: String, seq: String },
+    /// A deadline was added or moved: wakes the scheduler of whichever instance leads.
+    Deadline,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,16 +12,21 @@ pub use record::{AuctionRecord, StoredState};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use auction_proto::{Amount, AuctionId, BidId, BidRules, RejectReason, UserId};
+use auction_proto::{Amount, AuctionId, AuctionStatus, BidId, BidRules, RejectReason, UserId};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde::Deserialize;
 
 use crate::config::RedisConfig;
+use redis::aio::PubSub;
 
 static BID: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("bid.lua")));
 static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("snapshot.lua")));
 static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create.lua")));
+static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("release.lua")));
+static ADVANCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("advance.lua")));
+static CHANGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("change.lua")));
 
 /// How many recent bids an auction keeps for snapshots.
 pub const RECENT_BIDS: usize = 10;
@@ -43,6 +48,72 @@ pub enum StoreError {
 pub enum BidOutcome {
     Accepted { amount: Amount, seq: u64, end_ms: i64, prev_end_ms: i64, placed_us: i64 },
     Rejected { reason: RejectReason, current: Option<Amount>, min_next: Option<Amount> },
+}
+
+/// The answer of the lease script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseState {
+    /// Whether the caller holds the lease now.
+    pub held: bool,
+    /// The holder's fencing epoch.
+    pub epoch: u64,
+    pub holder: String,
+    pub ms_left: i64,
+}
+
+impl LeaseState {
+    /// The lease value that fenced scripts compare with.
+    pub fn token(instance: &str, epoch: u64) -> String {
+        format!("{instance}|{epoch}")
+    }
+}
+
+/// The scheduler's transition, as `advance.lua` decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advance {
+    /// The caller is not the current leader (or an older epoch already acted): nothing changed.
+    Fenced,
+    Missing,
+    /// Ended or cancelled before: nothing to do.
+    Final,
+    /// Nothing due yet; the next deadline.
+    Wait {
+        next_ms: i64,
+    },
+    Started {
+        seq: u64,
+        end_ms: i64,
+    },
+    Ended {
+        seq: u64,
+        winner: Option<UserId>,
+        final_price: Option<Amount>,
+        bid_count: u64,
+        end_ms: i64,
+    },
+}
+
+/// An operator's change to a live auction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeRequest {
+    Extend { seconds: u32 },
+    Cancel,
+}
+
+/// What `change.lua` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    Missing,
+    /// The auction is already `ended` or `cancelled` (the status is given).
+    Conflict(AuctionStatus),
+    Extended {
+        seq: u64,
+        end_ms: i64,
+        prev_end_ms: i64,
+    },
+    Cancelled {
+        seq: u64,
+    },
 }
 
 /// A bid to place, already validated.
@@ -210,6 +281,153 @@ impl Store {
         Ok(())
     }
 
+    /// Takes or renews the leader lease for `instance` (see `lease.lua`).
+    pub async fn lease(&self, instance: &str, ttl_ms: u64, held_epoch: u64) -> Result<LeaseState, StoreError> {
+        let mut conn = self.conn.clone();
+        let (held, epoch, holder, ms_left): (i64, String, String, i64) = self
+            .bounded(
+                LEASE
+                    .key(self.keys.lease())
+                    .key(self.keys.lease_epoch())
+                    .arg(instance)
+                    .arg(ttl_ms)
+                    .arg(held_epoch)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        let epoch = epoch.parse().map_err(|_| StoreError::Corrupt(format!("lease epoch {epoch:?}")))?;
+        Ok(LeaseState { held: held == 1, epoch, holder, ms_left })
+    }
+
+    /// Gives up the lease if `token` still holds it; true if it did.
+    pub async fn release(&self, token: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let released: i64 = self.bounded(RELEASE.key(self.keys.lease()).arg(token).invoke_async(&mut conn)).await?;
+        Ok(released == 1)
+    }
+
+    /// The current lease holder, its epoch and the ms left, or `None` when nobody holds it (the
+    /// epoch is then the last one handed out).
+    pub async fn leader(&self) -> Result<(Option<String>, u64, i64), StoreError> {
+        let mut conn = self.conn.clone();
+        let (value, ttl, last_epoch): (Option<String>, i64, Option<u64>) = self
+            .bounded(
+                redis::pipe()
+                    .get(self.keys.lease())
+                    .pttl(self.keys.lease())
+                    .get(self.keys.lease_epoch())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        match value.as_deref().and_then(|v| v.split_once('|')) {
+            Some((holder, epoch)) => {
+                let epoch = epoch.parse().map_err(|_| StoreError::Corrupt(format!("lease {value:?}")))?;
+                Ok((Some(holder.to_owned()), epoch, ttl.max(0)))
+            }
+            None => Ok((None, last_epoch.unwrap_or(0), 0)),
+        }
+    }
+
+    /// Runs the scheduler's fenced transition on one auction.
+    pub async fn advance(&self, id: &AuctionId, instance: &str, epoch: u64) -> Result<Advance, StoreError> {
+        let keys = self.keys.auction(id);
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = self
+            .bounded(
+                ADVANCE
+                    .key(&keys.state)
+                    .key(&keys.log)
+                    .key(self.keys.lease())
+                    .arg(id.as_str())
+                    .arg(LeaseState::token(instance, epoch))
+                    .arg(epoch)
+                    .arg(self.keys.live_channel())
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        parse_advance(&reply)
+    }
+
+    /// Extends or cancels an auction (see `change.lua`).
+    pub async fn change(&self, id: &AuctionId, request: ChangeRequest) -> Result<ChangeOutcome, StoreError> {
+        let keys = self.keys.auction(id);
+        let (action, seconds) = match request {
+            ChangeRequest::Extend { seconds } => ("extend", seconds),
+            ChangeRequest::Cancel => ("cancel", 0),
+        };
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = self
+            .bounded(
+                CHANGE
+                    .key(&keys.state)
+                    .key(&keys.log)
+                    .arg(id.as_str())
+                    .arg(action)
+                    .arg(seconds)
+                    .arg(self.keys.live_channel())
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        let corrupt = || StoreError::Corrupt(format!("change reply {reply:?}"));
+        let num = |i: usize| reply.get(i).and_then(|v| v.parse::<i64>().ok()).ok_or_else(corrupt);
+        Ok(match reply.first().map(String::as_str) {
+            Some("missing") => ChangeOutcome::Missing,
+            Some("conflict") => ChangeOutcome::Conflict(reply.get(1).and_then(|s| s.parse().ok()).ok_or_else(corrupt)?),
+            Some("extended") => ChangeOutcome::Extended {
+                seq: u64::try_from(num(1)?).map_err(|_| corrupt())?,
+                end_ms: num(2)?,
+                prev_end_ms: num(3)?,
+            },
+            Some("cancelled") => ChangeOutcome::Cancelled { seq: u64::try_from(num(1)?).map_err(|_| corrupt())? },
+            _ => return Err(corrupt()),
+        })
+    }
+
+    /// Sets the auction's next deadline in the scheduler's index.
+    pub async fn schedule(&self, id: &AuctionId, at_ms: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = self.bounded(conn.zadd(self.keys.deadlines(), id.as_str(), at_ms)).await?;
+        Ok(())
+    }
+
+    /// Removes the auction from the scheduler's index.
+    pub async fn unschedule(&self, id: &AuctionId) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = self.bounded(conn.zrem(self.keys.deadlines(), id.as_str())).await?;
+        Ok(())
+    }
+
+    /// Up to `limit` auctions whose deadline is at or before `now_ms`, earliest first.
+    pub async fn due(&self, now_ms: i64, limit: isize) -> Result<Vec<AuctionId>, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> =
+            self.bounded(conn.zrangebyscore_limit(self.keys.deadlines(), "-inf", now_ms, 0, limit)).await?;
+        Ok(ids.iter().filter_map(|id| AuctionId::parse(id).ok()).collect())
+    }
+
+    /// The earliest deadline in the index, in ms.
+    pub async fn next_deadline(&self) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.conn.clone();
+        let head: Vec<(String, f64)> = self.bounded(conn.zrange_withscores(self.keys.deadlines(), 0, 0)).await?;
+        #[allow(clippy::cast_possible_truncation)]
+        Ok(head.first().map(|(_, score)| *score as i64))
+    }
+
+    /// Wakes the leader's scheduler on whichever instance it runs.
+    pub async fn announce_deadline(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let note = serde_json::to_string(&LiveMessage::Deadline).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let _: i64 = self.bounded(conn.publish(self.keys.live_channel(), note)).await?;
+        Ok(())
+    }
+
+    /// The `type` of every entry on an auction's durable log, oldest first.
+    pub async fn log_types(&self, id: &AuctionId) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = self.bounded(conn.xrange_all(self.keys.auction(id).log)).await?;
+        Ok(reply.ids.iter().filter_map(|entry| entry.get::<String>("type")).collect())
+    }
+
     /// Deletes every key under this store's prefix. For tests, which each own a prefix.
     pub async fn delete_all(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
@@ -226,6 +444,46 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Opens a pub/sub connection subscribed to `channel` (the live channel).
+pub async fn subscribe(config: &RedisConfig, channel: &str) -> redis::RedisResult<PubSub> {
+    let client = redis::Client::open(config.url.as_str())?;
+    let connect = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok(pubsub)
+    };
+    tokio::time::timeout(config.timeout * 3, connect).await.unwrap_or_else(|_| {
+        Err(redis::RedisError::from((redis::ErrorKind::Io, "timed out subscribing to the live channel")))
+    })
+}
+
+fn parse_advance(reply: &[String]) -> Result<Advance, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("advance reply {reply:?}"));
+    let num = |i: usize| reply.get(i).and_then(|v| v.parse::<i64>().ok()).ok_or_else(corrupt);
+    let seq = || u64::try_from(num(1)?).map_err(|_| corrupt());
+    Ok(match reply.first().map(String::as_str) {
+        Some("fenced") => Advance::Fenced,
+        Some("missing") => Advance::Missing,
+        Some("final") => Advance::Final,
+        Some("wait") => Advance::Wait { next_ms: num(1)? },
+        Some("started") => Advance::Started { seq: seq()?, end_ms: num(2)? },
+        Some("ended") => {
+            let winner = reply.get(2).filter(|w| !w.is_empty());
+            let price = reply.get(3).filter(|p| !p.is_empty());
+            Advance::Ended {
+                seq: seq()?,
+                winner: winner.map(|w| UserId::parse(w).map_err(|_| corrupt())).transpose()?,
+                final_price: price
+                    .map(|p| p.parse().ok().and_then(Amount::from_cents).ok_or_else(corrupt))
+                    .transpose()?,
+                bid_count: u64::try_from(num(4)?).map_err(|_| corrupt())?,
+                end_ms: num(5)?,
+            }
+        }
+        _ => return Err(corrupt()),
+    })
 }
 
 /// The JSON the bid script returns.

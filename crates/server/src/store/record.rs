@@ -11,11 +11,13 @@ use serde::Deserialize;
 
 use super::StoreError;
 
-/// The lifecycle state written in the hash. `Open` covers both scheduled and active: which of the
-/// two follows from Redis time, so no writer has to flip it for bidding to be right.
+/// The lifecycle state written in the hash. The scheduler moves `Open` to `Active` and then to
+/// `Ended`, but status is always derived with Redis time too (`Open` past its start is active,
+/// anything past its close is ended), so bidding is right even while no scheduler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoredState {
     Open,
+    Active,
     Ended,
     Cancelled,
 }
@@ -75,6 +77,7 @@ impl AuctionRecord {
             title: get("title")?.to_owned(),
             state: match get("state")? {
                 "open" => StoredState::Open,
+                "active" => StoredState::Active,
                 "ended" => StoredState::Ended,
                 "cancelled" => StoredState::Cancelled,
                 _ => return Err(corrupt("state")),
@@ -107,8 +110,18 @@ impl AuctionRecord {
             StoredState::Cancelled => AuctionStatus::Cancelled,
             StoredState::Ended => AuctionStatus::Ended,
             StoredState::Open if self.now_ms() < self.start_ms => AuctionStatus::Scheduled,
-            StoredState::Open if self.now_ms() < self.end_ms => AuctionStatus::Active,
-            StoredState::Open => AuctionStatus::Ended,
+            StoredState::Open | StoredState::Active if self.now_ms() < self.end_ms => AuctionStatus::Active,
+            StoredState::Open | StoredState::Active => AuctionStatus::Ended,
+        }
+    }
+
+    /// The deadline the scheduler must act on next: the start while the auction has not been
+    /// marked started, else the close; `None` once it is ended or cancelled.
+    pub fn next_deadline_ms(&self) -> Option<i64> {
+        match self.state {
+            StoredState::Open => Some(self.start_ms),
+            StoredState::Active => Some(self.end_ms),
+            StoredState::Ended | StoredState::Cancelled => None,
         }
     }
 

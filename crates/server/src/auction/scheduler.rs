@@ -1,0 +1,228 @@
+//! The scheduler: run by the leader only, it starts and ends auctions at their deadlines.
+//!
+//! The deadline index (`deadlines`, a sorted set of auction ids by next deadline) is a hint: the
+//! fenced `advance.lua` decides with Redis time and the auction's own close in force, so a deadline
+//! that a bid has moved gets `Wait` back and is rescheduled, never ended early. The scheduler sleeps
+//! until the earliest deadline and is woken early when one is added or moved (a `deadline` or
+//! `extended` message on the live channel), when leadership changes, or at the latest every second.
+
+use std::time::Duration;
+
+use auction_proto::{Amount, AuctionId, UserId};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::leader::{Lease, LeaseWatch};
+use crate::config::RedisConfig;
+use crate::store::{Advance, LiveMessage, Store, StoreError, subscribe};
+
+/// The longest the scheduler sleeps without looking at the index again.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// How many of the newest auctions a new leader re-indexes.
+const RECONCILE_LIMIT: usize = 10_000;
+/// How many due auctions one pass takes.
+const BATCH: isize = 256;
+
+/// A lifecycle change to copy into MySQL.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Started { auction: AuctionId },
+    Ended { auction: AuctionId, winner: Option<UserId>, final_price: Option<Amount>, bid_count: u64, end_ms: i64 },
+}
+
+pub struct Scheduler {
+    pub store: Store,
+    pub instance: String,
+    pub lease: LeaseWatch,
+    pub wake: Arc<Notify>,
+    pub records: mpsc::Sender<Record>,
+}
+
+impl Scheduler {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            // Wait to lead.
+            let lease = loop {
+                if let Some(lease) = (*self.lease.borrow_and_update()).filter(Lease::is_valid) {
+                    break lease;
+                }
+                tokio::select! {
+                    changed = self.lease.changed() => if changed.is_err() { return },
+                    _ = shutdown.cancelled() => return,
+                }
+            };
+            tracing::info!(epoch = lease.epoch, "scheduler running");
+            if let Err(e) = self.lead(lease, &shutdown).await {
+                tracing::warn!(error = %e, "scheduler pass failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    /// Runs passes while this instance holds `lease` (same epoch, still valid).
+    async fn lead(&mut self, lease: Lease, shutdown: &CancellationToken) -> Result<(), StoreError> {
+        self.reconcile().await?;
+        loop {
+            let current = *self.lease.borrow();
+            match current {
+                Some(now) if now.epoch == lease.epoch && now.is_valid() => {}
+                _ => return Ok(()),
+            }
+            let now_ms = self.store.now_ms().await?;
+            let due = self.store.due(now_ms, BATCH).await?;
+            for id in &due {
+                if !self.lease.borrow().is_some_and(|l| l.is_valid()) {
+                    return Ok(());
+                }
+                self.advance(id, lease.epoch).await?;
+            }
+            if due.len() == usize::try_from(BATCH).unwrap_or(usize::MAX) {
+                continue;
+            }
+            let next = self.store.next_deadline().await?;
+            let now_ms = self.store.now_ms().await?;
+            let sleep = next
+                .map(|at| Duration::from_millis(u64::try_from(at - now_ms).unwrap_or(0)))
+                .unwrap_or(MAX_SLEEP)
+                .min(MAX_SLEEP);
+            if sleep.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.wake.notified() => {}
+                _ = self.lease.changed() => {}
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    /// Puts every live auction's next deadline into the index, so that one whose scheduling was
+    /// lost (a crash between creating it and indexing it) is still started and ended.
+    async fn reconcile(&self) -> Result<(), StoreError> {
+        let ids = self.store.recent_ids(RECONCILE_LIMIT).await?;
+        let mut scheduled = 0;
+        for id in ids {
+            if let Some(deadline) = self.store.load(&id).await?.and_then(|r| r.next_deadline_ms()) {
+                self.store.schedule(&id, deadline).await?;
+                scheduled += 1;
+            }
+        }
+        tracing::info!(scheduled, "deadline index reconciled");
+        Ok(())
+    }
+
+    async fn advance(&self, id: &AuctionId, epoch: u64) -> Result<(), StoreError> {
+        match self.store.advance(id, &self.instance, epoch).await? {
+            Advance::Fenced => tracing::warn!(auction = %id, epoch, "transition refused: not the leader"),
+            Advance::Missing | Advance::Final => self.store.unschedule(id).await?,
+            Advance::Wait { next_ms } => self.store.schedule(id, next_ms).await?,
+            Advance::Started { end_ms, .. } => {
+                tracing::info!(auction = %id, "auction started");
+                self.store.schedule(id, end_ms).await?;
+                self.record(Record::Started { auction: id.clone() });
+            }
+            Advance::Ended { winner, final_price, bid_count, end_ms, .. } => {
+                tracing::info!(auction = %id, winner = ?winner.as_ref().map(UserId::as_str), "auction ended");
+                self.store.unschedule(id).await?;
+                self.record(Record::Ended { auction: id.clone(), winner, final_price, bid_count, end_ms });
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a change for MySQL without waiting: the lifecycle must not wait on MySQL, and the
+    /// change is on the auction's durable log in any case.
+    fn record(&self, record: Record) {
+        if let Err(e) = self.records.try_send(record) {
+            tracing::warn!(error = %e, "mysql record queue full; the event log still has it");
+        }
+    }
+}
+
+/// Wakes the scheduler whenever a deadline is added or moved anywhere, by listening on the live
+/// channel; re-subscribes after a loss (the scheduler's one-second look-around covers the gap).
+pub async fn listen_for_deadlines(
+    config: RedisConfig,
+    channel: String,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match subscribe(&config, &channel).await {
+            Ok(pubsub) => {
+                backoff = Duration::from_millis(100);
+                let mut messages = pubsub.into_on_message();
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        message = messages.next() => match message {
+                            Some(message) => {
+                                let payload: String = message.get_payload().unwrap_or_default();
+                                if matches!(
+                                    serde_json::from_str::<LiveMessage>(&payload),
+                                    Ok(LiveMessage::Deadline | LiveMessage::Extended { .. })
+                                ) {
+                                    wake.notify_one();
+                                }
+                            }
+                            None => break,
+                        },
+                    }
+                }
+                tracing::warn!("deadline subscription lost; reconnecting");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot subscribe for deadlines"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Copies lifecycle changes into MySQL in order, retrying a little; what still fails stays on the
+/// auctions' durable logs for the log consumer.
+pub async fn write_records(db: sqlx::MySqlPool, mut records: mpsc::Receiver<Record>) {
+    while let Some(record) = records.recv().await {
+        let mut attempt = 0;
+        loop {
+            let result = match &record {
+                Record::Started { auction } => crate::db::record_started(&db, auction.as_str()).await,
+                Record::Ended { auction, winner, final_price, bid_count, end_ms } => {
+                    let end_time = crate::store::record::ms_to_time(*end_ms).map(|t| t.naive_utc()).unwrap_or_default();
+                    let ended = crate::db::EndedRecord {
+                        auction: auction.as_str(),
+                        winner: winner.as_ref().map(UserId::as_str),
+                        final_price: final_price.map(Amount::to_decimal),
+                        bid_count: *bid_count,
+                        end_time,
+                    };
+                    crate::db::record_ended(&db, &ended).await
+                }
+            };
+            match result {
+                Ok(()) => break,
+                Err(e) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "mysql record failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, ?record, "mysql record failed; left to the event log");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+-- Moves an auction along its lifecycle when a deadline is due: the scheduler's one transition.
+-- Fenced: only the current leader, with its current epoch, may act, and never with an epoch
+-- older than one that already acted on this auction.
+--
+-- KEYS[1] auction hash    KEYS[2] durable event stream    KEYS[3] leader lease key
+-- ARGV[1] auction id    ARGV[2] caller's lease value "instance|epoch"    ARGV[3] caller's epoch
+-- ARGV[4] live channel
+--
+-- Returns one of
+--   {"fenced"}                       the caller is not the leader (or an older one)
+--   {"missing"}                      no such auction
+--   {"final", state}                 already ended or cancelled: nothing to do, ever
+--   {"wait", next deadline ms}       nothing due yet (a bid may have moved the close)
+--   {"started", seq, end ms}         open -> active
+--   {"ended", seq, winner, final price cents, bid count, end ms}   -> ended, once
+
+local function int(n) return string.format('%.0f', n) end
+
+if redis.call('GET', KEYS[3]) ~= ARGV[2] then return {'fenced'} end
+local epoch = tonumber(ARGV[3])
+local a = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'end_ms', 'current_bid', 'bidder',
+  'seq', 'bid_count', 'fence')
+if not a[1] then return {'missing'} end
+if a[8] and epoch < tonumber(a[8]) then return {'fenced'} end
+
+local state, start_ms, end_ms = a[1], tonumber(a[2]), tonumber(a[3])
+if state == 'ended' or state == 'cancelled' then return {'final', state} end
+
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seq = tonumber(a[6]) + 1
+
+if now_ms >= end_ms then
+  local winner, price = a[5] or '', a[4] or ''
+  redis.call('HSET', KEYS[1], 'state', 'ended', 'seq', int(seq), 'fence', ARGV[3],
+    'winner', winner, 'final_price', price)
+  redis.call('XADD', KEYS[2], '*', 'type', 'ended', 'auction_id', ARGV[1], 'seq', int(seq),
+    'winner', winner, 'final_price', price, 'bid_count', a[7], 'end_ms', int(end_ms))
+  redis.call('PUBLISH', ARGV[4], cjson.encode({type = 'ended', auction_id = ARGV[1], seq = int(seq),
+    winner = winner, final_price = price, end_ms = int(end_ms)}))
+  return {'ended', int(seq), winner, price, a[7], int(end_ms)}
+end
+
+if state == 'open' and now_ms >= start_ms then
+  redis.call('HSET', KEYS[1], 'state', 'active', 'seq', int(seq), 'fence', ARGV[3])
+  redis.call('XADD', KEYS[2], '*', 'type', 'started', 'auction_id', ARGV[1], 'seq', int(seq),
+    'end_ms', int(end_ms))
+  redis.call('PUBLISH', ARGV[4], cjson.encode({type = 'started', auction_id = ARGV[1], seq = int(seq),
+    end_ms = int(end_ms)}))
+  return {'started', int(seq), int(end_ms)}
+end
+
+if state == 'open' then return {'wait', int(start_ms)} end
+return {'wait', int(end_ms)}

@@ -1,0 +1,35 @@
+-- An operator's change to a running auction: extend its close, or cancel it. Only an auction that
+-- is scheduled or active (by Redis time) can change.
+--
+-- KEYS[1] auction hash    KEYS[2] durable event stream
+-- ARGV[1] auction id    ARGV[2] "extend" or "cancel"    ARGV[3] seconds to extend by
+-- ARGV[4] live channel
+--
+-- Returns {"missing"}, {"conflict", status}, {"extended", seq, end ms, previous end ms}
+-- or {"cancelled", seq}.
+
+local function int(n) return string.format('%.0f', n) end
+
+local a = redis.call('HMGET', KEYS[1], 'state', 'end_ms', 'seq')
+if not a[1] then return {'missing'} end
+local state, end_ms = a[1], tonumber(a[2])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if state == 'cancelled' then return {'conflict', 'cancelled'} end
+if state == 'ended' or now_ms >= end_ms then return {'conflict', 'ended'} end
+local seq = tonumber(a[3]) + 1
+
+if ARGV[2] == 'extend' then
+  local new_end = end_ms + tonumber(ARGV[3]) * 1000
+  redis.call('HSET', KEYS[1], 'end_ms', int(new_end), 'seq', int(seq))
+  redis.call('XADD', KEYS[2], '*', 'type', 'extended', 'auction_id', ARGV[1], 'seq', int(seq),
+    'end_ms', int(new_end), 'prev_end_ms', int(end_ms))
+  redis.call('PUBLISH', ARGV[4], cjson.encode({type = 'extended', auction_id = ARGV[1],
+    seq = int(seq), end_ms = int(new_end), prev_end_ms = int(end_ms)}))
+  return {'extended', int(seq), int(new_end), int(end_ms)}
+end
+
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'seq', int(seq))
+redis.call('XADD', KEYS[2], '*', 'type', 'cancelled', 'auction_id', ARGV[1], 'seq', int(seq))
+redis.call('PUBLISH', ARGV[4], cjson.encode({type = 'cancelled', auction_id = ARGV[1], seq = int(seq)}))
+return {'cancelled', int(seq)}
