@@ -85,7 +85,7 @@ async fn fifty_bidders_on_two_nodes_keep_every_invariant() {
         results.push(task.await.expect("bidder task"));
     }
 
-    // Every accepted bid, by seq: amounts strictly rise and seqs have no hole.
+    // Every accepted bid, by seq: amounts strictly rise with seq.
     let mut accepted: BTreeMap<u64, (Amount, String)> = BTreeMap::new();
     for (_, _, bids) in &results {
         for a in bids {
@@ -93,13 +93,13 @@ async fn fifty_bidders_on_two_nodes_keep_every_invariant() {
         }
     }
     let last_seq = *accepted.keys().last().expect("some bids were accepted");
-    assert!(last_seq >= 50, "only {last_seq} bids accepted: the test did not contend");
-    assert_eq!(accepted.keys().copied().collect::<Vec<_>>(), (1..=last_seq).collect::<Vec<_>>());
+    assert!(accepted.len() >= 50, "only {} bids accepted: the test did not contend", accepted.len());
     let amounts: Vec<Amount> = accepted.values().map(|(a, _)| *a).collect();
     assert!(amounts.windows(2).all(|w| w[0] < w[1]), "amounts must strictly rise with seq");
 
-    // Every watcher on both nodes saw every bid_placed after its first snapshot, in seq order, or
-    // got a snapshot covering the ones it missed.
+    // Every watcher on both nodes saw every change of state after its first snapshot, in seq
+    // order with no gap (bid_placed, and the scheduler's auction_started), or got a snapshot
+    // covering what it missed.
     let mut placed: HashMap<u64, BidPlaced> = HashMap::new();
     for (ws, first, _) in &mut results {
         let caught_up = |f: &ServerFrame| f.seq() >= Some(last_seq) && !matches!(f, ServerFrame::BidAccepted(_));
@@ -107,29 +107,40 @@ async fn fifty_bidders_on_two_nodes_keep_every_invariant() {
             ws.next_matching(|f| caught_up(f).then_some(())).await;
         }
         let mut shown = first.seq;
+        let mut covered_to = first.seq;
+        let mut seen_bids = std::collections::HashSet::new();
         for frame in &ws.seen {
             match frame {
-                ServerFrame::BidPlaced(p) => {
-                    assert_eq!(p.seq, shown + 1, "bid_placed out of order or missing");
-                    assert_eq!(p.amount, accepted[&p.seq].0);
-                    assert_eq!(p.bid_id.as_str(), accepted[&p.seq].1);
-                    shown = p.seq;
-                    placed.entry(p.seq).or_insert_with(|| p.clone());
-                }
+                ServerFrame::BidAccepted(_) => {}
                 ServerFrame::Snapshot(s) => {
                     assert!(s.seq >= shown, "a resync went back in time");
                     shown = s.seq;
+                    covered_to = s.seq;
                 }
-                _ => {}
+                // A bid's extension shares the bid's seq.
+                ServerFrame::AuctionExtended(e) => assert_eq!(e.seq, shown, "auction_extended apart from its bid"),
+                other => {
+                    let Some(seq) = other.seq() else { continue };
+                    assert_eq!(seq, shown + 1, "{other:?} out of order or after a gap");
+                    shown = seq;
+                    if let ServerFrame::BidPlaced(p) = other {
+                        assert_eq!(p.amount, accepted[&p.seq].0);
+                        assert_eq!(p.bid_id.as_str(), accepted[&p.seq].1);
+                        seen_bids.insert(p.seq);
+                        placed.entry(p.seq).or_insert_with(|| p.clone());
+                    }
+                }
             }
         }
-        assert_eq!(shown, last_seq);
+        for seq in accepted.keys().filter(|s| **s > first.seq) {
+            assert!(seen_bids.contains(seq) || *seq <= covered_to, "a watcher missed bid seq {seq}");
+        }
     }
 
     // No bid was accepted at or after the close in force when it was placed.
     let mut close = auction.end_time;
-    for seq in 1..=last_seq {
-        let p = placed.get(&seq).unwrap_or_else(|| panic!("no watcher saw seq {seq}"));
+    for seq in accepted.keys() {
+        let p = placed.get(seq).unwrap_or_else(|| panic!("no watcher saw seq {seq}"));
         assert!(p.placed_at < close, "seq {seq} placed at {} but the close was {close}", p.placed_at);
         close = p.end_time;
     }
@@ -145,8 +156,8 @@ async fn fifty_bidders_on_two_nodes_keep_every_invariant() {
     let last = &placed[&last_seq];
     let final_state = late.sync().await;
     assert_eq!(final_state.status.as_str(), "ended");
-    assert_eq!(final_state.seq, last_seq);
-    assert_eq!(final_state.bid_count, last_seq);
+    assert!(final_state.seq >= last_seq);
+    assert_eq!(final_state.bid_count, accepted.len() as u64);
     assert_eq!(final_state.current_bid, Some(last.amount));
     assert_eq!(final_state.highest_bidder.as_ref(), Some(&last.bidder));
     assert_eq!(final_state.end_time, last.end_time);

@@ -14,6 +14,7 @@ use auction_server::store::Store;
 use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
 use sqlx::Connection;
+use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
@@ -44,6 +45,7 @@ fn init_logging() {
 pub struct TestEnv {
     pub prefix: String,
     pub database: String,
+    overrides: HashMap<String, String>,
     services: Vec<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
 }
 
@@ -56,11 +58,17 @@ impl TestEnv {
             .await
             .expect("mysql is not reachable: run scripts/dev-services.sh");
         sqlx::query(&format!("CREATE DATABASE `{database}`")).execute(&mut conn).await.expect("create test database");
-        TestEnv { prefix: format!("t_{tag}:"), database, services: Vec::new() }
+        TestEnv { prefix: format!("t_{tag}:"), database, overrides: HashMap::new(), services: Vec::new() }
     }
 
-    pub fn config(&self, service: Service) -> Config {
-        let vars: HashMap<String, String> = [
+    /// Sets an environment-style setting for every service started after this call.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.overrides.insert(name.to_owned(), value.to_owned());
+    }
+
+    /// The variables a service of this environment runs with.
+    pub fn vars(&self) -> HashMap<String, String> {
+        let mut vars: HashMap<String, String> = [
             ("SERVER_HOST", "127.0.0.1".to_owned()),
             ("SERVER_PORT", "0".to_owned()),
             ("REDIS_ADDRESS", redis_address()),
@@ -70,15 +78,65 @@ impl TestEnv {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        vars.extend(self.overrides.clone());
+        vars
+    }
+
+    pub fn config(&self, service: Service) -> Config {
+        let vars = self.vars();
         Config::from_env(service, |name| vars.get(name).cloned()).expect("test config")
     }
 
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.config(Service::Bidding).redis).await.expect("redis is not reachable")
+    }
+
+    /// Starts an auction service as a separate process (so that a test can kill it abruptly).
+    pub async fn auction_process(&self, instance_id: &str) -> Process {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auction-service"));
+        command
+            .envs(self.vars())
+            .env("INSTANCE_ID", instance_id)
+            .env("CONFIG_FILE", "/dev/null")
+            .env("NO_COLOR", "1")
+            .env("LOG_LEVEL", "info")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn auction-service");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(at) = line.find("address=") {
+                    let addr = line[at + 8..].split_whitespace().next().unwrap_or_default();
+                    return addr.parse::<SocketAddr>().expect("listening address");
+                }
+            }
+            panic!("auction-service exited before listening");
+        })
+        .await
+        .expect("auction-service did not start");
+        // Keep draining its output so that it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Process { child, api: Api::new(addr), instance_id: instance_id.to_owned() }
+    }
+
     pub async fn auction_service(&mut self) -> Api {
-        let app = auction_server::auction::App::build(self.config(Service::Auction)).await.expect("auction service");
+        self.auction_instance().await.0
+    }
+
+    /// Starts an auction service in-process; returns its client, its instance id and the token
+    /// that stops it gracefully.
+    pub async fn auction_instance(&mut self) -> (Api, String, CancellationToken) {
+        let config = self.config(Service::Auction);
+        let instance = config.instance_id.clone();
+        let app = auction_server::auction::App::build(config).await.expect("auction service");
         let addr = app.local_addr();
         let token = CancellationToken::new();
-        self.services.push((token.clone(), tokio::spawn(app.run(token))));
-        Api::new(addr)
+        self.services.push((token.clone(), tokio::spawn(app.run(token.clone()))));
+        (Api::new(addr), instance, token)
     }
 
     pub async fn bidding_service(&mut self) -> Node {
@@ -121,6 +179,13 @@ impl Drop for TestEnv {
         });
         let _ = cleanup.join();
     }
+}
+
+/// An auction service running as a child process; killed (SIGKILL) on drop.
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub api: Api,
+    pub instance_id: String,
 }
 
 /// A REST client for one auction service.
@@ -168,6 +233,18 @@ impl Api {
 
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
         let response = self.http.get(self.url(path)).send().await.expect("get");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `GET /api/v1/leader`.
+    pub async fn leader(&self) -> Option<auction_proto::rest::LeaderInfo> {
+        let response = self.http.get(self.url("/api/v1/leader")).send().await.ok()?;
+        response.json().await.ok()
+    }
+
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self.http.post(self.url(path)).json(body).send().await.expect("post");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(serde_json::Value::Null))
     }

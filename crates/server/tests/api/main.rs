@@ -8,4 +8,5 @@ mod bad_input;
 mod bidding;
 mod concurrency;
 mod helpers;
+mod lifecycle;
 mod rest;
