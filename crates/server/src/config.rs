@@ -60,6 +60,21 @@ pub struct Config {
     pub leader_ttl: Duration,
     pub bidding: BiddingConfig,
     pub auction: AuctionConfig,
+    pub analytics: AnalyticsConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct AnalyticsConfig {
+    /// How long an instance owns an auction's log after last touching it: how soon another
+    /// instance takes over the log of one that died.
+    pub claim_ttl: Duration,
+    /// Most log entries written to MySQL in one transaction.
+    pub batch: usize,
+    /// How often every auction's log is looked at, besides the ones pub/sub says changed.
+    pub sweep: Duration,
+    /// For failure testing only: abort the process right after the first MySQL commit, before
+    /// acknowledging, to prove that redelivery does not duplicate rows.
+    pub crash_after_commit: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +128,16 @@ struct FileConfig {
     bidding: FileBidding,
     #[serde(default)]
     auction: FileAuction,
+    #[serde(default)]
+    analytics: FileAnalytics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAnalytics {
+    claim_ttl: Option<String>,
+    batch: Option<usize>,
+    sweep: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,6 +244,10 @@ impl Config {
         let max_starting_bid = pick("MAX_BID", "auction.max_bid", file.auction.max_bid);
         let max_duration = pick("MAX_AUCTION_DURATION", "auction.max_duration", file.auction.max_duration);
         let max_extend = pick("MAX_EXTEND", "auction.max_extend", file.auction.max_extend);
+        let claim_ttl = pick("ANALYTICS_CLAIM_TTL", "analytics.claim_ttl", file.analytics.claim_ttl);
+        let batch = pick("ANALYTICS_BATCH", "analytics.batch", file.analytics.batch.map(|b| b.to_string()));
+        let sweep = pick("ANALYTICS_SWEEP", "analytics.sweep", file.analytics.sweep);
+        let crash = pick("ANALYTICS_CRASH_AFTER_COMMIT", "-", None);
 
         let host = pick("SERVER_HOST", "server.host", file.server.host).value.unwrap_or_else(|| "0.0.0.0".into());
         let key_prefix_value = key_prefix.value.clone().unwrap_or_default();
@@ -269,6 +298,12 @@ impl Config {
                 max_bid: amount(max_starting_bid)?,
                 max_duration: duration(max_duration, Duration::from_secs(365 * 24 * 3600))?,
                 max_extend: duration(max_extend, Duration::from_secs(24 * 3600))?,
+            },
+            analytics: AnalyticsConfig {
+                claim_ttl: duration(claim_ttl, Duration::from_secs(10))?,
+                batch: number(batch, 500)?.max(1),
+                sweep: duration(sweep, Duration::from_secs(2))?,
+                crash_after_commit: crash.value.is_some_and(|v| v == "1" || v == "true"),
             },
         })
     }

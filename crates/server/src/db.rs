@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use auction_proto::rest::Auction;
+use auction_proto::rest::{Auction, BidRecord};
+use auction_proto::{Amount, BidId, UserId};
+
+use crate::store::log::LogEvent;
 use chrono::NaiveDateTime;
 use rust_decimal::Decimal;
 use sqlx::MySqlPool;
@@ -101,4 +104,172 @@ pub async fn record_change(
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Writes a batch of log events in one transaction. Every statement is idempotent, so a batch
+/// redelivered after a crash between commit and acknowledgement changes nothing the second time.
+/// Events of one auction arrive in log order (one consumer owns a stream at a time); the guards
+/// (`status = 'scheduled'`, `GREATEST`) keep a replayed older event from undoing a newer one.
+pub async fn write_events(pool: &MySqlPool, events: &[&LogEvent]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut bids = Vec::new();
+    for event in events {
+        match event {
+            LogEvent::Bid { .. } => bids.push(*event),
+            other => {
+                insert_bids(&mut tx, &bids).await?;
+                bids.clear();
+                write_lifecycle(&mut tx, other).await?;
+            }
+        }
+    }
+    insert_bids(&mut tx, &bids).await?;
+    tx.commit().await
+}
+
+async fn insert_bids(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, bids: &[&LogEvent]) -> Result<(), sqlx::Error> {
+    if bids.is_empty() {
+        return Ok(());
+    }
+    let mut insert = sqlx::QueryBuilder::<sqlx::MySql>::new(
+        "INSERT INTO bids (auction_id, seq, bid_id, bidder, amount, placed_at) ",
+    );
+    insert.push_values(bids, |mut row, event| {
+        if let LogEvent::Bid { auction, bid_id, bidder, amount, seq, placed_us, .. } = event {
+            row.push_bind(auction.as_str())
+                .push_bind(*seq)
+                .push_bind(bid_id.as_str())
+                .push_bind(bidder.as_str())
+                .push_bind(amount.to_decimal())
+                .push_bind(us_naive(*placed_us));
+        }
+    });
+    insert.push(" ON DUPLICATE KEY UPDATE seq = seq");
+    insert.build().execute(&mut **tx).await?;
+    // The close in force moves with bid extensions.
+    let mut latest: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for event in bids {
+        if let LogEvent::Bid { auction, end_ms, .. } = event {
+            latest.insert(auction.as_str(), *end_ms);
+        }
+    }
+    for (auction, end_ms) in latest {
+        sqlx::query("UPDATE auctions SET end_time = GREATEST(end_time, ?) WHERE auction_id = ?")
+            .bind(ms_naive(end_ms))
+            .bind(auction)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn write_lifecycle(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, event: &LogEvent) -> Result<(), sqlx::Error> {
+    match event {
+        LogEvent::Created {
+            auction,
+            title,
+            start_ms,
+            end_ms,
+            starting_bid,
+            extension_window_s,
+            extension_s,
+            created_ms,
+        } => {
+            sqlx::query(
+                "INSERT INTO auctions (auction_id, title, starting_bid, start_time, end_time, extension_window_s, \
+                 extension_s, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'scheduled', ?) \
+                 ON DUPLICATE KEY UPDATE auction_id = auction_id",
+            )
+            .bind(auction.as_str())
+            .bind(title)
+            .bind(starting_bid.to_decimal())
+            .bind(ms_naive(*start_ms))
+            .bind(ms_naive(*end_ms))
+            .bind(extension_window_s)
+            .bind(extension_s)
+            .bind(ms_naive(*created_ms))
+            .execute(&mut **tx)
+            .await?;
+        }
+        LogEvent::Started { auction } => {
+            sqlx::query("UPDATE auctions SET status = 'active' WHERE auction_id = ? AND status = 'scheduled'")
+                .bind(auction.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        LogEvent::Extended { auction, end_ms } => {
+            sqlx::query("UPDATE auctions SET end_time = GREATEST(end_time, ?) WHERE auction_id = ?")
+                .bind(ms_naive(*end_ms))
+                .bind(auction.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        LogEvent::Ended { auction, winner, final_price, bid_count, end_ms } => {
+            sqlx::query("UPDATE auctions SET status = 'ended', end_time = ? WHERE auction_id = ?")
+                .bind(ms_naive(*end_ms))
+                .bind(auction.as_str())
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO auction_results (auction_id, winner, final_price, bid_count, ended_at) \
+                 VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE auction_id = auction_id",
+            )
+            .bind(auction.as_str())
+            .bind(winner.as_ref().map(UserId::as_str))
+            .bind(final_price.map(Amount::to_decimal))
+            .bind(bid_count)
+            .bind(ms_naive(*end_ms))
+            .execute(&mut **tx)
+            .await?;
+        }
+        LogEvent::Cancelled { auction } => {
+            sqlx::query("UPDATE auctions SET status = 'cancelled' WHERE auction_id = ?")
+                .bind(auction.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        LogEvent::Bid { .. } => {}
+    }
+    Ok(())
+}
+
+fn ms_naive(ms: i64) -> NaiveDateTime {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.naive_utc()).unwrap_or_default()
+}
+
+fn us_naive(us: i64) -> NaiveDateTime {
+    chrono::DateTime::from_timestamp_micros(us).map(|t| t.naive_utc()).unwrap_or_default()
+}
+
+/// A `bids` row as read: ids are `ascii_bin`, so they arrive as bytes.
+type BidRow = (Vec<u8>, Vec<u8>, Decimal, u64, NaiveDateTime);
+
+/// One page of an auction's accepted bids, oldest first, after `after_seq`; `limit + 1` rows are
+/// read so the caller knows whether another page follows.
+pub async fn bids_page(
+    pool: &MySqlPool,
+    auction: &str,
+    after_seq: u64,
+    limit: u32,
+) -> Result<Vec<BidRecord>, sqlx::Error> {
+    let rows: Vec<BidRow> = sqlx::query_as(
+        "SELECT bid_id, bidder, amount, seq, placed_at FROM bids WHERE auction_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+    )
+    .bind(auction)
+    .bind(after_seq)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(bid_id, bidder, amount, seq, placed_at)| {
+            let corrupt = |what: &str| sqlx::Error::Decode(format!("bids.{what} of {auction} seq {seq}").into());
+            Ok(BidRecord {
+                bid_id: BidId::parse(&String::from_utf8_lossy(&bid_id)).map_err(|_| corrupt("bid_id"))?,
+                bidder: UserId::parse(&String::from_utf8_lossy(&bidder)).map_err(|_| corrupt("bidder"))?,
+                amount: Amount::from_decimal(amount).ok_or_else(|| corrupt("amount"))?,
+                seq,
+                placed_at: placed_at.and_utc(),
+            })
+        })
+        .collect()
 }

@@ -1,6 +1,6 @@
 //! The `/api/v1` handlers: auctions and bid rules.
 
-use auction_proto::rest::{Auction, AuctionList, CreateAuction, ExtendRequest, ExtendResponse, LeaderInfo};
+use auction_proto::rest::{Auction, AuctionList, BidsPage, CreateAuction, ExtendRequest, ExtendResponse, LeaderInfo};
 use auction_proto::{AuctionId, AuctionStatus, BidRules};
 use axum::Json;
 use axum::Router;
@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/auctions", get(list).post(create))
         .route("/auctions/{auction_id}", get(get_one))
+        .route("/auctions/{auction_id}/bids", get(bids))
         .route("/auctions/{auction_id}/extend", post(extend))
         .route("/auctions/{auction_id}/cancel", post(cancel))
         .route("/leader", get(leader))
@@ -242,4 +243,42 @@ async fn leader(State(state): State<AppState>) -> Result<Json<LeaderInfo>, ApiEr
         answered_by: Some(state.instance_id.to_string()),
         answered_by_leader: Some(this_instance_leads),
     }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BidsParams {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /auctions/{id}/bids?limit=&cursor=`: the accepted bids from MySQL, oldest first. The
+/// cursor is the `seq` of the last bid of the previous page.
+async fn bids(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<BidsParams>, QueryRejection>,
+) -> Result<Json<BidsPage>, ApiError> {
+    let id = parse_id(&id)?;
+    let Query(params) = params.map_err(|e| ApiError::BadRequest { field: None, message: e.body_text() })?;
+    let limit = params.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::field("limit", "must be between 1 and 1000"));
+    }
+    let after: u64 = match params.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(cursor) => {
+            cursor.parse().map_err(|_| ApiError::field("cursor", "is not a cursor from a previous page"))?
+        }
+    };
+    if state.store.load(&id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no auction {id}")));
+    }
+    let mut bids = crate::db::bids_page(&state.db, id.as_str(), after, limit)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
+    let more = bids.len() > limit as usize;
+    bids.truncate(limit as usize);
+    let next_cursor = if more { bids.last().map(|b| b.seq.to_string()) } else { None };
+    Ok(Json(BidsPage { bids, next_cursor }))
 }

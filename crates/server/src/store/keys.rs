@@ -15,6 +15,8 @@ pub struct AuctionKeys {
     pub recent: String,
     pub outcomes: String,
     pub log: String,
+    /// Which analytics instance currently consumes `log`.
+    pub log_owner: String,
 }
 
 impl Keys {
@@ -28,6 +30,7 @@ impl Keys {
             recent: format!("{base}:recent"),
             outcomes: format!("{base}:outcomes"),
             log: format!("{base}:log"),
+            log_owner: format!("{base}:log:owner"),
             state: base,
         }
     }

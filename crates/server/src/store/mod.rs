@@ -3,6 +3,7 @@
 
 mod keys;
 mod live;
+pub mod log;
 pub mod record;
 
 pub use keys::Keys;

@@ -1,0 +1,204 @@
+//! The log consumer: moves every auction's durable event stream into MySQL.
+//!
+//! Invariants:
+//! - An entry is acknowledged only after the transaction holding it committed; writes are
+//!   idempotent, so an entry delivered twice (a crash between commit and acknowledgement) leaves
+//!   one row.
+//! - One instance at a time owns an auction's stream (a short lease), so an auction's events reach
+//!   MySQL in order; the owner first reclaims every pending entry of the group (`XAUTOCLAIM`),
+//!   which is how the work of a dead instance is picked up once its lease lapses.
+//! - The stream is trimmed only below what every consumer group has acknowledged.
+//! - While the MySQL breaker is open nothing is read: events wait in Redis.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auction_proto::AuctionId;
+use futures_util::StreamExt;
+use metrics::{Counter, Gauge};
+use rand::seq::SliceRandom;
+use sqlx::MySqlPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::breaker::Breaker;
+use crate::config::{AnalyticsConfig, RedisConfig};
+use crate::store::log::LogEntry;
+use crate::store::{LiveMessage, Store, StoreError, subscribe};
+
+/// Why draining one auction's log stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("mysql: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+pub struct Metrics {
+    pub written: Counter,
+    pub backlog: Gauge,
+    pub breaker: Gauge,
+}
+
+pub struct Consumer {
+    pub store: Store,
+    pub db: MySqlPool,
+    pub instance: String,
+    pub config: AnalyticsConfig,
+    pub breaker: Arc<Breaker>,
+    pub metrics: Metrics,
+    /// Auctions whose logs changed since the last look (from live messages).
+    pub dirty: Arc<Mutex<HashSet<String>>>,
+    pub wake: Arc<Notify>,
+}
+
+impl Consumer {
+    pub async fn run(self, shutdown: CancellationToken) {
+        // Ended or cancelled auctions whose logs are fully written: nothing can follow.
+        let mut done: HashSet<AuctionId> = HashSet::new();
+        let mut next_sweep = tokio::time::Instant::now();
+        loop {
+            let sweep = tokio::time::Instant::now() >= next_sweep;
+            let mut candidates: Vec<AuctionId> = {
+                let mut dirty = self.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                dirty.drain().filter_map(|id| AuctionId::parse(&id).ok()).collect()
+            };
+            if sweep {
+                match self.store.recent_ids(usize::MAX).await {
+                    Ok(ids) => candidates.extend(ids.into_iter().filter(|id| !done.contains(id))),
+                    Err(e) => tracing::warn!(error = %e, "cannot list auctions"),
+                }
+                next_sweep = tokio::time::Instant::now() + self.config.sweep;
+            }
+            candidates.sort();
+            candidates.dedup();
+            // Instances walk the auctions in different orders, so they split the work.
+            candidates.shuffle(&mut rand::rng());
+            let mut backlog = 0;
+            for id in &candidates {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                if self.breaker.allow() {
+                    match self.drain(id).await {
+                        Ok(true) => {
+                            done.insert(id.clone());
+                        }
+                        Ok(false) => {}
+                        Err(DrainError::Db(e)) => {
+                            tracing::warn!(auction = %id, error = %e, "cannot write events to mysql");
+                            self.breaker.failure();
+                        }
+                        Err(DrainError::Store(e)) => tracing::warn!(auction = %id, error = %e, "cannot read events"),
+                    }
+                }
+                if sweep {
+                    backlog += self.store.log_backlog(id).await.unwrap_or(0);
+                }
+            }
+            if sweep {
+                #[allow(clippy::cast_precision_loss)]
+                self.metrics.backlog.set(backlog as f64);
+            }
+            self.metrics.breaker.set(self.breaker.state().level());
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.config.sweep.min(Duration::from_millis(500))) => {}
+            }
+        }
+    }
+
+    /// Writes everything in auction `id`'s log that is not yet in MySQL; true when the auction is
+    /// over and its log fully written, so it never needs another look.
+    async fn drain(&self, id: &AuctionId) -> Result<bool, DrainError> {
+        let ttl_ms = u64::try_from(self.config.claim_ttl.as_millis()).unwrap_or(u64::MAX);
+        if !self.store.own_log(id, &self.instance, ttl_ms).await? {
+            return Ok(false);
+        }
+        self.store.ensure_group(id).await?;
+        let mut over = false;
+        loop {
+            let mut entries = self.store.claim_pending(id, &self.instance, self.config.batch).await?;
+            if entries.is_empty() {
+                entries = self.store.read_new(id, &self.instance, self.config.batch).await?;
+            }
+            if entries.is_empty() {
+                break;
+            }
+            over |= self.write(id, &entries).await?;
+            // Keep the stream while working through a long backlog.
+            self.store.own_log(id, &self.instance, ttl_ms).await?;
+        }
+        self.store.trim_log(id).await?;
+        Ok(over && self.store.log_backlog(id).await? == 0)
+    }
+
+    /// Writes one batch and acknowledges it; true if it holds the auction's final event.
+    async fn write(&self, id: &AuctionId, entries: &[LogEntry]) -> Result<bool, DrainError> {
+        let events: Vec<_> = entries.iter().filter_map(|e| e.event.as_ref()).collect();
+        for bad in entries.iter().filter(|e| e.event.is_none()) {
+            tracing::error!(auction = %id, entry = %bad.id, "unreadable log entry; skipped");
+        }
+        crate::db::write_events(&self.db, &events).await?;
+        self.breaker.success();
+        if self.config.crash_after_commit {
+            tracing::error!("crash_after_commit is set: aborting after the commit, before the acknowledgement");
+            std::process::abort();
+        }
+        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+        self.store.ack(id, &ids).await?;
+        self.metrics.written.increment(events.len() as u64);
+        Ok(events.iter().any(|e| {
+            matches!(e, crate::store::log::LogEvent::Ended { .. } | crate::store::log::LogEvent::Cancelled { .. })
+        }))
+    }
+}
+
+/// Marks auctions dirty as their events go by on the live channel, and wakes the consumer.
+pub async fn watch_live(
+    config: RedisConfig,
+    channel: String,
+    dirty: Arc<Mutex<HashSet<String>>>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if let Ok(pubsub) = subscribe(&config, &channel).await {
+            backoff = Duration::from_millis(100);
+            let mut messages = pubsub.into_on_message();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    message = messages.next() => {
+                        let Some(message) = message else { break };
+                        let payload: String = message.get_payload().unwrap_or_default();
+                        if let Some(id) = auction_of(&payload) {
+                            dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id);
+                            wake.notify_one();
+                        }
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+fn auction_of(payload: &str) -> Option<String> {
+    match serde_json::from_str::<LiveMessage>(payload).ok()? {
+        LiveMessage::Bid(bid) => Some(bid.auction_id),
+        LiveMessage::Started { auction_id, .. }
+        | LiveMessage::Ended { auction_id, .. }
+        | LiveMessage::Extended { auction_id, .. }
+        | LiveMessage::Cancelled { auction_id, .. } => Some(auction_id),
+        LiveMessage::Rules | LiveMessage::Deadline => None,
+    }
+}

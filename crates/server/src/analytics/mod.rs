@@ -1,0 +1,119 @@
+//! The analytics service: consumes every auction's durable event log into MySQL (`consumer`),
+//! guarded by a circuit breaker (`breaker`), with `/health` and Prometheus `/metrics`.
+
+pub mod breaker;
+mod consumer;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use metrics::{Key, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use sqlx::MySqlPool;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, RedisConfig};
+use crate::http::{check, health_response, not_found};
+use crate::store::Store;
+use breaker::{Breaker, State as BreakerState};
+use consumer::{Consumer, Metrics};
+
+#[derive(Clone)]
+pub struct AppState {
+    store: Store,
+    db: MySqlPool,
+    instance_id: Arc<str>,
+    breaker: Arc<Breaker>,
+    metrics: PrometheusHandle,
+}
+
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    consumer: Consumer,
+    redis: RedisConfig,
+}
+
+/// The instance's own recorder (not the process-wide one), so that several instances in one
+/// process, as in tests, each count their own work.
+fn register(recorder: &PrometheusRecorder) -> Metrics {
+    static META: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+    Metrics {
+        written: recorder.register_counter(&Key::from_static_name("analytics_events_written_total"), &META),
+        backlog: recorder.register_gauge(&Key::from_static_name("analytics_backlog_events"), &META),
+        breaker: recorder.register_gauge(&Key::from_static_name("analytics_mysql_breaker_state"), &META),
+    }
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let store = Store::connect(&config.redis).await.context("cannot connect to redis")?;
+        let db = crate::db::connect_and_migrate(&config.mysql).await.context("cannot prepare the mysql database")?;
+        let listener = crate::runtime::bind(&config).await?;
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let breaker = Arc::new(Breaker::new(3, Duration::from_millis(500), Duration::from_secs(10)));
+        let consumer = Consumer {
+            store: store.clone(),
+            db: db.clone(),
+            instance: config.instance_id.clone(),
+            config: config.analytics.clone(),
+            breaker: breaker.clone(),
+            metrics: register(&recorder),
+            dirty: Arc::new(Mutex::new(HashSet::new())),
+            wake: Arc::new(Notify::new()),
+        };
+        let state =
+            AppState { store, db, instance_id: config.instance_id.clone().into(), breaker, metrics: recorder.handle() };
+        Ok(App { listener, state, consumer, redis: config.redis.clone() })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let tracker = TaskTracker::new();
+        let channel = self.state.store.keys().live_channel();
+        tracker.spawn(consumer::watch_live(
+            self.redis,
+            channel,
+            self.consumer.dirty.clone(),
+            self.consumer.wake.clone(),
+            shutdown.clone(),
+        ));
+        tracker.spawn(self.consumer.run(shutdown.clone()));
+        let router = Router::new()
+            .route("/health", get(health))
+            .route("/metrics", get(metrics_text))
+            .fallback(not_found)
+            .with_state(self.state);
+        crate::runtime::serve(self.listener, router, shutdown, tracker, Duration::from_secs(5)).await
+    }
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let mut checks = BTreeMap::new();
+    checks.insert("redis".to_owned(), check(state.store.ping().await));
+    let mysql = tokio::time::timeout(Duration::from_secs(1), crate::db::ping(&state.db)).await;
+    checks.insert("mysql".to_owned(), check(mysql.unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))));
+    let breaker = state.breaker.state();
+    checks.insert(
+        "mysql_breaker".to_owned(),
+        if breaker == BreakerState::Closed { "ok".to_owned() } else { breaker.as_str().to_owned() },
+    );
+    health_response("analytics", &state.instance_id, checks)
+}
+
+async fn metrics_text(State(state): State<AppState>) -> String {
+    state.metrics.render()
+}

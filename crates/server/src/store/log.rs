@@ -1,0 +1,215 @@
+//! Consuming auctions' durable event streams (`auction:{A}:log`) through the `analytics` consumer
+//! group: ownership of a stream, reading new and reclaiming pending entries, acknowledging, and
+//! trimming what every group has acknowledged.
+
+use std::collections::HashMap;
+
+use auction_proto::{Amount, AuctionId, BidId, UserId};
+use redis::AsyncCommands;
+use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, StreamReadReply};
+
+use super::{Store, StoreError};
+
+/// The consumer group every analytics instance reads through.
+pub const GROUP: &str = "analytics";
+
+static OWNER: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("owner.lua")));
+static TRIM: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("trim.lua")));
+
+/// One entry of an auction's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    /// The stream entry id, for acknowledging.
+    pub id: String,
+    /// `None` when the entry cannot be read (it is acknowledged and reported, not retried forever).
+    pub event: Option<LogEvent>,
+}
+
+/// What the scripts write to the log (see `create.lua`, `bid.lua`, `advance.lua`, `change.lua`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogEvent {
+    Created {
+        auction: AuctionId,
+        title: String,
+        start_ms: i64,
+        end_ms: i64,
+        starting_bid: Amount,
+        extension_window_s: u32,
+        extension_s: u32,
+        created_ms: i64,
+    },
+    Bid {
+        auction: AuctionId,
+        bid_id: BidId,
+        bidder: UserId,
+        amount: Amount,
+        seq: u64,
+        placed_us: i64,
+        end_ms: i64,
+    },
+    Started {
+        auction: AuctionId,
+    },
+    Extended {
+        auction: AuctionId,
+        end_ms: i64,
+    },
+    Ended {
+        auction: AuctionId,
+        winner: Option<UserId>,
+        final_price: Option<Amount>,
+        bid_count: u64,
+        end_ms: i64,
+    },
+    Cancelled {
+        auction: AuctionId,
+    },
+}
+
+impl LogEvent {
+    fn parse(entry: &StreamId) -> Option<LogEvent> {
+        let text = |name: &str| -> Option<String> { entry.get::<String>(name) };
+        let int = |name: &str| -> Option<i64> { text(name)?.parse().ok() };
+        let auction = AuctionId::parse(&text("auction_id")?).ok()?;
+        let amount = |name: &str| int(name).and_then(Amount::from_cents);
+        Some(match text("type")?.as_str() {
+            "created" => LogEvent::Created {
+                auction,
+                title: text("title")?,
+                start_ms: int("start_ms")?,
+                end_ms: int("end_ms")?,
+                starting_bid: amount("starting_bid")?,
+                extension_window_s: u32::try_from(int("ext_window_s")?).ok()?,
+                extension_s: u32::try_from(int("ext_s")?).ok()?,
+                created_ms: int("created_ms")?,
+            },
+            "bid" => LogEvent::Bid {
+                auction,
+                bid_id: BidId::parse(&text("bid_id")?).ok()?,
+                bidder: UserId::parse(&text("bidder")?).ok()?,
+                amount: amount("amount")?,
+                seq: u64::try_from(int("seq")?).ok()?,
+                placed_us: int("placed_us")?,
+                end_ms: int("end_ms")?,
+            },
+            "started" => LogEvent::Started { auction },
+            "extended" => LogEvent::Extended { auction, end_ms: int("end_ms")? },
+            "ended" => LogEvent::Ended {
+                auction,
+                winner: text("winner").filter(|w| !w.is_empty()).map(|w| UserId::parse(&w)).transpose().ok()?,
+                final_price: match text("final_price").filter(|p| !p.is_empty()) {
+                    Some(p) => Some(p.parse().ok().and_then(Amount::from_cents)?),
+                    None => None,
+                },
+                bid_count: u64::try_from(int("bid_count")?).ok()?,
+                end_ms: int("end_ms")?,
+            },
+            "cancelled" => LogEvent::Cancelled { auction },
+            _ => return None,
+        })
+    }
+}
+
+fn entries(ids: Vec<StreamId>) -> Vec<LogEntry> {
+    ids.into_iter().map(|entry| LogEntry { event: LogEvent::parse(&entry), id: entry.id }).collect()
+}
+
+impl Store {
+    /// Takes (or keeps) the consumption of auction `id`'s log for `instance`; false if another
+    /// instance holds it.
+    pub async fn own_log(&self, id: &AuctionId, instance: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let owner = self.keys.auction(id).log_owner;
+        let owned: i64 = self.bounded(OWNER.key(owner).arg(instance).arg(ttl_ms).invoke_async(&mut conn)).await?;
+        Ok(owned == 1)
+    }
+
+    /// Creates the consumer group on the auction's log (from its first entry) if it is missing.
+    pub async fn ensure_group(&self, id: &AuctionId) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let log = self.keys.auction(id).log;
+        let created: Result<(), _> = self.bounded(conn.xgroup_create_mkstream(&log, GROUP, "0")).await;
+        match created {
+            Err(StoreError::Redis(e)) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Claims every entry pending in the group, whoever it was delivered to (a consumer that died
+    /// before acknowledging, or this one after a failed write), oldest first. Safe because the
+    /// caller owns the stream (see [`Store::own_log`]).
+    pub async fn claim_pending(
+        &self,
+        id: &AuctionId,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let mut conn = self.conn.clone();
+        let log = self.keys.auction(id).log;
+        let reply: redis::streams::StreamAutoClaimReply = self
+            .bounded(conn.xautoclaim_options(
+                &log,
+                GROUP,
+                consumer,
+                0,
+                "0-0",
+                StreamAutoClaimOptions::default().count(count),
+            ))
+            .await?;
+        Ok(entries(reply.claimed))
+    }
+
+    /// Reads entries never delivered to the group before.
+    pub async fn read_new(&self, id: &AuctionId, consumer: &str, count: usize) -> Result<Vec<LogEntry>, StoreError> {
+        let mut conn = self.conn.clone();
+        let log = self.keys.auction(id).log;
+        let options = StreamReadOptions::default().group(GROUP, consumer).count(count);
+        let reply: Option<StreamReadReply> = self.bounded(conn.xread_options(&[&log], &[">"], &options)).await?;
+        Ok(reply.map(|r| r.keys.into_iter().flat_map(|k| entries(k.ids)).collect()).unwrap_or_default())
+    }
+
+    pub async fn ack(&self, id: &AuctionId, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = self.bounded(conn.xack(self.keys.auction(id).log, GROUP, ids)).await?;
+        Ok(())
+    }
+
+    /// Trims the log of what every group has acknowledged; returns how many entries went.
+    pub async fn trim_log(&self, id: &AuctionId) -> Result<i64, StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(TRIM.key(self.keys.auction(id).log).invoke_async(&mut conn)).await
+    }
+
+    /// Entries of the log not yet written and acknowledged by the group: never delivered (lag)
+    /// plus delivered but pending. Before the group exists, the whole log.
+    pub async fn log_backlog(&self, id: &AuctionId) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let log = self.keys.auction(id).log;
+        let groups: Result<redis::streams::StreamInfoGroupsReply, _> = self.bounded(conn.xinfo_groups(&log)).await;
+        match groups {
+            Ok(reply) => match reply.groups.iter().find(|g| g.name == GROUP) {
+                Some(group) => Ok((group.lag.unwrap_or(0) + group.pending) as u64),
+                None => Ok(self.bounded(conn.xlen::<_, u64>(&log)).await?),
+            },
+            // No stream at all yet.
+            Err(StoreError::Redis(e)) if e.to_string().contains("no such key") => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every entry of the log, with its fields, for tests and tools.
+    pub async fn log_entries(&self, id: &AuctionId) -> Result<Vec<HashMap<String, String>>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = self.bounded(conn.xrange_all(self.keys.auction(id).log)).await?;
+        Ok(reply
+            .ids
+            .iter()
+            .map(|e| e.map.keys().filter_map(|k| Some((k.clone(), e.get::<String>(k)?))).collect())
+            .collect())
+    }
+}
