@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use auction_proto::rest::{Auction, CreateAuction};
@@ -28,7 +28,7 @@ fn redis_address() -> String {
     std::env::var("TEST_REDIS_ADDRESS").unwrap_or_else(|_| "127.0.0.1:6379".into())
 }
 
-fn mysql_base() -> String {
+pub fn mysql_base() -> String {
     std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://auction:auction@127.0.0.1:3306".into())
 }
 
@@ -93,9 +93,15 @@ impl TestEnv {
 
     /// Starts an auction service as a separate process (so that a test can kill it abruptly).
     pub async fn auction_process(&self, instance_id: &str) -> Process {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auction-service"));
+        self.process(env!("CARGO_BIN_EXE_auction-service"), instance_id, &[]).await
+    }
+
+    /// Starts a service binary as a separate process with extra environment variables.
+    pub async fn process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> Process {
+        let mut command = tokio::process::Command::new(binary);
         command
             .envs(self.vars())
+            .envs(extra.iter().copied())
             .env("INSTANCE_ID", instance_id)
             .env("CONFIG_FILE", "/dev/null")
             .env("NO_COLOR", "1")
@@ -104,7 +110,7 @@ impl TestEnv {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true);
-        let mut child = command.spawn().expect("spawn auction-service");
+        let mut child = command.spawn().expect("spawn service");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let addr = tokio::time::timeout(WAIT, async {
@@ -114,10 +120,10 @@ impl TestEnv {
                     return addr.parse::<SocketAddr>().expect("listening address");
                 }
             }
-            panic!("auction-service exited before listening");
+            panic!("{binary} exited before listening");
         })
         .await
-        .expect("auction-service did not start");
+        .expect("service did not start");
         // Keep draining its output so that it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Process { child, api: Api::new(addr), instance_id: instance_id.to_owned() }
@@ -148,12 +154,22 @@ impl TestEnv {
     }
 
     pub async fn analytics_service(&mut self) -> SocketAddr {
+        self.analytics_instance().await.0
+    }
+
+    /// Starts an analytics service in-process; returns its address and the token that stops it.
+    pub async fn analytics_instance(&mut self) -> (SocketAddr, CancellationToken) {
         let app =
             auction_server::analytics::App::build(self.config(Service::Analytics)).await.expect("analytics service");
         let addr = app.local_addr();
         let token = CancellationToken::new();
-        self.services.push((token.clone(), tokio::spawn(app.run(token))));
-        addr
+        self.services.push((token.clone(), tokio::spawn(app.run(token.clone()))));
+        (addr, token)
+    }
+
+    /// A connection to this test's database.
+    pub async fn mysql(&self) -> sqlx::MySqlConnection {
+        sqlx::MySqlConnection::connect(&format!("{}/{}", mysql_base(), self.database)).await.expect("mysql")
     }
 }
 
@@ -399,4 +415,49 @@ impl Ws {
 pub async fn sleep_past(at: DateTime<Utc>, server_time: DateTime<Utc>, observed: tokio::time::Instant) {
     let wait = (at - server_time).to_std().unwrap_or_default() + Duration::from_millis(20);
     tokio::time::sleep_until(observed + wait).await;
+}
+
+/// A TCP proxy in front of MySQL that a test can cut, to make MySQL unreachable for one service
+/// without touching the server that every other test shares.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    cut: Arc<tokio::sync::Notify>,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let (target, flag, cuts) = (target.to_owned(), up.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused at once
+                }
+                let (target, cuts) = (target.clone(), cuts.clone());
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&target).await else { return };
+                    let cut = cuts.notified();
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, up, cut }
+    }
+
+    /// Cuts every open connection and refuses new ones.
+    pub fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -7,6 +7,7 @@
 mod bad_input;
 mod bidding;
 mod concurrency;
+mod durability;
 mod helpers;
 mod lifecycle;
 mod rest;

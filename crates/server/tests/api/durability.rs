@@ -1,0 +1,333 @@
+//! The durable log and the analytics service: every accepted bid reaches MySQL exactly once,
+//! whatever dies and whenever MySQL is down.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use auction_proto::rest::BidsPage;
+use auction_proto::ws::ServerFrame;
+use auction_proto::{Amount, AuctionId, RejectReason};
+use rust_decimal::Decimal;
+use tokio::time::Instant;
+
+use crate::helpers::*;
+
+/// One accepted bid as the bidder saw it.
+#[derive(Debug, Clone, PartialEq)]
+struct Accepted {
+    seq: u64,
+    bid_id: String,
+    bidder: String,
+    amount: Amount,
+}
+
+/// Bidders `names` take turns outbidding each other on `auction` for `rounds` rounds.
+async fn bid_rounds(node: Node, auction: &str, names: &[&str], rounds: usize) -> Vec<Accepted> {
+    let mut clients = Vec::new();
+    for name in names {
+        clients.push((name.to_string(), node.connect(auction, name).await.0));
+    }
+    let mut accepted = Vec::new();
+    let mut next = None::<Amount>;
+    for round in 0..rounds {
+        let (name, ws) = &mut clients[round % names.len()];
+        let amount = next.unwrap_or(amount("1.00"));
+        match ws.bid(&amount.to_string(), Some(&format!("{name}-{round}"))).await {
+            ServerFrame::BidAccepted(a) => {
+                accepted.push(Accepted {
+                    seq: a.seq,
+                    bid_id: a.bid_id.to_string(),
+                    bidder: name.clone(),
+                    amount: a.amount,
+                });
+                next = Some(Amount::from_cents(a.amount.cents() + 500).unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    accepted
+}
+
+/// (count, sum, max) of an auction's bids in MySQL.
+async fn mysql_totals(conn: &mut sqlx::MySqlConnection, auction: &str) -> (i64, Option<Decimal>, Option<Decimal>) {
+    sqlx::query_as("SELECT COUNT(*), SUM(amount), MAX(amount) FROM bids WHERE auction_id = ?")
+        .bind(auction)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+fn totals(accepted: &[Accepted]) -> (i64, Option<Decimal>, Option<Decimal>) {
+    let sum: i64 = accepted.iter().map(|a| a.amount.cents()).sum();
+    let max = accepted.iter().map(|a| a.amount).max();
+    (accepted.len() as i64, Some(Decimal::new(sum, 2)), max.map(Amount::to_decimal))
+}
+
+/// Waits until MySQL holds exactly `accepted` for `auction`, then checks the totals.
+async fn wait_in_mysql(env: &TestEnv, auction: &str, accepted: &[Accepted], within: Duration) {
+    let mut conn = env.mysql().await;
+    let deadline = Instant::now() + within;
+    loop {
+        let found = mysql_totals(&mut conn, auction).await;
+        if found.0 >= accepted.len() as i64 || Instant::now() > deadline {
+            assert_eq!(found, totals(accepted), "count, sum and max of {auction} in mysql");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bids_made_while_analytics_is_down_all_arrive_once_it_starts() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let mut all = Vec::new();
+    for _ in 0..3 {
+        let auction = api.create_open(600, "1", 0).await;
+        let id = auction.auction_id.to_string();
+        all.push((id.clone(), bid_rounds(node, &id, &["ann", "ben", "cat"], 40).await));
+    }
+    let mut conn = env.mysql().await;
+    for (id, _) in &all {
+        assert_eq!(mysql_totals(&mut conn, id).await.0, 0, "nothing is written without analytics");
+    }
+    let store = env.store().await;
+    let backlog = store.log_backlog(&AuctionId::parse(&all[0].0).unwrap()).await.unwrap();
+    assert_eq!(backlog, 42, "the creation, the start and 40 bids wait in the log");
+
+    env.analytics_service().await;
+    for (id, accepted) in &all {
+        wait_in_mysql(&env, id, accepted, WAIT).await;
+        let record = api.auction(id).await;
+        assert_eq!(record.bid_count, accepted.len() as u64);
+        assert_eq!(record.current_bid, accepted.last().map(|a| a.amount));
+    }
+    // Written and acknowledged means trimmed: the log does not keep growing.
+    for (id, _) in &all {
+        let id = AuctionId::parse(id).unwrap();
+        assert_eq!(store.log_backlog(&id).await.unwrap(), 0);
+        assert!(store.log_entries(&id).await.unwrap().len() <= 1, "the log was not trimmed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_commit_and_ack_duplicates_nothing() {
+    let mut env = TestEnv::new().await;
+    env.set("ANALYTICS_CLAIM_TTL", "500ms");
+    env.set("ANALYTICS_SWEEP", "200ms");
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "1", 0).await;
+    let id = auction.auction_id.to_string();
+    let accepted = bid_rounds(node, &id, &["ann", "ben"], 30).await;
+
+    let mut doomed =
+        env.process(env!("CARGO_BIN_EXE_analytics-service"), "doomed", &[("ANALYTICS_CRASH_AFTER_COMMIT", "1")]).await;
+    let status = tokio::time::timeout(WAIT, doomed.child.wait()).await.expect("it should crash").unwrap();
+    assert!(!status.success(), "the failpoint aborts the process");
+    let mut conn = env.mysql().await;
+    assert_eq!(mysql_totals(&mut conn, &id).await, totals(&accepted), "committed before the crash");
+    let store = env.store().await;
+    let auction_id = AuctionId::parse(&id).unwrap();
+    // The creation, the start and 30 bids.
+    assert_eq!(store.log_backlog(&auction_id).await.unwrap(), 32, "but never acknowledged");
+
+    // A healthy instance reclaims the dead one's pending entries and writes them again.
+    env.analytics_service().await;
+    let deadline = Instant::now() + WAIT;
+    while store.log_backlog(&auction_id).await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the pending entries were never reclaimed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(mysql_totals(&mut conn, &id).await, totals(&accepted), "no duplicates after redelivery");
+    let (auctions,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM auctions WHERE auction_id = ?")
+        .bind(&id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(auctions, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_outage_opens_the_breaker_without_touching_bidding_and_loses_nothing() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let mysql_addr = mysql_base().rsplit('@').next().unwrap().to_owned();
+    let proxy = Proxy::start(&mysql_addr).await;
+    let creds = mysql_base().rsplit_once('@').unwrap().0.to_owned();
+    env.set("MYSQL_DSN", &format!("{creds}@{}/{}", proxy.addr, env.database));
+    env.set("ANALYTICS_SWEEP", "200ms");
+    let (analytics, _) = env.analytics_instance().await;
+    let health = format!("http://{analytics}/health");
+    let auction = api.create_open(600, "1", 0).await;
+    let id = auction.auction_id.to_string();
+
+    // Bid continuously in the background, timing every acknowledgement.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bidding = {
+        let (stop, id) = (stop.clone(), id.clone());
+        tokio::spawn(async move {
+            let (mut a, _) = node.connect(&id, "ann").await;
+            let (mut b, _) = node.connect(&id, "ben").await;
+            let (mut accepted, mut slowest, mut next) = (Vec::new(), Duration::ZERO, amount("1.00"));
+            let mut round = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (name, ws) = if round % 2 == 0 { ("ann", &mut a) } else { ("ben", &mut b) };
+                let sent = Instant::now();
+                let outcome = ws.bid(&next.to_string(), Some(&format!("{name}-{round}"))).await;
+                slowest = slowest.max(sent.elapsed());
+                match outcome {
+                    ServerFrame::BidAccepted(x) => {
+                        accepted.push(Accepted {
+                            seq: x.seq,
+                            bid_id: x.bid_id.to_string(),
+                            bidder: name.to_owned(),
+                            amount: x.amount,
+                        });
+                        next = Amount::from_cents(x.amount.cents() + 100).unwrap();
+                    }
+                    ServerFrame::BidRejected(r) => panic!("bid refused during the mysql outage: {r:?}"),
+                    other => panic!("{other:?}"),
+                }
+                round += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (accepted, slowest)
+        })
+    };
+
+    let mut conn = env.mysql().await;
+    let deadline = Instant::now() + WAIT;
+    while mysql_totals(&mut conn, &id).await.0 == 0 {
+        assert!(Instant::now() < deadline, "analytics never wrote anything");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.down();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response = api.http.get(&health).send().await.unwrap();
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap();
+        if body["checks"]["mysql_breaker"] == "open" {
+            assert_eq!(status, 503, "an open breaker makes the service degraded");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the breaker never opened: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = api.http.get(format!("http://{analytics}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("analytics_mysql_breaker_state 2"), "{metrics}");
+    // Bidding goes on while MySQL is away.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.restore();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (accepted, slowest) = bidding.await.unwrap();
+    assert!(slowest < Duration::from_millis(500), "a bid took {slowest:?} during the outage");
+    let restored = Instant::now();
+    wait_in_mysql(&env, &id, &accepted, Duration::from_secs(20)).await;
+    eprintln!(
+        "mysql outage: {} bids accepted, slowest ack {slowest:?}, backlog written {:?} after restore",
+        accepted.len(),
+        restored.elapsed()
+    );
+    let body: serde_json::Value = api.http.get(&health).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["checks"]["mysql_breaker"], "ok", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_analytics_instances_split_the_work_without_duplicates() {
+    let mut env = TestEnv::new().await;
+    env.set("ANALYTICS_SWEEP", "200ms");
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let (first, _) = env.analytics_instance().await;
+    let (second, _) = env.analytics_instance().await;
+    let mut all = Vec::new();
+    for _ in 0..16 {
+        let auction = api.create_open(600, "1", 0).await;
+        let id = auction.auction_id.to_string();
+        all.push((id.clone(), bid_rounds(node, &id, &["ann", "ben"], 6).await));
+    }
+    for (id, accepted) in &all {
+        wait_in_mysql(&env, id, accepted, WAIT).await;
+    }
+    let written = |text: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with("analytics_events_written_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut counts = Vec::new();
+    for addr in [first, second] {
+        let text = api.http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
+        counts.push(written(&text));
+    }
+    assert!(counts.iter().all(|n| *n > 0), "one instance did all the work: {counts:?}");
+    // Per auction: the creation, the start and 6 bids.
+    assert_eq!(counts.iter().sum::<u64>(), 16 * 8, "every event written once: {counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bids_endpoint_pages_through_the_accepted_bids_in_order() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    env.analytics_service().await;
+    let auction = api.create_open(600, "1", 0).await;
+    let id = auction.auction_id.to_string();
+    let accepted = bid_rounds(node, &id, &["ann", "ben", "cat"], 10).await;
+    // A rejected bid is not in the history.
+    let (mut dan, _) = node.connect(&id, "dan").await;
+    match dan.bid("1.00", Some("too-low")).await {
+        ServerFrame::BidRejected(r) => assert_eq!(r.reason, RejectReason::BidTooLow),
+        other => panic!("{other:?}"),
+    }
+    wait_in_mysql(&env, &id, &accepted, WAIT).await;
+
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("/api/v1/auctions/{id}/bids?limit=3&cursor={c}"),
+            None => format!("/api/v1/auctions/{id}/bids?limit=3"),
+        };
+        let (status, body) = api.get(&query).await;
+        assert_eq!(status, 200, "{body}");
+        let page: BidsPage = serde_json::from_value(body).unwrap();
+        assert!(page.bids.len() <= 3);
+        pages.push(page.bids.len());
+        let got: Vec<Accepted> = page
+            .bids
+            .iter()
+            .map(|b| Accepted {
+                seq: b.seq,
+                bid_id: b.bid_id.to_string(),
+                bidder: b.bidder.to_string(),
+                amount: b.amount,
+            })
+            .collect();
+        cursor = page.next_cursor;
+        let start = pages.iter().sum::<usize>() - got.len();
+        assert_eq!(got, accepted[start..start + got.len()]);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, [3, 3, 3, 1]);
+    let (_, all) = api.get(&format!("/api/v1/auctions/{id}/bids")).await;
+    assert_eq!(all["bids"].as_array().unwrap().len(), 10);
+    assert_eq!(all["next_cursor"], serde_json::Value::Null);
+    let by_seq: BTreeMap<u64, &Accepted> = accepted.iter().map(|a| (a.seq, a)).collect();
+    assert_eq!(by_seq.len(), 10);
+
+    for (query, field) in [("limit=0", "limit"), ("limit=5000", "limit"), ("cursor=abc", "cursor")] {
+        let (status, body) = api.get(&format!("/api/v1/auctions/{id}/bids?{query}")).await;
+        assert_eq!((status, body["error"]["field"].as_str()), (400, Some(field)), "{query}");
+    }
+    let (status, _) = api.get("/api/v1/auctions/nosuch/bids").await;
+    assert_eq!(status, 404);
+}
