@@ -135,7 +135,13 @@ async fn connect(
     let snapshot = record.snapshot(&state.hubs.rules())?;
     let config = &state.config;
     let tracker = state.tracker.clone();
-    let upgrade = upgrade.max_message_size(config.max_message_bytes).max_frame_size(config.max_message_bytes);
+    // Small buffers: most connections are idle watchers, and the 128 KiB default read buffer
+    // would dominate their memory. Frames are small; the buffer grows for a rare large one.
+    let upgrade = upgrade
+        .max_message_size(config.max_message_bytes)
+        .max_frame_size(config.max_message_bytes)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0);
     Ok(upgrade
         .on_upgrade(move |socket| {
             let connection = socket::Connection { socket, state, user, auction, membership, last_seq: 0 };
