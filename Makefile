@@ -1,11 +1,14 @@
 # Shortcuts; the scripts under scripts/ are the real commands and need nothing but bash and cargo.
-.PHONY: dev dev-setup test fmt clippy run-auction-service run-bidding-service run-analytics-service
+.PHONY: dev dev-setup test bench fmt clippy run-auction-service run-bidding-service run-analytics-service
 
 dev:                    ## the whole stack in the foreground
 	scripts/dev.sh
 
 dev-setup:              ## install (if needed) and start Redis and MariaDB
 	scripts/dev-services.sh
+
+bench:                  ## the benchmark (release build, about 5 minutes)
+	scripts/bench.sh
 
 test:                   ## every check and test
 	scripts/test.sh

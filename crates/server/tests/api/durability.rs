@@ -40,7 +40,7 @@ async fn bid_rounds(node: Node, auction: &str, names: &[&str], rounds: usize) ->
                     bidder: name.clone(),
                     amount: a.amount,
                 });
-                next = Some(Amount::from_cents(a.amount.cents() + 500).unwrap());
+                next = Some(auction_proto::BidRules::default().min_next_bid(a.amount, Some(a.amount)));
             }
             other => panic!("{other:?}"),
         }
@@ -186,7 +186,7 @@ async fn mysql_outage_opens_the_breaker_without_touching_bidding_and_loses_nothi
                             bidder: name.to_owned(),
                             amount: x.amount,
                         });
-                        next = Amount::from_cents(x.amount.cents() + 100).unwrap();
+                        next = auction_proto::BidRules::default().min_next_bid(x.amount, Some(x.amount));
                     }
                     ServerFrame::BidRejected(r) => panic!("bid refused during the mysql outage: {r:?}"),
                     other => panic!("{other:?}"),

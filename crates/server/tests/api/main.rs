@@ -10,4 +10,5 @@ mod concurrency;
 mod durability;
 mod helpers;
 mod lifecycle;
+mod loadgen;
 mod rest;

@@ -1,0 +1,13 @@
+//! `auction-loadgen`: bid throughput and latency against the bidding service, measured the way
+//! that cannot hide a stall: open-loop arrivals on a fixed schedule, latency from the scheduled
+//! send time, per-worker HdrHistograms merged at the end.
+//!
+//! - [`opt`]: the command line.
+//! - [`run`]: one run.
+//! - [`report`]: the results, as a table or JSON.
+
+pub mod opt;
+pub mod report;
+mod run;
+
+pub use run::run;

@@ -1,0 +1,96 @@
+//! Command-line options: every clap type of `auction-loadgen` lives here.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Measures bid throughput and latency of the auction system: opens bidder and watcher
+/// WebSockets over one or more bidding-service nodes and places bids at a fixed arrival rate
+/// (open loop, the default) or as fast as answers come back (closed loop, --concurrency).
+///
+/// Latency is measured from each bid's scheduled send time, so a stalled server shows up in the
+/// percentiles instead of hiding behind fewer requests (no coordinated omission).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "auction-loadgen", version)]
+pub struct Opt {
+    /// The auction service, used to create the auctions (unless --auction-id is given).
+    #[arg(long, env = "AUCTION_API_URL", default_value = "http://localhost:8081")]
+    pub api_url: String,
+
+    /// Bidding-service WebSocket base URLs; bidders and watchers are spread over them.
+    #[arg(long = "ws-url", env = "AUCTION_WS_URL", value_delimiter = ',', default_value = "ws://localhost:8080")]
+    pub ws_urls: Vec<String>,
+
+    /// Bid on these existing auctions instead of creating new ones.
+    #[arg(long = "auction-id", value_delimiter = ',')]
+    pub auction_ids: Vec<String>,
+
+    /// How many auctions to create: 1 hammers one hot auction, more spreads the bidders.
+    #[arg(long, default_value_t = 1)]
+    pub auctions: usize,
+
+    /// Bidder connections (open loop).
+    #[arg(long, default_value_t = 50)]
+    pub bidders: usize,
+
+    /// Extra connections that only watch, to measure fan-out latency.
+    #[arg(long, default_value_t = 0)]
+    pub watchers: usize,
+
+    /// Open loop: total bids per second, on a fixed schedule.
+    #[arg(long, conflicts_with = "concurrency")]
+    pub rate: Option<f64>,
+
+    /// Closed loop: this many bidders, each sending its next bid as soon as the last is answered.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+
+    /// How long to send bids (after the warm-up), such as 10s or 1m.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+
+    /// Stop after this many bids instead (counted after the warm-up).
+    #[arg(long)]
+    pub bids: Option<u64>,
+
+    /// Sending time excluded from the results, while connections and caches warm up.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub warmup: Duration,
+
+    /// How the report is printed.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+
+    /// Starting bid of created auctions.
+    #[arg(long, default_value = "1.00")]
+    pub starting_bid: String,
+
+    /// How long to wait for any single answer before counting an error.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// Parses `500ms`, `10s`, `5m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 10s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{text:?} has an unknown unit {unit:?}; use ms, s, m or h")),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("{text:?} is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}

@@ -1,0 +1,156 @@
+//! The loadgen binary against a stand-in bidding server that can stall: the report's shape, its
+//! accounting, and latency measured from the scheduled send time (no coordinated omission).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use auction_proto::ws::{BidAccepted, BidPlaced, ServerFrame, Snapshot};
+use auction_proto::{Amount, AuctionId, AuctionStatus, BidId, ClientFrame, UserId};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Serves snapshots and accepts every bid, each at once outbid by a rival (so bidders keep
+/// bidding); the `stall_at`-th bid holds every reply for a second.
+async fn stand_in(stall_at: Option<u64>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gate = Arc::new(tokio::sync::Mutex::new(()));
+    let count = Arc::new(AtomicU64::new(0));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let (gate, count) = (gate.clone(), count.clone());
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let now = chrono::Utc::now();
+                let snapshot = ServerFrame::Snapshot(Snapshot {
+                    auction_id: AuctionId::parse("stand-in").unwrap(),
+                    status: AuctionStatus::Active,
+                    start_time: now,
+                    end_time: now + chrono::Duration::hours(1),
+                    starting_bid: Amount::parse("1").unwrap(),
+                    current_bid: None,
+                    highest_bidder: None,
+                    min_next_bid: Amount::parse("1").unwrap(),
+                    bid_count: 0,
+                    seq: 0,
+                    server_time: now,
+                    recent_bids: vec![],
+                });
+                if ws.send(Message::text(snapshot.encode())).await.is_err() {
+                    return;
+                }
+                while let Some(Ok(Message::Text(text))) = ws.next().await {
+                    let Ok(ClientFrame::PlaceBid(bid)) = ClientFrame::decode(&text) else { continue };
+                    let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                    let guard = gate.lock().await;
+                    if Some(n) == stall_at {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    drop(guard);
+                    let amount = bid.amount.0.unwrap();
+                    let reply = ServerFrame::BidAccepted(BidAccepted {
+                        auction_id: AuctionId::parse("stand-in").unwrap(),
+                        bid_id: bid.bid_id.unwrap(),
+                        amount,
+                        seq: n,
+                        end_time: now + chrono::Duration::hours(1),
+                    });
+                    let outbid = ServerFrame::BidPlaced(BidPlaced {
+                        auction_id: AuctionId::parse("stand-in").unwrap(),
+                        bid_id: BidId::parse(&format!("rival-{n}")).unwrap(),
+                        amount: Amount::from_cents(amount.cents() + 100).unwrap(),
+                        bidder: UserId::parse("rival").unwrap(),
+                        seq: n,
+                        end_time: now + chrono::Duration::hours(1),
+                        bid_count: n,
+                        placed_at: now,
+                        min_next_bid: Amount::from_cents(amount.cents() + 200),
+                    });
+                    // One write for both, as a server answering and fanning out at once would do.
+                    let sent = async {
+                        ws.feed(Message::text(reply.encode())).await?;
+                        ws.feed(Message::text(outbid.encode())).await?;
+                        ws.flush().await
+                    };
+                    if sent.await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("ws://{addr}")
+}
+
+async fn loadgen(ws_url: &str) -> serde_json::Value {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_auction-loadgen"))
+        .args(["--ws-url", ws_url, "--auction-id", "stand-in", "--bidders", "10", "--rate", "200"])
+        .args(["--warmup", "0s", "--duration", "3s", "--output", "json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The documented JSON shape (README, "auction-loadgen").
+fn check_shape(report: &serde_json::Value) {
+    let keys: Vec<&str> = report.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut expected = vec![
+        "mode",
+        "target_rate",
+        "concurrency",
+        "nodes",
+        "auctions",
+        "bidders",
+        "watchers",
+        "warmup_s",
+        "duration_s",
+        "attempted",
+        "accepted",
+        "rejected",
+        "rejected_total",
+        "errors",
+        "skipped",
+        "achieved_rate",
+        "accepted_rate",
+        "ack_latency_ms",
+        "fanout_latency_ms",
+    ];
+    expected.sort_unstable();
+    let mut keys = keys;
+    keys.sort_unstable();
+    assert_eq!(keys, expected);
+    let latency: Vec<&str> = report["ack_latency_ms"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut latency = latency;
+    latency.sort_unstable();
+    assert_eq!(latency, ["count", "max", "mean", "p50", "p90", "p99", "p99_9"]);
+    let n = |k: &str| report[k].as_u64().unwrap();
+    assert_eq!(n("accepted") + n("rejected_total") + n("errors"), n("attempted"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_shows_in_p99() {
+    let smooth = loadgen(&stand_in(None).await).await;
+    check_shape(&smooth);
+    assert_eq!(smooth["mode"], "open");
+    assert!(smooth["attempted"].as_u64().unwrap() >= 500, "{smooth}");
+    assert_eq!(smooth["skipped"], 0, "{smooth}");
+    let p99 = smooth["ack_latency_ms"]["p99"].as_f64().unwrap();
+    assert!(p99 < 200.0, "a server that never stalls has p99 {p99} ms");
+
+    let stalled = loadgen(&stand_in(Some(100)).await).await;
+    check_shape(&stalled);
+    // The stall delays every bid scheduled during it, about a third of the run: a tool that
+    // measured from the actual send would record one slow bid and a clean p99.
+    let p99 = stalled["ack_latency_ms"]["p99"].as_f64().unwrap();
+    let p90 = stalled["ack_latency_ms"]["p90"].as_f64().unwrap();
+    assert!(p99 >= 800.0, "p99 {p99} ms hides a one-second stall");
+    assert!(p90 >= 300.0, "p90 {p90} ms hides a one-second stall: {stalled}");
+    assert_eq!(stalled["errors"], 0);
+    assert_eq!(stalled["skipped"], 0, "{stalled}");
+}

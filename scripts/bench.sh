@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The benchmark: the stack in release mode on its own ports and key prefix, its numbers beside the
+# Redis ceiling measured in the same run.
+#
+#   1. ceiling      redis-benchmark, 50 clients, EVALSHA of the project's own bid.lua on fresh
+#                   auctions (mostly the accepting path: state, recent list, stream, publish)
+#   2. max rate     auction-loadgen closed loop over many auctions: the highest sustained rate
+#   3. half rate    auction-loadgen open loop at half that rate: ack p50/p99
+#   4. fan-out      one auction, 10,000 watchers, 2 bids per second: fan-out p99 of each bid
+#   5. idle memory  bidding-service RSS before and after 10,000 idle WebSockets
+#
+# Environment: BENCH_SECONDS (default 10) per measured run; BENCH_WATCHERS (default 10000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${BENCH_SECONDS:-10}
+watchers=${BENCH_WATCHERS:-10000}
+export BIDDING_PORT=18080 AUCTION_PORT=18081 ANALYTICS_PORT=18082
+export REDIS_KEY_PREFIX="bench$$:" LOG_LEVEL=warn
+api=http://localhost:$AUCTION_PORT
+ws=ws://localhost:$BIDDING_PORT
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+# Sockets: 10,000 watchers on each side of loopback.
+ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+say "open-file limit $(ulimit -n)"
+
+scripts/dev-services.sh
+command -v redis-benchmark >/dev/null || { say "redis-benchmark missing"; exit 1; }
+command -v python3 >/dev/null || { say "installing python3 for the report"; $( [ "$(id -u)" -eq 0 ] || echo sudo ) apt-get install -y -qq python3-minimal; }
+cargo build --release --bins --quiet
+
+# --- 1. the ceiling --------------------------------------------------------------------------
+sha=$(redis-cli SCRIPT LOAD "$(cat crates/server/src/store/bid.lua)")
+auctions=200000
+say "creating $auctions ceiling auctions"
+redis-cli EVAL "
+for i = 0, tonumber(ARGV[2]) - 1 do
+  redis.call('HSET', ARGV[1] .. string.format('%012d', i) .. '}', 'state', 'open', 'start_ms', '0',
+    'end_ms', '99999999999999', 'starting_bid', '100', 'current_bid', '', 'bidder', '', 'seq', '0',
+    'bid_count', '0', 'ext_window_s', '0', 'ext_s', '30')
+end
+return 1" 0 "${REDIS_KEY_PREFIX}ceiling:{" "$auctions" >/dev/null
+key="${REDIS_KEY_PREFIX}ceiling:{__rand_int__}"
+ceiling=$(redis-benchmark -q -c 50 -n 300000 -r "$auctions" \
+    EVALSHA "$sha" 4 "$key" "$key:recent" "$key:outcomes" "$key:log" \
+    __rand_int__ u__rand_int__ b__rand_int__ 100 "0:5,100:25,500:50,2500:100,10000:250" "${REDIS_KEY_PREFIX}ceiling:live" 10 \
+    | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -n 1 | cut -d' ' -f1)
+say "ceiling: $ceiling EVALSHA/s"
+redis-cli --scan --pattern "${REDIS_KEY_PREFIX}ceiling:*" | xargs -r -n 1000 redis-cli DEL >/dev/null
+
+# --- the stack --------------------------------------------------------------------------------
+PROFILE=release scripts/dev.sh >/tmp/bench-stack.log 2>&1 &
+stack=$!
+cleanup() {
+    kill -TERM "$stack" 2>/dev/null || true
+    wait "$stack" 2>/dev/null || true
+    redis-cli --scan --pattern "${REDIS_KEY_PREFIX}*" | xargs -r -n 1000 redis-cli DEL >/dev/null || true
+}
+trap cleanup EXIT
+for _ in $(seq 1 120); do
+    curl -sf "$api/health" >/dev/null 2>&1 && curl -sf "http://localhost:$BIDDING_PORT/health" >/dev/null 2>&1 && break
+    sleep 0.5
+done
+loadgen=target/release/auction-loadgen
+out=target/bench
+mkdir -p "$out"
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# --- 5. idle memory, first: later runs leave freed memory in the allocator ----------------------
+pid=$(pgrep -f "target/release/bidding-service" | head -n 1)
+rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
+before=$(rss)
+say "idle: $watchers connections held for 8s"
+$loadgen --api-url "$api" --ws-url "$ws" --rate 0.1 --bidders 2 --watchers "$watchers" \
+    --warmup 0s --duration 8s --output json >/dev/null &
+idle=$!
+for _ in $(seq 1 120); do
+    open=$(ss -Htn state established "( sport = :$BIDDING_PORT )" | wc -l)
+    [ "$open" -ge "$watchers" ] && break
+    sleep 0.25
+done
+sleep 1
+after=$(rss)
+wait "$idle"
+per_conn=$(( (after - before) * 1024 / open ))
+
+# --- 2. max sustained rate --------------------------------------------------------------------
+say "closed loop, 200 bidders over 100 auctions, ${seconds}s"
+# Where the CPU goes: every process here shares the machine's cores.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+redis_pid=$(pgrep -x redis-server | head -n 1)
+r0=$(cpu_ticks "$redis_pid"); b0=$(cpu_ticks "$pid"); t0=$(busy_ticks)
+max=$($loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 \
+    --warmup 2s --duration "${seconds}s" --output json | tee "$out/max.json")
+r1=$(cpu_ticks "$redis_pid"); b1=$(cpu_ticks "$pid"); t1=$(busy_ticks)
+cpu_split="redis $(( r1 - r0 )), bidding-service $(( b1 - b0 )), everything else (mostly the load generator) $(( (t1 - t0) - (r1 - r0) - (b1 - b0) )) of $(( t1 - t0 )) busy ticks"
+max_accepted=$(echo "$max" | json "round(d['accepted_rate'])")
+max_attempted=$(echo "$max" | json "round(d['achieved_rate'])")
+
+# --- 3. half rate ------------------------------------------------------------------------------
+half=$(( max_attempted / 2 ))
+say "open loop at $half bids/s, ${seconds}s"
+halfrun=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 \
+    --warmup 2s --duration "${seconds}s" --output json | tee "$out/half.json")
+
+# --- 4. fan-out --------------------------------------------------------------------------------
+say "fan-out: one auction, $watchers watchers, 2 bids/s"
+fanout=$($loadgen --api-url "$api" --ws-url "$ws" --rate 2 --bidders 2 --watchers "$watchers" \
+    --warmup 1s --duration "${seconds}s" --output json | tee "$out/fanout.json")
+
+say "raw reports in $out/"
+python3 - "$ceiling" "$max" "$halfrun" "$fanout" "$before" "$after" "$open" "$per_conn" "$cpu_split" <<'PY'
+import json, sys
+ceiling = float(sys.argv[1]); mx, half, fan = (json.loads(a) for a in sys.argv[2:5])
+before, after, conns, per = (int(a) for a in sys.argv[5:9])
+def ms(r, k, p): return r[k][p] if r[k] else float('nan')
+print()
+print(f"ceiling (redis-benchmark EVALSHA bid.lua, 50 clients)   {ceiling:>10.0f} calls/s")
+print(f"max sustained accepted bids/s (closed loop)             {mx['accepted_rate']:>10.0f}   {mx['accepted_rate']/ceiling:.2f}x ceiling   (target >= 0.5x)")
+print(f"  cpu during that run: {sys.argv[9]}")
+print(f"  attempted at that load                               {mx['achieved_rate']:>10.0f}/s  ack p50 {ms(mx,'ack_latency_ms','p50'):.2f} ms  p99 {ms(mx,'ack_latency_ms','p99'):.2f} ms")
+print(f"half rate, open loop at {half['target_rate']:.0f}/s: ack p50              {ms(half,'ack_latency_ms','p50'):>10.2f} ms   (target < 1 ms)")
+print(f"                                      ack p99              {ms(half,'ack_latency_ms','p99'):>10.2f} ms   (target < 5 ms)")
+print(f"fan-out to {fan['watchers']} watchers: p99                      {ms(fan,'fanout_latency_ms','p99'):>10.2f} ms   (target < 100 ms; p50 {ms(fan,'fanout_latency_ms','p50'):.2f}, max {ms(fan,'fanout_latency_ms','max'):.2f})")
+print(f"idle WebSocket memory: {conns} connections, RSS {before} -> {after} KiB: {per:>6} bytes each   (target < 16384)")
+PY
