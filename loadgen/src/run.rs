@@ -172,7 +172,9 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
     let _ = watchers_done.send(true);
     let mut fanout = histogram();
     for task in watcher_tasks {
-        fanout.add(&task.await.context("a watcher task failed")?).context("merging latency histograms")?;
+        for sample in task.await.context("a watcher task failed")? {
+            let _ = fanout.record(sample);
+        }
     }
     if let Some(progress) = progress {
         progress.abort();
@@ -248,7 +250,10 @@ fn ws_url(opt: &Opt, auctions: &[String], i: usize, user: &str) -> String {
 }
 
 async fn connect(url: &str) -> anyhow::Result<Socket> {
-    let (socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+    // A small read buffer: tungstenite zeroes the free part of it on every read, and at the 128 KiB
+    // default that costs thousands of watchers far more than the frames they read.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4 * 1024);
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .with_context(|| format!("cannot connect to {url}"))?;
     Ok(socket)
@@ -419,10 +424,11 @@ async fn next_frame(socket: &mut Socket, timeout: Duration) -> Option<ServerFram
 }
 
 /// One watcher: records, for each `bid_placed` of this run, the time since its scheduled send.
-/// It waits on its socket and on the end of the run only: no timers, since thousands of watchers
-/// polling would cost the machine more than the fan-out being measured.
-async fn watch(mut socket: Socket, shared: Arc<Shared>, mut done: watch::Receiver<bool>) -> Histogram<u64> {
-    let mut fanout = histogram();
+/// It must stay cheap, since thousands run at once on the machine being measured: it waits on its
+/// socket and the end of the run only (no timers), and keeps raw samples, merged into one
+/// histogram at the end (a full HdrHistogram each would page in megabytes per bid).
+async fn watch(mut socket: Socket, shared: Arc<Shared>, mut done: watch::Receiver<bool>) -> Vec<u64> {
+    let mut fanout = Vec::new();
     loop {
         let frame = tokio::select! {
             _ = done.changed() => break,
@@ -437,7 +443,7 @@ async fn watch(mut socket: Socket, shared: Arc<Shared>, mut done: watch::Receive
         if let Some(scheduled) = placed_bid_id(&frame).and_then(|id| shared.scheduled_of(id))
             && shared.measured(scheduled)
         {
-            let _ = fanout.record(micros(scheduled.elapsed()));
+            fanout.push(micros(scheduled.elapsed()));
         }
     }
     let _ = socket.close(None).await;
