@@ -53,9 +53,23 @@ pub async fn ping(pool: &MySqlPool) -> Result<(), sqlx::Error> {
 
 /// Marks an auction started (only if it was still scheduled: records are idempotent).
 pub async fn record_started(pool: &MySqlPool, auction: &str) -> Result<(), sqlx::Error> {
+    mark_started(pool, auction).await
+}
+
+async fn mark_started<'e>(db: impl sqlx::MySqlExecutor<'e>, auction: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE auctions SET status = 'active' WHERE auction_id = ? AND status = 'scheduled'")
         .bind(auction)
-        .execute(pool)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Moves the recorded close later (never earlier: a replayed older event changes nothing).
+async fn move_close<'e>(db: impl sqlx::MySqlExecutor<'e>, auction: &str, end_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE auctions SET end_time = GREATEST(end_time, ?) WHERE auction_id = ?")
+        .bind(ms_naive(end_ms))
+        .bind(auction)
+        .execute(db)
         .await?;
     Ok(())
 }
@@ -71,10 +85,15 @@ pub struct EndedRecord<'a> {
 
 pub async fn record_ended(pool: &MySqlPool, ended: &EndedRecord<'_>) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    mark_ended(&mut tx, ended).await?;
+    tx.commit().await
+}
+
+async fn mark_ended(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, ended: &EndedRecord<'_>) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE auctions SET status = 'ended', end_time = ? WHERE auction_id = ?")
         .bind(ended.end_time)
         .bind(ended.auction)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     sqlx::query(
         "INSERT INTO auction_results (auction_id, winner, final_price, bid_count, ended_at) VALUES (?, ?, ?, ?, ?) \
@@ -85,9 +104,9 @@ pub async fn record_ended(pool: &MySqlPool, ended: &EndedRecord<'_>) -> Result<(
     .bind(ended.final_price)
     .bind(ended.bid_count)
     .bind(ended.end_time)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// An operator's change: the new status and close in force.
@@ -154,11 +173,7 @@ async fn insert_bids(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, bids: &[&LogEv
         }
     }
     for (auction, end_ms) in latest {
-        sqlx::query("UPDATE auctions SET end_time = GREATEST(end_time, ?) WHERE auction_id = ?")
-            .bind(ms_naive(end_ms))
-            .bind(auction)
-            .execute(&mut **tx)
-            .await?;
+        move_close(&mut **tx, auction, end_ms).await?;
     }
     Ok(())
 }
@@ -191,36 +206,17 @@ async fn write_lifecycle(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, event: &Lo
             .execute(&mut **tx)
             .await?;
         }
-        LogEvent::Started { auction } => {
-            sqlx::query("UPDATE auctions SET status = 'active' WHERE auction_id = ? AND status = 'scheduled'")
-                .bind(auction.as_str())
-                .execute(&mut **tx)
-                .await?;
-        }
-        LogEvent::Extended { auction, end_ms } => {
-            sqlx::query("UPDATE auctions SET end_time = GREATEST(end_time, ?) WHERE auction_id = ?")
-                .bind(ms_naive(*end_ms))
-                .bind(auction.as_str())
-                .execute(&mut **tx)
-                .await?;
-        }
+        LogEvent::Started { auction } => mark_started(&mut **tx, auction.as_str()).await?,
+        LogEvent::Extended { auction, end_ms } => move_close(&mut **tx, auction.as_str(), *end_ms).await?,
         LogEvent::Ended { auction, winner, final_price, bid_count, end_ms } => {
-            sqlx::query("UPDATE auctions SET status = 'ended', end_time = ? WHERE auction_id = ?")
-                .bind(ms_naive(*end_ms))
-                .bind(auction.as_str())
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO auction_results (auction_id, winner, final_price, bid_count, ended_at) \
-                 VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE auction_id = auction_id",
-            )
-            .bind(auction.as_str())
-            .bind(winner.as_ref().map(UserId::as_str))
-            .bind(final_price.map(Amount::to_decimal))
-            .bind(bid_count)
-            .bind(ms_naive(*end_ms))
-            .execute(&mut **tx)
-            .await?;
+            let ended = EndedRecord {
+                auction: auction.as_str(),
+                winner: winner.as_ref().map(UserId::as_str),
+                final_price: final_price.map(Amount::to_decimal),
+                bid_count: *bid_count,
+                end_time: ms_naive(*end_ms),
+            };
+            mark_ended(tx, &ended).await?;
         }
         LogEvent::Cancelled { auction } => {
             sqlx::query("UPDATE auctions SET status = 'cancelled' WHERE auction_id = ?")
