@@ -15,3 +15,4 @@ pub mod db;
 pub mod http;
 pub mod runtime;
 pub mod store;
+pub mod testing;

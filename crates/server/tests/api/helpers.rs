@@ -1,22 +1,17 @@
 //! Test harness: an isolated environment per test (key prefix + database), services started
 //! in-process on port 0, and small REST and WebSocket clients.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use auction_proto::rest::{Auction, CreateAuction};
 use auction_proto::ws::{ServerFrame, Snapshot};
 use auction_proto::{Amount, ClientFrame};
-use auction_server::config::{Config, Service};
-use auction_server::store::Store;
 use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
-use sqlx::Connection;
 use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
@@ -24,80 +19,48 @@ use tokio_util::sync::CancellationToken;
 /// How long any single expected event may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-fn redis_address() -> String {
-    std::env::var("TEST_REDIS_ADDRESS").unwrap_or_else(|_| "127.0.0.1:6379".into())
+pub use auction_server::testing::{TestEnv, mysql_base};
+
+/// The harness's services as this crate's tests use them: with their clients.
+pub trait EnvExt {
+    async fn auction_service(&mut self) -> Api;
+    async fn auction_instance(&mut self) -> (Api, String, CancellationToken);
+    async fn bidding_service(&mut self) -> Node;
+    async fn analytics_service(&mut self) -> SocketAddr;
+    async fn analytics_instance(&mut self) -> (SocketAddr, CancellationToken);
+    async fn auction_process(&self, instance_id: &str) -> Process;
+    async fn process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> Process;
 }
 
-pub fn mysql_base() -> String {
-    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://auction:auction@127.0.0.1:3306".into())
-}
-
-fn init_logging() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if let Ok(filter) = std::env::var("TEST_LOG") {
-            tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().init();
-        }
-    });
-}
-
-/// One test's private slice of Redis and MySQL, and the services it started.
-pub struct TestEnv {
-    pub prefix: String,
-    pub database: String,
-    overrides: HashMap<String, String>,
-    services: Vec<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
-}
-
-impl TestEnv {
-    pub async fn new() -> TestEnv {
-        init_logging();
-        let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let database = format!("auction_t_{tag}");
-        let mut conn = sqlx::MySqlConnection::connect(&format!("{}/auction", mysql_base()))
-            .await
-            .expect("mysql is not reachable: run scripts/dev-services.sh");
-        sqlx::query(&format!("CREATE DATABASE `{database}`")).execute(&mut conn).await.expect("create test database");
-        TestEnv { prefix: format!("t_{tag}:"), database, overrides: HashMap::new(), services: Vec::new() }
+impl EnvExt for TestEnv {
+    async fn auction_service(&mut self) -> Api {
+        self.auction_instance().await.0
     }
 
-    /// Sets an environment-style setting for every service started after this call.
-    pub fn set(&mut self, name: &str, value: &str) {
-        self.overrides.insert(name.to_owned(), value.to_owned());
+    async fn auction_instance(&mut self) -> (Api, String, CancellationToken) {
+        let (addr, instance, token) = self.start_auction().await;
+        (Api::new(addr), instance, token)
     }
 
-    /// The variables a service of this environment runs with.
-    pub fn vars(&self) -> HashMap<String, String> {
-        let mut vars: HashMap<String, String> = [
-            ("SERVER_HOST", "127.0.0.1".to_owned()),
-            ("SERVER_PORT", "0".to_owned()),
-            ("REDIS_ADDRESS", redis_address()),
-            ("REDIS_KEY_PREFIX", self.prefix.clone()),
-            ("MYSQL_DSN", format!("{}/{}", mysql_base(), self.database)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        vars.extend(self.overrides.clone());
-        vars
+    async fn bidding_service(&mut self) -> Node {
+        Node { addr: self.start_bidding().await }
     }
 
-    pub fn config(&self, service: Service) -> Config {
-        let vars = self.vars();
-        Config::from_env(service, |name| vars.get(name).cloned()).expect("test config")
+    async fn analytics_service(&mut self) -> SocketAddr {
+        self.start_analytics().await.0
     }
 
-    pub async fn store(&self) -> Store {
-        Store::connect(&self.config(Service::Bidding).redis).await.expect("redis is not reachable")
+    async fn analytics_instance(&mut self) -> (SocketAddr, CancellationToken) {
+        self.start_analytics().await
     }
 
     /// Starts an auction service as a separate process (so that a test can kill it abruptly).
-    pub async fn auction_process(&self, instance_id: &str) -> Process {
+    async fn auction_process(&self, instance_id: &str) -> Process {
         self.process(env!("CARGO_BIN_EXE_auction-service"), instance_id, &[]).await
     }
 
     /// Starts a service binary as a separate process with extra environment variables.
-    pub async fn process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> Process {
+    async fn process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> Process {
         let mut command = tokio::process::Command::new(binary);
         command
             .envs(self.vars())
@@ -127,73 +90,6 @@ impl TestEnv {
         // Keep draining its output so that it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Process { child, api: Api::new(addr), instance_id: instance_id.to_owned() }
-    }
-
-    pub async fn auction_service(&mut self) -> Api {
-        self.auction_instance().await.0
-    }
-
-    /// Starts an auction service in-process; returns its client, its instance id and the token
-    /// that stops it gracefully.
-    pub async fn auction_instance(&mut self) -> (Api, String, CancellationToken) {
-        let config = self.config(Service::Auction);
-        let instance = config.instance_id.clone();
-        let app = auction_server::auction::App::build(config).await.expect("auction service");
-        let addr = app.local_addr();
-        let token = CancellationToken::new();
-        self.services.push((token.clone(), tokio::spawn(app.run(token.clone()))));
-        (Api::new(addr), instance, token)
-    }
-
-    pub async fn bidding_service(&mut self) -> Node {
-        let app = auction_server::bidding::App::build(self.config(Service::Bidding)).await.expect("bidding service");
-        let addr = app.local_addr();
-        let token = CancellationToken::new();
-        self.services.push((token.clone(), tokio::spawn(app.run(token))));
-        Node { addr }
-    }
-
-    pub async fn analytics_service(&mut self) -> SocketAddr {
-        self.analytics_instance().await.0
-    }
-
-    /// Starts an analytics service in-process; returns its address and the token that stops it.
-    pub async fn analytics_instance(&mut self) -> (SocketAddr, CancellationToken) {
-        let app =
-            auction_server::analytics::App::build(self.config(Service::Analytics)).await.expect("analytics service");
-        let addr = app.local_addr();
-        let token = CancellationToken::new();
-        self.services.push((token.clone(), tokio::spawn(app.run(token.clone()))));
-        (addr, token)
-    }
-
-    /// A connection to this test's database.
-    pub async fn mysql(&self) -> sqlx::MySqlConnection {
-        sqlx::MySqlConnection::connect(&format!("{}/{}", mysql_base(), self.database)).await.expect("mysql")
-    }
-}
-
-impl Drop for TestEnv {
-    /// Stops the services and removes the test's database and keys. Runs on a thread of its own
-    /// because the test's runtime is shutting down.
-    fn drop(&mut self) {
-        for (token, _) in &self.services {
-            token.cancel();
-        }
-        let database = self.database.clone();
-        let config = self.config(Service::Bidding);
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            runtime.block_on(async move {
-                if let Ok(mut conn) = sqlx::MySqlConnection::connect(&format!("{}/auction", mysql_base())).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`")).execute(&mut conn).await;
-                }
-                if let Ok(store) = Store::connect(&config.redis).await {
-                    let _ = store.delete_all().await;
-                }
-            });
-        });
-        let _ = cleanup.join();
     }
 }
 

@@ -1,0 +1,148 @@
+//! Test support, for this crate's integration tests and for other crates' (the CLI's): an
+//! isolated environment per test (a Redis key prefix and a MySQL database of its own) and the
+//! services started in-process on port 0. Not used by the services themselves.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Once;
+
+use sqlx::Connection;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Service};
+use crate::store::Store;
+
+/// Redis for tests: `TEST_REDIS_ADDRESS`, default `127.0.0.1:6379`.
+pub fn redis_address() -> String {
+    std::env::var("TEST_REDIS_ADDRESS").unwrap_or_else(|_| "127.0.0.1:6379".into())
+}
+
+/// MySQL for tests, without a database: `TEST_MYSQL_URL`, default the development user.
+pub fn mysql_base() -> String {
+    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://auction:auction@127.0.0.1:3306".into())
+}
+
+fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().init();
+        }
+    });
+}
+
+/// One test's private slice of Redis and MySQL, and the services it started. Dropping it stops
+/// the services and removes the database and the keys.
+pub struct TestEnv {
+    pub prefix: String,
+    pub database: String,
+    overrides: HashMap<String, String>,
+    services: Vec<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+}
+
+#[allow(clippy::expect_used)]
+impl TestEnv {
+    pub async fn new() -> TestEnv {
+        init_logging();
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let database = format!("auction_t_{tag}");
+        let mut conn = sqlx::MySqlConnection::connect(&format!("{}/auction", mysql_base()))
+            .await
+            .expect("mysql is not reachable: run scripts/dev-services.sh");
+        sqlx::query(&format!("CREATE DATABASE `{database}`")).execute(&mut conn).await.expect("create test database");
+        TestEnv { prefix: format!("t_{tag}:"), database, overrides: HashMap::new(), services: Vec::new() }
+    }
+
+    /// Sets an environment-style setting for every service started after this call.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.overrides.insert(name.to_owned(), value.to_owned());
+    }
+
+    /// The variables a service of this environment runs with.
+    pub fn vars(&self) -> HashMap<String, String> {
+        let mut vars: HashMap<String, String> = [
+            ("SERVER_HOST", "127.0.0.1".to_owned()),
+            ("SERVER_PORT", "0".to_owned()),
+            ("REDIS_ADDRESS", redis_address()),
+            ("REDIS_KEY_PREFIX", self.prefix.clone()),
+            ("MYSQL_DSN", format!("{}/{}", mysql_base(), self.database)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        vars.extend(self.overrides.clone());
+        vars
+    }
+
+    pub fn config(&self, service: Service) -> Config {
+        let vars = self.vars();
+        Config::from_env(service, |name| vars.get(name).cloned()).expect("test config")
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.config(Service::Bidding).redis).await.expect("redis is not reachable")
+    }
+
+    /// A connection to this test's database.
+    pub async fn mysql(&self) -> sqlx::MySqlConnection {
+        sqlx::MySqlConnection::connect(&format!("{}/{}", mysql_base(), self.database)).await.expect("mysql")
+    }
+
+    fn keep(&mut self, token: &CancellationToken, run: impl Future<Output = anyhow::Result<()>> + Send + 'static) {
+        self.services.push((token.clone(), tokio::spawn(run)));
+    }
+
+    /// Starts an auction service; returns its address, instance id and the token that stops it.
+    pub async fn start_auction(&mut self) -> (SocketAddr, String, CancellationToken) {
+        let config = self.config(Service::Auction);
+        let instance = config.instance_id.clone();
+        let app = crate::auction::App::build(config).await.expect("auction service");
+        let addr = app.local_addr();
+        let token = CancellationToken::new();
+        self.keep(&token, app.run(token.clone()));
+        (addr, instance, token)
+    }
+
+    /// Starts a bidding service; returns its address.
+    pub async fn start_bidding(&mut self) -> SocketAddr {
+        let app = crate::bidding::App::build(self.config(Service::Bidding)).await.expect("bidding service");
+        let addr = app.local_addr();
+        let token = CancellationToken::new();
+        self.keep(&token, app.run(token.clone()));
+        addr
+    }
+
+    /// Starts an analytics service; returns its address and the token that stops it.
+    pub async fn start_analytics(&mut self) -> (SocketAddr, CancellationToken) {
+        let app = crate::analytics::App::build(self.config(Service::Analytics)).await.expect("analytics service");
+        let addr = app.local_addr();
+        let token = CancellationToken::new();
+        self.keep(&token, app.run(token.clone()));
+        (addr, token)
+    }
+}
+
+impl Drop for TestEnv {
+    /// Stops the services and removes the test's database and keys. Runs on a thread of its own
+    /// because the test's runtime is shutting down.
+    fn drop(&mut self) {
+        for (token, _) in &self.services {
+            token.cancel();
+        }
+        let database = self.database.clone();
+        let config = self.config(Service::Bidding);
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async move {
+                if let Ok(mut conn) = sqlx::MySqlConnection::connect(&format!("{}/auction", mysql_base())).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`")).execute(&mut conn).await;
+                }
+                if let Ok(store) = Store::connect(&config.redis).await {
+                    let _ = store.delete_all().await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
