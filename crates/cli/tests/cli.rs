@@ -1,0 +1,305 @@
+//! The real `auctionctl` binary against the real stack (services in-process on port 0, real Redis
+//! and MariaDB): every command in both output modes, and bad input with its exit codes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use auction_server::testing::TestEnv;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
+use tokio_tungstenite::tungstenite::Message;
+
+struct Stack {
+    env: TestEnv,
+    api: SocketAddr,
+    ws: SocketAddr,
+    analytics: SocketAddr,
+}
+
+async fn stack() -> Stack {
+    let mut env = TestEnv::new().await;
+    let (api, _, _) = env.start_auction().await;
+    let ws = env.start_bidding().await;
+    let (analytics, _) = env.start_analytics().await;
+    Stack { env, api, ws, analytics }
+}
+
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Stack {
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auctionctl"));
+        command
+            .args(args)
+            .env("AUCTION_API_URL", format!("http://{}", self.api))
+            .env("AUCTION_WS_URL", format!("ws://{}", self.ws))
+            .env("AUCTION_ANALYTICS_URL", format!("http://{}", self.analytics))
+            .env_remove("AUCTION_OUTPUT")
+            .stdin(Stdio::null());
+        command
+    }
+
+    async fn run(&self, args: &[&str]) -> Outcome {
+        let output = self.command(args).output().await.unwrap();
+        Outcome {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs a command that must succeed, in table form and then in JSON; returns the JSON.
+    async fn both(&self, args: &[&str]) -> (String, Value) {
+        let table = self.run(args).await;
+        assert_eq!(table.code, 0, "{args:?}: {}", table.stderr);
+        assert!(!table.stdout.is_empty(), "{args:?} printed nothing");
+        let mut json_args = args.to_vec();
+        json_args.extend(["--output", "json"]);
+        let json = self.run(&json_args).await;
+        assert_eq!(json.code, 0, "{json_args:?}: {}", json.stderr);
+        (table.stdout, json.json())
+    }
+
+    async fn create(&self) -> String {
+        let out = self
+            .run(&["create", "--start", "now", "--duration", "2m", "--starting-bid", "100", "--output", "json"])
+            .await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.json()["auction_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn bid(&self, auction: &str, user: &str, amount: &str) {
+        let url = format!("ws://{}/ws/auction/{auction}?user_id={user}", self.ws);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        ws.next().await.unwrap().unwrap(); // the snapshot
+        ws.send(Message::text(format!(r#"{{"type":"place_bid","amount":"{amount}"}}"#))).await.unwrap();
+        loop {
+            let Message::Text(text) = ws.next().await.unwrap().unwrap() else { continue };
+            if text.contains("bid_accepted") {
+                return;
+            }
+            assert!(!text.contains("bid_rejected"), "{text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_get_list_extend_cancel() {
+    let s = stack().await;
+    let (table, json) = s
+        .both(&["create", "--title", "Brass lamp", "--start", "now", "--duration", "2m", "--starting-bid", "100"])
+        .await;
+    assert!(table.contains("Brass lamp") && table.contains("100.00"), "{table}");
+    assert!(table.contains("ends in 1m5") || table.contains("ends in 2m00s"), "{table}");
+    let id = json["auction_id"].as_str().unwrap().to_owned();
+    assert_eq!(json["starting_bid"], "100.00");
+
+    let (table, json) = s.both(&["get", &id]).await;
+    assert!(table.contains(&id) && table.contains("active"), "{table}");
+    assert_eq!(json["title"], "Brass lamp");
+    s.bid(&id, "alice", "100.00").await;
+    let (table, _) = s.both(&["get", &id]).await;
+    assert!(table.contains("alice") && table.contains("102.50"), "{table}");
+
+    let (table, json) = s.both(&["list", "--status", "active"]).await;
+    assert!(table.starts_with("ID") && table.contains(&id), "{table}");
+    assert!(json["auctions"].as_array().unwrap().iter().any(|a| a["auction_id"] == id.as_str()));
+
+    let before = json["auctions"][0]["end_time"].as_str().unwrap().to_owned();
+    let (table, json) = s.both(&["extend", &id, "--by", "30s"]).await;
+    assert!(table.starts_with("extended"), "{table}");
+    // `both` ran it twice: the JSON run extended the close the table run had already moved.
+    let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    let before = time(&Value::String(before));
+    assert_eq!(time(&json["previous_end_time"]), before + chrono::Duration::seconds(30), "{json}");
+    assert_eq!(time(&json["end_time"]), before + chrono::Duration::seconds(60), "{json}");
+
+    let other = s.create().await;
+    let out = s.run(&["cancel", &other]).await;
+    assert_eq!(out.code, 1, "no confirmation, no cancel: {}", out.stderr);
+    assert!(out.stderr.contains("not cancelled"));
+    let (table, _) = s.both(&["get", &other]).await;
+    assert!(table.contains("active"), "{table}");
+    let out = s.run(&["cancel", &other, "-y"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("cancelled"));
+    let out = s.run(&["cancel", &other, "-y", "--output", "json"]).await;
+    assert_eq!(out.code, 1, "cancelling twice is refused");
+    assert!(out.stderr.contains("conflict") && out.stderr.contains("HTTP 409"), "{}", out.stderr);
+    let third = s.create().await;
+    let json = s.run(&["cancel", &third, "--yes", "--output", "json"]).await.json();
+    assert_eq!(json["status"], "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bids_leader_rules_health_completions() {
+    let s = stack().await;
+    let id = s.create().await;
+    s.bid(&id, "alice", "100").await;
+    s.bid(&id, "bob", "102.50").await;
+    // The bid history comes from MySQL, written by the analytics service.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = s.run(&["bids", &id, "--output", "json"]).await;
+        if out.json()["bids"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "bids never reached mysql");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (table, json) = s.both(&["bids", &id, "--limit", "1", "--all"]).await;
+    assert!(table.contains("alice") && table.contains("bob") && table.contains("102.50"), "{table}");
+    assert_eq!(json["bids"].as_array().unwrap().len(), 2);
+    let (table, json) = s.both(&["bids", &id, "--limit", "1"]).await;
+    assert!(table.contains("more:"), "{table}");
+    assert_eq!(json["next_cursor"], json["bids"][0]["seq"].to_string().as_str(), "{json}");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = s.run(&["leader", "--output", "json"]).await;
+        if out.json()["instance_id"].is_string() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (table, json) = s.both(&["leader"]).await;
+    assert!(table.starts_with("leader ") && table.contains("epoch"), "{table}");
+    assert!(json["epoch"].as_u64().unwrap() >= 1);
+
+    let (table, json) = s.both(&["rules", "get"]).await;
+    assert!(table.contains("FROM") && table.contains("2.50"), "{table}");
+    assert_eq!(json["increments"].as_array().unwrap().len(), 10);
+    let dir = std::env::temp_dir().join(format!("auctionctl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rules.json");
+    std::fs::write(&file, r#"{"increments":[{"from":"0.00","increment":"1.00"},{"from":"50.00","increment":"5.00"}]}"#)
+        .unwrap();
+    let (table, json) = s.both(&["rules", "set", file.to_str().unwrap()]).await;
+    assert!(table.starts_with("rules replaced"), "{table}");
+    assert_eq!(json["increments"][1]["increment"], "5.00");
+
+    let (table, json) = s.both(&["health"]).await;
+    assert_eq!(table.lines().count(), 4, "a header and one line per service: {table}");
+    assert!(json.as_array().unwrap().iter().all(|r| r["status"] == "ok"), "{json}");
+
+    let out = s.run(&["completions", "bash"]).await;
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.contains("auctionctl") && out.stdout.contains("complete"), "{}", out.stdout);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_another_clients_bid_within_a_second() {
+    let s = stack().await;
+    let id = s.create().await;
+    for output in ["json", "table"] {
+        let mut child =
+            s.command(&["watch", &id, "--output", output]).stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next_line().await.unwrap().unwrap();
+        assert!(first.contains("snapshot") || first.contains("active"), "{first}");
+        let amount = if output == "json" { "100" } else { "200" };
+        let bidder = if output == "json" { "carol" } else { "dave" };
+        let sent = tokio::time::Instant::now();
+        s.bid(&id, bidder, amount).await;
+        let line = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                let line = lines.next_line().await.unwrap().unwrap();
+                if line.contains(bidder) {
+                    return line;
+                }
+            }
+        })
+        .await
+        .expect("watch did not print the bid within a second");
+        assert!(sent.elapsed() < Duration::from_secs(1));
+        if output == "json" {
+            let frame: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!((frame["type"].as_str(), frame["bidder"].as_str()), (Some("bid_placed"), Some(bidder)));
+        } else {
+            assert!(line.contains("bid 200.00 by dave"), "{line}");
+        }
+        child.kill().await.unwrap();
+    }
+    // Watching ends by itself when the auction is cancelled.
+    let mut child = s.command(&["watch", &id]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    lines.next_line().await.unwrap();
+    assert_eq!(s.run(&["cancel", &id, "-y"]).await.code, 0);
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("watch should end").unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_before_anything_is_sent() {
+    let s = stack().await;
+    let (_, rules_before) = s.both(&["rules", "get"]).await;
+    let (_, list_before) = s.both(&["list"]).await;
+    for (args, needle) in [
+        (vec!["list", "--colour", "red"], "--colour"),
+        (vec!["create", "--starting-bid", "100", "--duration", "ten minutes"], "not a duration"),
+        (vec!["create", "--starting-bid", "100", "--start", "tomorrow", "--duration", "5m"], "--start"),
+        (vec!["create", "--starting-bid", "100", "--end", "yesterday"], "--end"),
+        (vec!["create", "--starting-bid", "1.001", "--duration", "5m"], "more than 2 decimal places"),
+        (vec!["create", "--starting-bid", "-5", "--duration", "5m"], "--starting-bid"),
+        (vec!["create", "--starting-bid", "abc", "--duration", "5m"], "--starting-bid"),
+        (vec!["create", "--starting-bid", "10"], "--duration"),
+        (vec!["create", "--starting-bid", "10", "--start", "+10m", "--end", "+5m"], "end after it starts"),
+        (vec!["extend", "abc", "--by", "soon"], "--by"),
+        (vec!["get", "a:b"], "auction_id contains ':'"),
+        (vec!["list", "--status", "open"], "open"),
+        (vec!["rules", "set", "/nonexistent/rules.json"], "cannot read"),
+    ] {
+        let out = s.run(&args).await;
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked") && !out.stderr.contains("backtrace"), "{}", out.stderr);
+    }
+    let dir = std::env::temp_dir().join(format!("auctionctl-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (content, needle) in [
+        ("not json", "not valid rules"),
+        (r#"{"increments":[]}"#, "empty"),
+        (r#"{"increments":[{"from":"5.00","increment":"1.00"}]}"#, "0.00"),
+        (r#"{"increments":[{"from":"0","increment":"1"},{"from":"0","increment":"2"}]}"#, "increments[1].from"),
+    ] {
+        let file = dir.join("rules.json");
+        std::fs::write(&file, content).unwrap();
+        let out = s.run(&["rules", "set", file.to_str().unwrap()]).await;
+        assert_eq!(out.code, 2, "{content}: {}", out.stderr);
+        assert!(out.stderr.contains(needle), "{content}: {}", out.stderr);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (_, rules_after) = s.both(&["rules", "get"]).await;
+    assert_eq!(rules_after, rules_before, "invalid rules were never sent");
+    let (_, list_after) = s.both(&["list"]).await;
+    assert_eq!(list_after, list_before, "no auction was created");
+
+    // The server says no: exit 1 with its code and message.
+    let out = s.run(&["get", "nosuchauction"]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("not_found") && out.stderr.contains("no auction nosuchauction"), "{}", out.stderr);
+
+    // Unreachable: exit 3, naming the URL and the fix.
+    let out = s.run(&["list", "--api-url", "http://127.0.0.1:9"]).await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("http://127.0.0.1:9") && out.stderr.contains("hint:"), "{}", out.stderr);
+    let out = s.run(&["watch", "abc", "--ws-url", "ws://127.0.0.1:9"]).await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    drop(s.env);
+}
