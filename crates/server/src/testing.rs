@@ -106,11 +106,31 @@ impl TestEnv {
 
     /// Starts a bidding service; returns its address.
     pub async fn start_bidding(&mut self) -> SocketAddr {
-        let app = crate::bidding::App::build(self.config(Service::Bidding)).await.expect("bidding service");
+        self.start_bidding_on(0).await.0
+    }
+
+    /// Starts a bidding service on `port` (0 for any), retrying for a few seconds while the port
+    /// is still held by a service that is stopping; returns its address and the token that stops
+    /// it.
+    pub async fn start_bidding_on(&mut self, port: u16) -> (SocketAddr, CancellationToken) {
+        let mut config = self.config(Service::Bidding);
+        config.port = port;
+        let mut attempts = 0;
+        let app = loop {
+            match crate::bidding::App::build(config.clone()).await {
+                Ok(app) => break app,
+                Err(e) if attempts < 50 => {
+                    attempts += 1;
+                    tracing::debug!(error = %e, "bidding service not up yet; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("bidding service: {e:#}"),
+            }
+        };
         let addr = app.local_addr();
         let token = CancellationToken::new();
         self.keep(&token, app.run(token.clone()));
-        addr
+        (addr, token)
     }
 
     /// Starts an analytics service; returns its address and the token that stops it.

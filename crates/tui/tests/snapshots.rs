@@ -1,0 +1,211 @@
+//! Snapshot tests: app states rendered to a `TestBackend` and compared, text only, with the
+//! screens stored under `tests/snapshots/` (`UPDATE_SNAPSHOTS=1` rewrites them after a deliberate
+//! change; review the diff).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use auction_proto::rest::Auction;
+use auction_proto::ws::{AuctionEnded, AuctionExtended, BidAccepted, BidPlaced, BidRejected, ServerFrame, Snapshot};
+use auction_proto::{Amount, AuctionId, AuctionStatus, BidId, RejectReason, UserId};
+use auction_tui::app::App;
+use auction_tui::event::Net;
+use chrono::{DateTime, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+const NOW: &str = "2026-11-26T10:00:00Z";
+
+fn amount(s: &str) -> Amount {
+    Amount::parse(s).unwrap()
+}
+
+fn render(app: &App, name: &str) {
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| auction_tui::ui::draw(f, app, t(NOW))).unwrap();
+    let buffer = terminal.backend().buffer();
+    let mut text = String::new();
+    for y in 0..buffer.area.height {
+        let line: String = (0..buffer.area.width).map(|x| buffer[(x, y)].symbol().to_owned()).collect();
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    let path = format!("{}/tests/snapshots/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var("UPDATE_SNAPSHOTS").is_ok() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let expected =
+        std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("no snapshot {path}; run with UPDATE_SNAPSHOTS=1"));
+    assert_eq!(text, expected, "screen {name} differs from {path}:\n{text}");
+}
+
+fn auction(id: &str, title: &str, status: AuctionStatus, current: Option<&str>, ends: &str) -> Auction {
+    let starts = if status == AuctionStatus::Scheduled { "2026-11-26T11:00:00Z" } else { "2026-11-26T09:00:00Z" };
+    Auction {
+        auction_id: AuctionId::parse(id).unwrap(),
+        title: title.into(),
+        status,
+        start_time: t(starts),
+        end_time: t(ends),
+        starting_bid: amount("10"),
+        current_bid: current.map(amount),
+        highest_bidder: None,
+        min_next_bid: amount("10"),
+        bid_count: 0,
+        seq: 0,
+        server_time: t(NOW),
+        recent_bids: vec![],
+        extension_window_s: 30,
+        extension_s: 30,
+        created_at: t("2026-11-26T08:00:00Z"),
+        winner: None,
+        final_price: None,
+    }
+}
+
+fn snapshot() -> Snapshot {
+    Snapshot {
+        auction_id: AuctionId::parse("lamp").unwrap(),
+        status: AuctionStatus::Active,
+        start_time: t("2026-11-26T09:00:00Z"),
+        end_time: t("2026-11-26T10:02:13Z"),
+        starting_bid: amount("100"),
+        current_bid: None,
+        highest_bidder: None,
+        min_next_bid: amount("100"),
+        bid_count: 0,
+        seq: 1,
+        server_time: t(NOW),
+        recent_bids: vec![],
+    }
+}
+
+fn placed(seq: u64, bidder: &str, amount_: &str, next: &str, end: &str) -> Net {
+    Net::Frame(Box::new(ServerFrame::BidPlaced(BidPlaced {
+        auction_id: AuctionId::parse("lamp").unwrap(),
+        bid_id: BidId::parse(&format!("b{seq}")).unwrap(),
+        amount: amount(amount_),
+        bidder: UserId::parse(bidder).unwrap(),
+        seq,
+        end_time: t(end),
+        bid_count: seq - 1,
+        placed_at: t("2026-11-26T09:59:5{seq}Z".replace("{seq}", &seq.to_string()).as_str()),
+        min_next_bid: Some(amount(next)),
+    })))
+}
+
+/// Alice in the room of "Brass lamp", with the list loaded first (for the title).
+fn room() -> App {
+    let mut app = App::new("alice", "test");
+    app.on_net(Net::List(Ok(vec![auction("lamp", "Brass lamp", AuctionStatus::Active, None, "2026-11-26T10:02:13Z")])));
+    app.enter("lamp");
+    app.on_net(Net::Connected);
+    app.on_net(Net::RoundTrip(3));
+    app.on_net(Net::Frame(Box::new(ServerFrame::Snapshot(snapshot()))));
+    app
+}
+
+#[test]
+fn list() {
+    let mut app = App::new("alice", "test");
+    app.on_net(Net::List(Ok(vec![
+        auction("lamp", "Brass lamp", AuctionStatus::Active, Some("102.50"), "2026-11-26T10:02:13Z"),
+        auction("clock", "Grandfather clock", AuctionStatus::Scheduled, None, "2026-11-26T12:00:00Z"),
+        auction("vase", "Ming-style vase", AuctionStatus::Ended, Some("940.00"), "2026-11-26T09:30:00Z"),
+    ])));
+    app.on_key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE));
+    render(&app, "list");
+}
+
+#[test]
+fn room_before_bids() {
+    render(&room(), "room_before_bids");
+}
+
+#[test]
+fn room_after_bids() {
+    let mut app = room();
+    app.on_net(placed(2, "bob", "100.00", "102.50", "2026-11-26T10:02:13Z"));
+    app.on_key(KeyEvent::new(KeyCode::Char('m'), KeyModifiers::NONE));
+    app.on_net(placed(3, "alice", "102.50", "105.00", "2026-11-26T10:02:13Z"));
+    app.on_net(Net::Frame(Box::new(ServerFrame::BidAccepted(BidAccepted {
+        auction_id: AuctionId::parse("lamp").unwrap(),
+        bid_id: BidId::parse("tui-test-1").unwrap(),
+        amount: amount("102.50"),
+        seq: 3,
+        end_time: t("2026-11-26T10:02:13Z"),
+    }))));
+    render(&app, "room_after_bids");
+}
+
+#[test]
+fn rejection() {
+    let mut app = room();
+    app.on_net(placed(2, "bob", "100.00", "102.50", "2026-11-26T10:02:13Z"));
+    for c in ['1', '0', '1'] {
+        app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    }
+    let commands = app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(commands.len(), 1);
+    app.on_net(Net::Frame(Box::new(ServerFrame::BidRejected(BidRejected {
+        auction_id: AuctionId::parse("lamp").unwrap(),
+        bid_id: Some(BidId::parse("tui-test-1").unwrap()),
+        reason: RejectReason::BidTooLow,
+        message: "the minimum bid is 102.50".into(),
+        min_next_bid: Some(amount("102.50")),
+        current_bid: Some(amount("100.00")),
+    }))));
+    render(&app, "rejection");
+}
+
+#[test]
+fn extension() {
+    let mut app = room();
+    app.on_net(placed(2, "bob", "100.00", "102.50", "2026-11-26T10:02:13Z"));
+    app.on_net(Net::Frame(Box::new(ServerFrame::AuctionExtended(AuctionExtended {
+        auction_id: AuctionId::parse("lamp").unwrap(),
+        end_time: t("2026-11-26T10:05:00Z"),
+        previous_end_time: t("2026-11-26T10:02:13Z"),
+        seq: 2,
+    }))));
+    // The flash is timed from when the extension arrived; pin it to the rendering clock.
+    if let Some(room) = app.room.as_mut() {
+        room.extended_at = Some(t(NOW));
+    }
+    render(&app, "extension");
+}
+
+#[test]
+fn ended() {
+    let mut app = room();
+    app.on_net(placed(2, "bob", "100.00", "102.50", "2026-11-26T10:02:13Z"));
+    app.on_net(placed(3, "alice", "102.50", "105.00", "2026-11-26T10:02:13Z"));
+    app.on_net(Net::Frame(Box::new(ServerFrame::AuctionEnded(AuctionEnded {
+        auction_id: AuctionId::parse("lamp").unwrap(),
+        winner: Some(UserId::parse("alice").unwrap()),
+        final_price: Some(amount("102.50")),
+        seq: 4,
+    }))));
+    render(&app, "ended");
+}
+
+#[test]
+fn reconnecting_and_help() {
+    let mut app = room();
+    app.on_net(Net::Reconnecting { attempt: 2, reason: "connection lost".into() });
+    render(&app, "reconnecting");
+    app.on_key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE));
+    render(&app, "help");
+}
+
+#[test]
+fn a_gap_in_seq_asks_for_a_resync() {
+    let mut app = room();
+    let commands = app.on_net(placed(5, "bob", "100.00", "102.50", "2026-11-26T10:02:13Z"));
+    assert_eq!(commands, vec![auction_tui::event::Command::Sync]);
+    assert_eq!(app.room.as_ref().unwrap().current_bid, None, "nothing applied past the gap");
+}
