@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and every test, on a fresh Debian/Ubuntu machine with only Rust installed:
 # brings up Redis and MariaDB first (installing them if missing), then format, lints, tests, and
-# a smoke run of the whole stack with the README's own examples.
+# the whole stack running the README's own examples and the web UI's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +14,4 @@ fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
-scripts/readme-examples.sh
+scripts/with-stack.sh bash -c 'scripts/readme-examples.sh && scripts/browser-test.sh'

@@ -109,6 +109,8 @@ pub struct AuctionConfig {
     pub max_duration: Duration,
     /// The most one extend call may add.
     pub max_extend: Duration,
+    /// Origins whose pages may call the API (CORS); `None` allows any.
+    pub cors_origins: Option<Vec<String>>,
 }
 
 /// The file's shape: every key optional; unknown keys are errors so typos are caught.
@@ -179,6 +181,7 @@ struct FileAuction {
     max_bid: Option<String>,
     max_duration: Option<String>,
     max_extend: Option<String>,
+    cors_allowed_origins: Option<String>,
 }
 
 pub const DEFAULT_MYSQL_DSN: &str = "mysql://auction:auction@127.0.0.1:3306/auction";
@@ -244,6 +247,8 @@ impl Config {
         let max_starting_bid = pick("MAX_BID", "auction.max_bid", file.auction.max_bid);
         let max_duration = pick("MAX_AUCTION_DURATION", "auction.max_duration", file.auction.max_duration);
         let max_extend = pick("MAX_EXTEND", "auction.max_extend", file.auction.max_extend);
+        let cors = pick("CORS_ALLOWED_ORIGINS", "auction.cors_allowed_origins", file.auction.cors_allowed_origins);
+        let cors_origins = parse_origins(cors)?;
         let claim_ttl = pick("ANALYTICS_CLAIM_TTL", "analytics.claim_ttl", file.analytics.claim_ttl);
         let batch = pick("ANALYTICS_BATCH", "analytics.batch", file.analytics.batch.map(|b| b.to_string()));
         let sweep = pick("ANALYTICS_SWEEP", "analytics.sweep", file.analytics.sweep);
@@ -298,6 +303,7 @@ impl Config {
                 max_bid: amount(max_starting_bid)?,
                 max_duration: duration(max_duration, Duration::from_secs(365 * 24 * 3600))?,
                 max_extend: duration(max_extend, Duration::from_secs(24 * 3600))?,
+                cors_origins,
             },
             analytics: AnalyticsConfig {
                 claim_ttl: duration(claim_ttl, Duration::from_secs(10))?,
@@ -307,6 +313,25 @@ impl Config {
             },
         })
     }
+}
+
+/// `*` (or unset) for any origin, else a comma-separated list of `scheme://host[:port]`.
+fn parse_origins(setting: Setting) -> Result<Option<Vec<String>>, ConfigError> {
+    let text = match setting.value.as_deref().map(str::trim) {
+        None | Some("*") => return Ok(None),
+        Some(text) => text,
+    };
+    let origins: Vec<String> = text.split(',').map(|o| o.trim().trim_end_matches('/').to_owned()).collect();
+    for origin in &origins {
+        let valid = url::Url::parse(origin).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/");
+        if !valid {
+            return Err(bad(
+                setting.source_name,
+                format!("{origin:?} is not an origin such as https://bids.example.com"),
+            ));
+        }
+    }
+    Ok(Some(origins))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -459,6 +484,11 @@ mod tests {
         assert!(err(&[("LOG_LEVEL", "loud[")]).starts_with("environment variable LOG_LEVEL:"));
         assert!(err(&[("MAX_BID", "-5")]).starts_with("environment variable MAX_BID:"));
         assert!(err(&[("INSTANCE_ID", "a:b")]).starts_with("environment variable INSTANCE_ID:"));
+        assert!(
+            err(&[("CORS_ALLOWED_ORIGINS", "bids.example.com")])
+                .starts_with("environment variable CORS_ALLOWED_ORIGINS:")
+        );
+        assert!(err(&[("CORS_ALLOWED_ORIGINS", "https://a.example/path")]).contains("not an origin"));
     }
 
     #[test]

@@ -91,12 +91,28 @@ impl App {
 }
 
 pub fn router(state: AppState) -> Router {
+    let cors = cors(state.config.cors_origins.as_deref());
     Router::new()
         .nest("/api/v1", routes::router())
         .route("/health", get(health))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(cors)
         .with_state(state)
+}
+
+/// CORS for pages served elsewhere (the web UI from the bidding service or any static server).
+fn cors(origins: Option<&[String]>) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = match origins {
+        None => AllowOrigin::any(),
+        Some(list) => AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok())),
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::PUT])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
 }
 
 async fn health(State(state): State<AppState>) -> Response {

@@ -4,6 +4,7 @@
 mod hub;
 mod live;
 mod socket;
+mod web;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -105,6 +106,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws/auction/{auction_id}", get(connect))
         .route("/health", get(health))
+        .merge(web::router())
         .fallback(not_found)
         .with_state(state)
 }

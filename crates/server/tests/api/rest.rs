@@ -112,3 +112,38 @@ async fn health_of_every_service() {
         assert_eq!(body["checks"]["redis"], "ok");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_is_served_and_cors_follows_the_configured_origins() {
+    let mut env = TestEnv::new().await;
+    let node = env.bidding_service().await;
+    let http = reqwest::Client::new();
+    let index = http.get(format!("http://{}/", node.addr)).send().await.unwrap();
+    assert_eq!(index.status(), 200);
+    assert!(index.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(index.text().await.unwrap().contains(r#"src="app.js""#));
+    for (path, kind) in [("/app.js", "text/javascript"), ("/config.js", "text/javascript"), ("/style.css", "text/css")]
+    {
+        let response = http.get(format!("http://{}{path}", node.addr)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+    }
+
+    // By default any origin may call the API; configured, only the listed ones.
+    let open = env.auction_service().await;
+    let preflight = |api: &Api, origin: &str| {
+        http.request(reqwest::Method::OPTIONS, api.url("/api/v1/auctions"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let response = preflight(&open, "http://elsewhere.example").await.unwrap();
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    env.set("CORS_ALLOWED_ORIGINS", "https://bids.example.com");
+    let strict = env.auction_service().await;
+    let allowed = preflight(&strict, "https://bids.example.com").await.unwrap();
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://bids.example.com");
+    let refused = preflight(&strict, "http://elsewhere.example").await.unwrap();
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
+}

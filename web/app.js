@@ -1,0 +1,284 @@
+// The web UI: an auction list, an auction room and a create form, over the same REST API and
+// WebSocket protocol as every other client. Plain modules, no build step. Each view returns a
+// cleanup function that closes its socket and clears its timers, so leaving a view leaks nothing.
+import { config } from './config.js';
+
+const main = document.getElementById('main');
+const userInput = document.getElementById('user');
+const params = new URLSearchParams(location.search);
+userInput.value = params.get('user') || localStorage.getItem('auction.user') || '';
+userInput.addEventListener('change', () => localStorage.setItem('auction.user', userInput.value.trim()));
+if (params.get('user')) localStorage.setItem('auction.user', params.get('user'));
+const user = () => userInput.value.trim();
+
+const el = (tag, attrs = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+};
+
+function compact(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(`${config.api}${path}`, {
+    ...options,
+    headers: { 'content-type': 'application/json', ...(options.headers || {}) },
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error?.message || `${response.status} ${response.statusText}`);
+  return body;
+}
+
+// --- the list -------------------------------------------------------------------------------
+function listView() {
+  const status = el('p', { class: 'label' }, 'loading…');
+  const tbody = el('tbody');
+  main.replaceChildren(
+    el('h1', {}, 'Auctions'),
+    el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, 'Title'), el('th', {}, 'Status'), el('th', {}, 'Current bid'), el('th', {}, 'Time left'))), tbody),
+    status,
+  );
+  let auctions = [];
+  let offset = 0; // server time minus local time
+  const render = () => {
+    const now = Date.now() + offset;
+    tbody.replaceChildren(...auctions.map((a) => {
+      const left = a.status === 'scheduled' ? `starts in ${compact(Date.parse(a.start_time) - now)}`
+        : a.status === 'active' ? compact(Date.parse(a.end_time) - now) : '—';
+      return el('tr', { class: 'auction', 'data-id': a.auction_id, onclick: () => { location.hash = `#/auction/${a.auction_id}`; } },
+        el('td', {}, el('a', { href: `#/auction/${a.auction_id}` }, a.title)),
+        el('td', {}, a.status),
+        el('td', {}, a.current_bid ?? `from ${a.starting_bid}`),
+        el('td', { class: 'left' }, left));
+    }));
+  };
+  const load = async () => {
+    try {
+      const body = await api('/api/v1/auctions?limit=100');
+      auctions = body.auctions;
+      if (auctions[0]) offset = Date.parse(auctions[0].server_time) - Date.now();
+      status.textContent = auctions.length ? '' : 'No auctions yet.';
+      render();
+    } catch (e) {
+      status.textContent = `Cannot load auctions: ${e.message}`;
+    }
+  };
+  load();
+  const refresh = setInterval(load, 3000);
+  const tick = setInterval(render, 1000);
+  return () => { clearInterval(refresh); clearInterval(tick); };
+}
+
+// --- the room -------------------------------------------------------------------------------
+function roomView(id) {
+  const title = el('h1', {}, 'Auction');
+  const state = el('span', { class: 'state' }, 'connecting…');
+  const price = el('div', { class: 'price', id: 'current' }, '—');
+  const bidder = el('div', { id: 'bidder' }, '—');
+  const minNext = el('div', { id: 'min-next' }, '—');
+  const countdown = el('div', { class: 'countdown', id: 'countdown' }, '—');
+  const statusText = el('div', { id: 'status' }, '—');
+  const history = el('ol', { class: 'history', id: 'history' });
+  const amount = el('input', { id: 'amount', inputmode: 'decimal', placeholder: 'amount', size: '10' });
+  const outcome = el('p', { id: 'outcome', role: 'status' });
+  const cell = (label, value) => el('div', {}, el('div', { class: 'label' }, label), value);
+  main.replaceChildren(
+    title,
+    el('p', {}, state),
+    el('div', { class: 'card grid' }, cell('Current bid', price), cell('Highest bidder', bidder), cell('Minimum next bid', minNext), cell('Closes', countdown), cell('Status', statusText)),
+    el('div', { class: 'card' },
+      el('form', { class: 'bid', onsubmit: (e) => { e.preventDefault(); bid(amount.value.trim()); } },
+        amount, el('button', { type: 'submit', id: 'bid' }, 'Bid'),
+        el('button', { type: 'button', class: 'secondary', id: 'bid-min', onclick: () => bid(null) }, 'Bid the minimum')),
+      outcome),
+    el('div', { class: 'card' }, el('h2', {}, 'Bids'), history),
+  );
+
+  let room = null;
+  let socket = null;
+  let closed = false;
+  let attempt = 0;
+  let retry = null;
+  let offset = 0;
+  let extendedAt = 0;
+  let counter = 0;
+  const pending = new Map();
+
+  api(`/api/v1/auctions/${encodeURIComponent(id)}`).then((a) => { title.textContent = a.title; }).catch(() => {});
+
+  const show = () => {
+    if (!room) return;
+    price.textContent = room.current_bid ?? 'no bids yet';
+    const mine = room.highest_bidder && room.highest_bidder === user();
+    bidder.textContent = room.highest_bidder ? (mine ? `${room.highest_bidder} (you)` : room.highest_bidder) : '—';
+    bidder.className = mine ? 'you' : '';
+    minNext.textContent = room.min_next_bid;
+    statusText.textContent = room.status;
+    history.replaceChildren(...room.recent.map((b) => el('li', {}, `${b.amount} by ${b.bidder} at ${new Date(b.placed_at).toLocaleTimeString()}`)));
+    tick();
+  };
+  const tick = () => {
+    if (!room) return;
+    const now = Date.now() + offset;
+    const end = Date.parse(room.end_time);
+    if (room.status === 'ended') {
+      countdown.textContent = room.winner ? `ended: ${room.winner} won at ${room.final_price}` : 'ended';
+    } else if (room.status === 'cancelled') {
+      countdown.textContent = 'cancelled';
+    } else {
+      countdown.textContent = end > now ? `in ${compact(end - now)}` : 'closed';
+    }
+    const extended = Date.now() - extendedAt < 5000;
+    countdown.classList.toggle('extended', extended);
+    if (extended) countdown.textContent += ` (extended to ${new Date(end).toLocaleTimeString()})`;
+  };
+  const timer = setInterval(tick, 250);
+
+  const say = (text, ok) => { outcome.textContent = text; outcome.className = ok ? 'ok' : 'bad'; };
+
+  function bid(value) {
+    if (!room) return;
+    const chosen = value || room.min_next_bid;
+    const bidId = `web-${Date.now().toString(36)}-${++counter}`;
+    pending.set(bidId, chosen);
+    say(`Bidding ${chosen}…`, true);
+    send({ type: 'place_bid', amount: chosen, bid_id: bidId });
+  }
+  function send(frame) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+  }
+
+  function onFrame(frame) {
+    if (frame.type === 'snapshot') {
+      offset = Date.parse(frame.server_time) - Date.now();
+      room = { ...frame, recent: frame.recent_bids.slice() };
+      return show();
+    }
+    if (!room) return;
+    if (frame.seq !== undefined && !['bid_accepted'].includes(frame.type)) {
+      const sameChange = frame.type === 'auction_extended' && frame.seq === room.seq;
+      if (frame.seq <= room.seq && !sameChange) return;
+      if (frame.seq > room.seq + 1) return send({ type: 'sync' });
+      room.seq = frame.seq;
+    }
+    switch (frame.type) {
+      case 'bid_placed':
+        room.current_bid = frame.amount;
+        room.highest_bidder = frame.bidder;
+        if (frame.min_next_bid) room.min_next_bid = frame.min_next_bid;
+        room.end_time = frame.end_time;
+        room.bid_count = frame.bid_count;
+        room.status = 'active';
+        room.recent.unshift({ bidder: frame.bidder, amount: frame.amount, placed_at: frame.placed_at });
+        room.recent = room.recent.slice(0, 20);
+        break;
+      case 'auction_extended':
+        room.end_time = frame.end_time;
+        extendedAt = Date.now();
+        break;
+      case 'auction_started': room.status = 'active'; break;
+      case 'auction_ended': room.status = 'ended'; room.winner = frame.winner; room.final_price = frame.final_price; break;
+      case 'auction_cancelled': room.status = 'cancelled'; break;
+      case 'bid_accepted':
+        pending.delete(frame.bid_id);
+        say(`Accepted: your bid of ${frame.amount} leads.`, true);
+        break;
+      case 'bid_rejected':
+        pending.delete(frame.bid_id);
+        if (frame.min_next_bid) room.min_next_bid = frame.min_next_bid;
+        say(`Not accepted: ${frame.message}.`, false);
+        break;
+      case 'error': say(`Error: ${frame.message}`, false); break;
+      default: break;
+    }
+    show();
+  }
+
+  function connect() {
+    if (closed) return;
+    if (!user()) { state.textContent = 'enter your name above to bid'; state.className = 'state down'; }
+    const name = user() || 'guest';
+    socket = new WebSocket(`${config.ws}/ws/auction/${encodeURIComponent(id)}?user_id=${encodeURIComponent(name)}`);
+    socket.onopen = () => {
+      attempt = 0;
+      state.textContent = `live as ${name}`;
+      state.className = 'state live';
+      // Unanswered bids are resent with their ids: the server answers a retry with the first outcome.
+      for (const [bidId, value] of pending) send({ type: 'place_bid', amount: value, bid_id: bidId });
+    };
+    socket.onmessage = (event) => { try { onFrame(JSON.parse(event.data)); } catch { /* not ours */ } };
+    socket.onclose = () => {
+      if (closed) return;
+      attempt += 1;
+      const delay = Math.min(5000, 250 * 2 ** Math.min(attempt, 5));
+      state.textContent = `reconnecting in ${Math.round(delay / 100) / 10}s…`;
+      state.className = 'state down';
+      retry = setTimeout(connect, delay);
+    };
+  }
+  connect();
+  const onUser = () => { if (socket) socket.close(); };
+  userInput.addEventListener('change', onUser);
+
+  return () => {
+    closed = true;
+    clearInterval(timer);
+    clearTimeout(retry);
+    userInput.removeEventListener('change', onUser);
+    if (socket) socket.close();
+  };
+}
+
+// --- create ---------------------------------------------------------------------------------
+function createView() {
+  const outcome = el('p', { id: 'create-outcome' });
+  const title = el('input', { name: 'title', placeholder: 'Brass lamp', maxlength: '200' });
+  const starting = el('input', { name: 'starting_bid', placeholder: '100.00', inputmode: 'decimal' });
+  const minutes = el('input', { name: 'minutes', value: '10', inputmode: 'numeric', size: '4' });
+  const submit = async (e) => {
+    e.preventDefault();
+    const now = new Date();
+    const end = new Date(now.getTime() + Number(minutes.value) * 60000);
+    try {
+      const auction = await api('/api/v1/auctions', {
+        method: 'POST',
+        body: JSON.stringify({ title: title.value, start_time: now.toISOString(), end_time: end.toISOString(), starting_bid: starting.value.trim() }),
+      });
+      location.hash = `#/auction/${auction.auction_id}`;
+    } catch (err) {
+      outcome.textContent = err.message;
+      outcome.className = 'bad';
+    }
+  };
+  main.replaceChildren(
+    el('h1', {}, 'New auction'),
+    el('form', { class: 'card grid', onsubmit: submit },
+      el('label', {}, el('div', { class: 'label' }, 'Title'), title),
+      el('label', {}, el('div', { class: 'label' }, 'Starting bid'), starting),
+      el('label', {}, el('div', { class: 'label' }, 'Runs for (minutes)'), minutes),
+      el('div', {}, el('button', { type: 'submit' }, 'Create'))),
+    outcome,
+  );
+  return () => {};
+}
+
+// --- routing --------------------------------------------------------------------------------
+let cleanup = () => {};
+function route() {
+  cleanup();
+  const room = location.hash.match(/^#\/auction\/([A-Za-z0-9_.@-]{1,64})$/);
+  if (room) cleanup = roomView(room[1]);
+  else if (location.hash === '#/new') cleanup = createView();
+  else cleanup = listView();
+}
+window.addEventListener('hashchange', route);
+route();

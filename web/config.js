@@ -1,0 +1,16 @@
+// Where the services are. Defaults suit the page served by the bidding service (same host; the
+// auction service on port 8081). Any static server works too: pass ?api=URL&ws=URL once and the
+// page remembers them.
+const params = new URLSearchParams(location.search);
+const remember = (key, fallback) => {
+  const given = params.get(key);
+  if (given) localStorage.setItem(`auction.${key}`, given);
+  return given || localStorage.getItem(`auction.${key}`) || fallback;
+};
+const wsScheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+const host = location.hostname || 'localhost';
+
+export const config = {
+  api: remember('api', `${location.protocol === 'file:' ? 'http:' : location.protocol}//${host}:8081`),
+  ws: remember('ws', location.host && location.protocol !== 'file:' ? `${wsScheme}//${location.host}` : `ws://${host}:8080`),
+};
