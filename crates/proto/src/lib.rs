@@ -18,4 +18,6 @@ pub use rules::BidRules;
 pub use ws::{AuctionStatus, ClientFrame, RejectReason, ServerFrame};
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod round_trip;

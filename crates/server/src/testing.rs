@@ -84,6 +84,19 @@ impl TestEnv {
         Store::connect(&self.config(Service::Bidding).redis).await.expect("redis is not reachable")
     }
 
+    /// The raw bytes (`DUMP`) of every Redis key of auction `id`, to compare states exactly.
+    pub async fn dump_auction(&self, id: &str) -> Vec<Option<Vec<u8>>> {
+        let auction = crate::store::Keys::new(&self.prefix).auction(&auction_proto::AuctionId::parse(id).expect("id"));
+        let client = redis::Client::open(self.config(Service::Bidding).redis.url).expect("redis url");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+        let mut dumps = Vec::new();
+        for key in [auction.state, auction.recent, auction.outcomes, auction.log] {
+            let dump: Option<Vec<u8>> = redis::cmd("DUMP").arg(&key).query_async(&mut conn).await.expect("dump");
+            dumps.push(dump);
+        }
+        dumps
+    }
+
     /// A connection to this test's database.
     pub async fn mysql(&self) -> sqlx::MySqlConnection {
         sqlx::MySqlConnection::connect(&format!("{}/{}", mysql_base(), self.database)).await.expect("mysql")

@@ -9,6 +9,7 @@ mod bidding;
 mod concurrency;
 mod durability;
 mod helpers;
+mod hostile;
 mod lifecycle;
 mod loadgen;
 mod rest;
