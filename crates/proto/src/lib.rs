@@ -7,6 +7,7 @@
 //! - [`rules`]: the bid increment table and `min_next_bid`.
 
 pub mod amount;
+pub mod auth;
 pub mod ids;
 pub mod rest;
 pub mod rules;

@@ -61,6 +61,26 @@ pub struct Config {
     pub bidding: BiddingConfig,
     pub auction: AuctionConfig,
     pub analytics: AnalyticsConfig,
+    pub auth: AuthConfig,
+}
+
+/// Who may do what. Both unset is development mode (every service warns at start).
+#[derive(Clone, Default)]
+pub struct AuthConfig {
+    /// Bidders must present an HS256 token signed with this (and `user_id` is ignored).
+    pub secret: Option<Vec<u8>>,
+    /// State-changing REST calls must carry `Authorization: Bearer <this>`.
+    pub admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    /// Never prints the secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "set"))
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "set"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -253,6 +273,20 @@ impl Config {
         let batch = pick("ANALYTICS_BATCH", "analytics.batch", file.analytics.batch.map(|b| b.to_string()));
         let sweep = pick("ANALYTICS_SWEEP", "analytics.sweep", file.analytics.sweep);
         let crash = pick("ANALYTICS_CRASH_AFTER_COMMIT", "-", None);
+        let secret = pick("AUTH_SECRET", "-", None);
+        let admin_token = pick("ADMIN_TOKEN", "-", None);
+        let auth = AuthConfig {
+            secret: match secret.value.filter(|s| !s.is_empty()) {
+                Some(s) if s.len() < 32 => return Err(bad(secret.source_name, "must be at least 32 bytes long")),
+                other => other.map(String::into_bytes),
+            },
+            admin_token: match admin_token.value.filter(|t| !t.is_empty()) {
+                Some(t) if t.len() < 16 => {
+                    return Err(bad(admin_token.source_name, "must be at least 16 characters long"));
+                }
+                other => other,
+            },
+        };
 
         let host = pick("SERVER_HOST", "server.host", file.server.host).value.unwrap_or_else(|| "0.0.0.0".into());
         let key_prefix_value = key_prefix.value.clone().unwrap_or_default();
@@ -311,6 +345,7 @@ impl Config {
                 sweep: duration(sweep, Duration::from_secs(2))?,
                 crash_after_commit: crash.value.is_some_and(|v| v == "1" || v == "true"),
             },
+            auth,
         })
     }
 }

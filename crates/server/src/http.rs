@@ -19,6 +19,8 @@ pub enum ApiError {
     #[error("{message}")]
     BadRequest { field: Option<String>, message: String },
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
@@ -49,6 +51,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, field) = match &self {
             ApiError::BadRequest { field, .. } => (StatusCode::BAD_REQUEST, "invalid_request", field.clone()),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", None),
@@ -147,4 +150,9 @@ pub fn check<E: std::fmt::Display>(result: Result<(), E>) -> String {
         Ok(()) => "ok".to_owned(),
         Err(e) => format!("error: {e}"),
     }
+}
+
+/// Compares secrets in time independent of where they differ.
+pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }

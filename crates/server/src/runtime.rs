@@ -97,6 +97,12 @@ where
     };
     init_logging(&config);
     tracing::info!(instance_id = %config.instance_id, "starting {} service", service.name());
+    if config.auth.secret.is_none() {
+        tracing::warn!("AUTH_SECRET is not set: bidders are trusted by user_id (development mode only)");
+    }
+    if config.auth.admin_token.is_none() {
+        tracing::warn!("ADMIN_TOKEN is not set: anyone may create, extend and cancel auctions (development mode only)");
+    }
     match run(config, shutdown_on_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -34,6 +34,8 @@ pub struct AppState {
     config: Arc<AuctionConfig>,
     instance_id: Arc<str>,
     lease: LeaseWatch,
+    /// The operator token state-changing calls must carry; `None` in development.
+    admin_token: Option<Arc<str>>,
     /// Wakes this instance's scheduler (when it leads) after a local deadline change.
     wake: Arc<Notify>,
 }
@@ -58,6 +60,7 @@ impl App {
             config: Arc::new(config.auction.clone()),
             instance_id: config.instance_id.clone().into(),
             lease,
+            admin_token: config.auth.admin_token.clone().map(Into::into),
             wake: Arc::new(Notify::new()),
         };
         Ok(App { listener, state, elector, redis: config.redis.clone() })
@@ -93,7 +96,7 @@ impl App {
 pub fn router(state: AppState) -> Router {
     let cors = cors(state.config.cors_origins.as_deref());
     Router::new()
-        .nest("/api/v1", routes::router())
+        .nest("/api/v1", routes::router(state.clone()))
         .route("/health", get(health))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -8,7 +8,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use serde::Deserialize;
 
@@ -24,15 +24,50 @@ const MAX_EXTENSION_S: u32 = 86_400;
 /// The most auctions one list call returns.
 const MAX_LIST: usize = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auctions", get(list).post(create))
-        .route("/auctions/{auction_id}", get(get_one))
-        .route("/auctions/{auction_id}/bids", get(bids))
+pub fn router(state: AppState) -> Router<AppState> {
+    // Every call that changes state needs the operator token (when one is configured); reads
+    // stay open.
+    let changes = Router::new()
+        .route("/auctions", post(create))
         .route("/auctions/{auction_id}/extend", post(extend))
         .route("/auctions/{auction_id}/cancel", post(cancel))
+        .route("/rules", put(put_rules))
+        .route_layer(axum::middleware::from_fn_with_state(state, require_operator));
+    Router::new()
+        .route("/auctions", get(list))
+        .route("/auctions/{auction_id}", get(get_one))
+        .route("/auctions/{auction_id}/bids", get(bids))
         .route("/leader", get(leader))
-        .route("/rules", get(get_rules).put(put_rules))
+        .route("/rules", get(get_rules))
+        .merge(changes)
+}
+
+/// Refuses a state-changing call without `Authorization: Bearer <ADMIN_TOKEN>`, before its body
+/// is read.
+async fn require_operator(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    if let Some(expected) = &state.admin_token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            None => {
+                return Err(ApiError::Unauthorized(
+                    "this call needs the operator token (Authorization: Bearer ...)".to_owned(),
+                ));
+            }
+            Some(given) if !crate::http::same_secret(given.as_bytes(), expected.as_bytes()) => {
+                return Err(ApiError::Unauthorized("the operator token is not valid".to_owned()));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(next.run(request).await)
 }
 
 async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuction>) -> Result<Response, ApiError> {

@@ -37,6 +37,8 @@ pub struct AppState {
     config: Arc<BiddingConfig>,
     channel: Arc<str>,
     instance_id: Arc<str>,
+    /// The bidder-token secret; `None` trusts `user_id` (development).
+    auth_secret: Option<Arc<[u8]>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -76,6 +78,7 @@ impl App {
             config: Arc::new(config.bidding.clone()),
             channel: channel.into(),
             instance_id: config.instance_id.clone().into(),
+            auth_secret: config.auth.secret.clone().map(Into::into),
             shutdown,
             tracker,
         };
@@ -126,9 +129,16 @@ async fn connect(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let auction = AuctionId::parse(&auction_id).map_err(|e| ApiError::field("auction_id", short(e)))?;
-    let user = match params.get("user_id") {
-        Some(user) => UserId::parse(user).map_err(|e| ApiError::field("user_id", short(e)))?,
-        None => return Err(ApiError::field("user_id", "is required (?user_id=...)")),
+    let user = match (&state.auth_secret, params.get("token")) {
+        // With a secret, the token alone says who bids; `user_id` is ignored.
+        (Some(secret), Some(token)) => {
+            auction_proto::auth::verify(secret, token).map_err(|e| ApiError::Unauthorized(format!("token: {e}")))?
+        }
+        (Some(_), None) => return Err(ApiError::Unauthorized("a token is required (?token=...)".to_owned())),
+        (None, _) => match params.get("user_id") {
+            Some(user) => UserId::parse(user).map_err(|e| ApiError::field("user_id", short(e)))?,
+            None => return Err(ApiError::field("user_id", "is required (?user_id=...)")),
+        },
     };
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest { field: None, message: e.body_text() })?;
     let membership = state.hubs.join(&auction);

@@ -211,6 +211,10 @@ pub struct Ws {
 }
 
 impl Ws {
+    pub fn from_stream(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Ws {
+        Ws { stream, seen: Vec::new() }
+    }
+
     pub async fn send(&mut self, frame: &ClientFrame) {
         self.send_text(&frame.encode()).await;
     }

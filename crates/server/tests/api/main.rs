@@ -4,6 +4,7 @@
 // Panicking is how a test fails; the harness's helpers are part of the tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
 mod bad_input;
 mod bidding;
 mod concurrency;

@@ -1,0 +1,150 @@
+//! Who may do what: bidder tokens before the upgrade, the operator token on every change.
+
+use auction_proto::UserId;
+use auction_proto::ws::ServerFrame;
+use serde_json::json;
+
+use crate::helpers::*;
+
+const SECRET: &str = "a-test-secret-that-is-long-enough-0123";
+const ADMIN: &str = "operator-token-0123456789";
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn token(user: &str, secret: &str, issued: u64, ttl: u64) -> String {
+    auction_proto::auth::mint(secret.as_bytes(), &UserId::parse(user).unwrap(), issued, ttl).unwrap()
+}
+
+async fn secured() -> (TestEnv, Api, Node) {
+    let mut env = TestEnv::new().await;
+    env.set("AUTH_SECRET", SECRET);
+    env.set("ADMIN_TOKEN", ADMIN);
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    (env, api, node)
+}
+
+async fn create(api: &Api) -> String {
+    let now = chrono::Utc::now();
+    let body = json!({
+        "start_time": (now - chrono::Duration::seconds(1)).to_rfc3339(),
+        "end_time": (now + chrono::Duration::minutes(10)).to_rfc3339(),
+        "starting_bid": "10.00",
+    });
+    let response = api.http.post(api.url("/api/v1/auctions")).bearer_auth(ADMIN).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    response.json::<serde_json::Value>().await.unwrap()["auction_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_for_alice_cannot_bid_as_bob() {
+    let (_env, api, node) = secured().await;
+    let id = create(&api).await;
+    let alice = token("alice", SECRET, now_s(), 3600);
+    let (stream, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/auction/{id}?user_id=bob&token={alice}", node.addr))
+            .await
+            .unwrap();
+    let mut ws = Ws::from_stream(stream);
+    assert!(matches!(ws.next().await, ServerFrame::Snapshot(_)));
+    assert!(matches!(ws.bid("10", None).await, ServerFrame::BidAccepted(_)));
+    let placed = ws
+        .next_matching(|f| match f {
+            ServerFrame::BidPlaced(p) => Some(p.bidder.to_string()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(placed, "alice", "user_id=bob beside the token is ignored");
+    assert_eq!(api.auction(&id).await.highest_bidder.unwrap().as_str(), "alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_forged_none_and_expired_tokens_get_401_before_the_upgrade() {
+    let (_env, api, node) = secured().await;
+    let id = create(&api).await;
+    let forged = token("alice", "someone-elses-secret-that-is-long-0123", now_s(), 3600);
+    let expired = token("alice", SECRET, now_s() - 7200, 3600);
+    let none = {
+        let b64 = |s: &str| {
+            const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let bytes = s.as_bytes();
+            let mut out = String::new();
+            for chunk in bytes.chunks(3) {
+                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+                for i in 0..=chunk.len() {
+                    out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                }
+            }
+            out
+        };
+        format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(&format!(r#"{{"sub":"alice","exp":{}}}"#, now_s() + 3600))
+        )
+    };
+    for query in [
+        "user_id=alice".to_owned(),
+        format!("token={forged}"),
+        format!("token={expired}"),
+        format!("token={none}"),
+        "token=garbage".to_owned(),
+    ] {
+        assert_eq!(node.refused_status(&format!("/ws/auction/{id}?{query}")).await, 401, "{query:.40}");
+    }
+    let response = api.http.get(format!("http://{}/ws/auction/{id}?token={expired}", node.addr)).send().await.unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert!(body["error"]["message"].as_str().unwrap().contains("expired"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_need_the_operator_token_and_reads_stay_open() {
+    let (_env, api, _node) = secured().await;
+    let id = create(&api).await;
+    let before = api.auction(&id).await;
+    let (_, rules_before) = api.get("/api/v1/rules").await;
+    let now = chrono::Utc::now();
+    let new_auction = json!({
+        "start_time": now.to_rfc3339(), "end_time": (now + chrono::Duration::minutes(5)).to_rfc3339(), "starting_bid": "1"
+    });
+    let calls = [
+        ("POST", "/api/v1/auctions".to_owned(), new_auction),
+        ("POST", format!("/api/v1/auctions/{id}/extend"), json!({"seconds": 30})),
+        ("POST", format!("/api/v1/auctions/{id}/cancel"), json!({})),
+        ("PUT", "/api/v1/rules".to_owned(), json!({"increments": [{"from": "0.00", "increment": "1.00"}]})),
+    ];
+    for (method, path, body) in &calls {
+        for auth in [None, Some("wrong-token-0123456789"), Some("")] {
+            let mut request = api.http.request(method.parse().unwrap(), api.url(path)).json(body);
+            if let Some(token) = auth {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 401, "{method} {path} with {auth:?}");
+            let error: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(error["error"]["code"], "unauthorized");
+        }
+    }
+    let after = api.auction(&id).await;
+    assert_eq!((after.status, after.end_time), (before.status, before.end_time), "nothing changed");
+    assert_eq!(api.get("/api/v1/rules").await.1, rules_before);
+    let (_, list) = api.get("/api/v1/auctions").await;
+    assert_eq!(list["auctions"].as_array().unwrap().len(), 1);
+    // Reads need nothing, and the right token works.
+    for path in ["/api/v1/auctions", "/api/v1/rules", "/api/v1/leader"] {
+        assert_eq!(api.get(path).await.0, 200, "{path}");
+    }
+    let response = api
+        .http
+        .post(api.url(&format!("/api/v1/auctions/{id}/extend")))
+        .bearer_auth(ADMIN)
+        .json(&json!({"seconds": 30}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
