@@ -31,7 +31,11 @@ function compact(ms) {
 async function api(path, options = {}) {
   const response = await fetch(`${config.api}${path}`, {
     ...options,
-    headers: { 'content-type': 'application/json', ...(options.headers || {}) },
+    headers: {
+      'content-type': 'application/json',
+      ...(config.admin && options.method && options.method !== 'GET' ? { authorization: `Bearer ${config.admin}` } : {}),
+      ...(options.headers || {}),
+    },
   });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.error?.message || `${response.status} ${response.statusText}`);
@@ -207,7 +211,8 @@ function roomView(id) {
     if (closed) return;
     if (!user()) { state.textContent = 'enter your name above to bid'; state.className = 'state down'; }
     const name = user() || 'guest';
-    socket = new WebSocket(`${config.ws}/ws/auction/${encodeURIComponent(id)}?user_id=${encodeURIComponent(name)}`);
+    const token = config.token ? `&token=${encodeURIComponent(config.token)}` : '';
+    socket = new WebSocket(`${config.ws}/ws/auction/${encodeURIComponent(id)}?user_id=${encodeURIComponent(name)}${token}`);
     socket.onopen = () => {
       attempt = 0;
       state.textContent = `live as ${name}`;

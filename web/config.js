@@ -10,7 +10,11 @@ const remember = (key, fallback) => {
 const wsScheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
 const host = location.hostname || 'localhost';
 
+// Tokens, when the services require them: ?token= (the bidder's, from `auctionctl token`) and
+// ?admin= (the operator's, for the create form); remembered like the URLs.
 export const config = {
+  token: remember('token', ''),
+  admin: remember('admin', ''),
   api: remember('api', `${location.protocol === 'file:' ? 'http:' : location.protocol}//${host}:8081`),
   ws: remember('ws', location.host && location.protocol !== 'file:' ? `${wsScheme}//${location.host}` : `ws://${host}:8080`),
 };

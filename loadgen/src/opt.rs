@@ -65,6 +65,14 @@ pub struct Opt {
     #[arg(long, default_value = "1.00")]
     pub starting_bid: String,
 
+    /// Signs a bidder token for each connection, when the bidding service requires tokens.
+    #[arg(long, env = "AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// The operator token, for creating the auctions.
+    #[arg(long, env = "AUCTION_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// How long to wait for any single answer before counting an error.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,

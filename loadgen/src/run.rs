@@ -246,7 +246,15 @@ async fn auctions(opt: &Opt) -> anyhow::Result<Vec<String>> {
 
 fn ws_url(opt: &Opt, auctions: &[String], i: usize, user: &str) -> String {
     let base = opt.ws_urls[i % opt.ws_urls.len()].trim_end_matches('/');
-    format!("{base}/ws/auction/{}?user_id={user}", auctions[i % auctions.len()])
+    let mut url = format!("{base}/ws/auction/{}?user_id={user}", auctions[i % auctions.len()]);
+    let token = opt.auth_secret.as_ref().zip(auction_proto::UserId::parse(user).ok()).and_then(|(secret, user)| {
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+        auction_proto::auth::mint(secret.as_bytes(), &user, now, 24 * 3600).ok()
+    });
+    if let Some(token) = token {
+        url.push_str(&format!("&token={token}"));
+    }
+    url
 }
 
 async fn connect(url: &str) -> anyhow::Result<Socket> {

@@ -9,15 +9,16 @@ use crate::error::{CliError, Result};
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    admin_token: Option<String>,
 }
 
 impl Client {
-    pub fn new(base: &str, timeout: Duration) -> Result<Client> {
+    pub fn new(base: &str, timeout: Duration, admin_token: Option<&str>) -> Result<Client> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
             .map_err(|e| CliError::Failed(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Client { http, base: base.trim_end_matches('/').to_owned() })
+        Ok(Client { http, base: base.trim_end_matches('/').to_owned(), admin_token: admin_token.map(str::to_owned) })
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {
@@ -25,11 +26,18 @@ impl Client {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        self.send(self.http.post(self.url(path)).json(body), path).await
+        self.send(self.authorized(self.http.post(self.url(path))).json(body), path).await
     }
 
     pub async fn put(&self, path: &str, body: &Value) -> Result<Value> {
-        self.send(self.http.put(self.url(path)).json(body), path).await
+        self.send(self.authorized(self.http.put(self.url(path))).json(body), path).await
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.admin_token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     fn url(&self, path: &str) -> String {

@@ -28,7 +28,7 @@ use opt::{Command, Create, Global, Opt, Output, Rules};
 /// Runs one command, printing its result to stdout.
 pub async fn run(opt: Opt) -> Result<()> {
     let g = &opt.global;
-    let api = || Client::new(&g.api_url, g.timeout);
+    let api = || Client::new(&g.api_url, g.timeout, g.admin_token.as_deref());
     match opt.command {
         Command::Create(create) => {
             let body = create_body(&create)?;
@@ -89,6 +89,17 @@ pub async fn run(opt: Opt) -> Result<()> {
             print(g, &value, |v| Ok(format!("rules replaced:\n{}", output::rules(&parse::<BidRules>(v)?))))
         }
         Command::Health => health(g).await,
+        Command::Token { user, ttl, auth_secret } => {
+            let user = UserId::parse(&user).map_err(|e| CliError::Usage(e.to_string()))?;
+            let secret = auth_secret.filter(|s| !s.is_empty()).ok_or_else(|| {
+                CliError::Usage("the signing secret is missing: set AUTH_SECRET or pass --auth-secret".into())
+            })?;
+            let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+            let token = auction_proto::auth::mint(secret.as_bytes(), &user, now, ttl.as_secs())
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            let value = json!({ "user": user.as_str(), "token": token, "expires_in_s": ttl.as_secs() });
+            print(g, &value, |v| Ok(format!("{}\n", v["token"].as_str().unwrap_or_default())))
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Opt::command(), "auctionctl", &mut std::io::stdout());
             Ok(())
@@ -210,8 +221,22 @@ async fn bids(g: &Global, api: &Client, id: &AuctionId, limit: u32, all: bool) -
 /// cancelled, or Ctrl-C.
 async fn watch(g: &Global, id: &AuctionId, user: &str) -> Result<()> {
     let user = UserId::parse(user).map_err(|e| CliError::Usage(e.to_string()))?;
+    // The bidder token: given, or minted from AUTH_SECRET when the operator has it.
+    let token = match (&g.token, std::env::var("AUTH_SECRET").ok().filter(|s| !s.is_empty())) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(secret)) => {
+            let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+            auction_proto::auth::mint(secret.as_bytes(), &user, now, 24 * 3600).ok()
+        }
+        (None, None) => None,
+    };
+    // Errors name the URL without the token.
     let url = format!("{}/ws/auction/{id}?user_id={user}", g.ws_url.trim_end_matches('/'));
-    let connect = tokio_tungstenite::connect_async(&url);
+    let with_token = match &token {
+        Some(token) => format!("{url}&token={token}"),
+        None => url.clone(),
+    };
+    let connect = tokio_tungstenite::connect_async(&with_token);
     let (mut socket, _) = match tokio::time::timeout(g.timeout, connect).await {
         Err(_) => return Err(CliError::Unreachable { url, reason: "no answer in time (see --timeout)".into() }),
         Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {

@@ -33,6 +33,12 @@ pub struct Global {
     /// Human tables or JSON (one document per command; `watch` prints one object per line).
     #[arg(long, global = true, value_enum, env = "AUCTION_OUTPUT", default_value_t = Output::Table)]
     pub output: Output,
+    /// The operator token, sent with every call that changes state.
+    #[arg(long, global = true, env = "AUCTION_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// A bidder token for `watch` (otherwise one is minted from AUTH_SECRET when it is set).
+    #[arg(long, global = true, env = "AUCTION_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// How long to wait for a service, such as 10s or 500ms.
     #[arg(long, global = true, env = "AUCTION_TIMEOUT", default_value = "10s", value_parser = crate::time::parse_duration)]
     pub timeout: std::time::Duration,
@@ -104,6 +110,18 @@ pub enum Command {
     Rules(Rules),
     /// Check every service, one line each.
     Health,
+    /// Mint a bidder token (HS256, signed with AUTH_SECRET).
+    Token {
+        /// The bidder the token speaks for.
+        #[arg(long)]
+        user: String,
+        /// How long it is valid, such as 1h or 30m.
+        #[arg(long, default_value = "1h", value_parser = crate::time::parse_duration)]
+        ttl: std::time::Duration,
+        /// The signing secret (the bidding service's AUTH_SECRET).
+        #[arg(long, env = "AUTH_SECRET", hide_env_values = true)]
+        auth_secret: Option<String>,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }

@@ -49,6 +49,9 @@ impl Stack {
             .env("AUCTION_WS_URL", format!("ws://{}", self.ws))
             .env("AUCTION_ANALYTICS_URL", format!("http://{}", self.analytics))
             .env_remove("AUCTION_OUTPUT")
+            .env_remove("AUTH_SECRET")
+            .env_remove("AUCTION_TOKEN")
+            .env_remove("AUCTION_ADMIN_TOKEN")
             .stdin(Stdio::null());
         command
     }
@@ -302,4 +305,61 @@ async fn bad_input_is_refused_before_anything_is_sent() {
     let out = s.run(&["watch", "abc", "--ws-url", "ws://127.0.0.1:9"]).await;
     assert_eq!(out.code, 3, "{}", out.stderr);
     drop(s.env);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_admin_calls_and_minted_bidder_tokens() {
+    const SECRET: &str = "a-test-secret-that-is-long-enough-0123";
+    const ADMIN: &str = "operator-token-0123456789";
+    let mut env = TestEnv::new().await;
+    env.set("AUTH_SECRET", SECRET);
+    env.set("ADMIN_TOKEN", ADMIN);
+    let (api, _, _) = env.start_auction().await;
+    let ws = env.start_bidding().await;
+    let (analytics, _) = env.start_analytics().await;
+    let s = Stack { env, api, ws, analytics };
+
+    let create = ["create", "--duration", "5m", "--starting-bid", "10", "--output", "json"];
+    let out = s.run(&create).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("unauthorized") && out.stderr.contains("HTTP 401"), "{}", out.stderr);
+    let mut with_token = create.to_vec();
+    with_token.extend(["--admin-token", ADMIN]);
+    let out = s.run(&with_token).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = out.json()["auction_id"].as_str().unwrap().to_owned();
+
+    // A minted token is what the bidding service accepts.
+    let out = s.run(&["token", "--user", "alice", "--ttl", "10m", "--auth-secret", SECRET]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let token = out.stdout.trim().to_owned();
+    assert_eq!(auction_proto::auth::verify(SECRET.as_bytes(), &token).unwrap().as_str(), "alice");
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/auction/{id}?token={token}", s.ws)).await.unwrap();
+    assert!(socket.next().await.unwrap().unwrap().to_text().unwrap().contains("snapshot"));
+    let out = s.run(&["token", "--user", "a:b", "--auth-secret", SECRET]).await;
+    assert_eq!(out.code, 2);
+    let out = s.run(&["token", "--user", "alice"]).await;
+    assert_eq!(out.code, 2, "no secret: {}", out.stderr);
+    assert!(out.stderr.contains("AUTH_SECRET"), "{}", out.stderr);
+
+    // watch with a token, or minting its own from AUTH_SECRET.
+    let mut child =
+        s.command(&["watch", &id, "--token", &token]).stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.next_line().await.unwrap().unwrap().contains("active"));
+    child.kill().await.unwrap();
+    let mut child = s
+        .command(&["watch", &id])
+        .env("AUTH_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.next_line().await.unwrap().unwrap().contains("active"));
+    child.kill().await.unwrap();
+    let out = s.run(&["watch", &id]).await;
+    assert_eq!(out.code, 1, "no token: {}", out.stderr);
+    assert!(out.stderr.contains("unauthorized"), "{}", out.stderr);
 }

@@ -34,6 +34,9 @@ pub struct Opt {
     /// A bidding service.
     #[arg(long, env = "AUCTION_WS_URL", default_value = "ws://localhost:8080")]
     pub ws_url: String,
+    /// Your bidder token, when the bidding service requires one (`auctionctl token --user ...`).
+    #[arg(long, env = "AUCTION_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Runs the app in the terminal until the user quits.
@@ -44,7 +47,12 @@ pub async fn run(opt: Opt) -> anyhow::Result<()> {
     }
     let (command_tx, command_rx) = mpsc::channel::<Command>(64);
     let (event_tx, mut event_rx) = mpsc::channel::<Event>(1024);
-    let endpoints = net::Endpoints { api_url: opt.api_url.clone(), ws_url: opt.ws_url.clone(), user: opt.user.clone() };
+    let endpoints = net::Endpoints {
+        api_url: opt.api_url.clone(),
+        ws_url: opt.ws_url.clone(),
+        user: opt.user.clone(),
+        token: opt.token.clone(),
+    };
     tokio::spawn(net::run(endpoints, command_rx, event_tx.clone()));
     let keys = event_tx.clone();
     tokio::spawn(async move {

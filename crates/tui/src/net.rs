@@ -22,6 +22,7 @@ pub struct Endpoints {
     pub api_url: String,
     pub ws_url: String,
     pub user: String,
+    pub token: Option<String>,
 }
 
 /// Runs until the app drops its command sender.
@@ -77,7 +78,10 @@ async fn room(
     commands: &mut mpsc::Receiver<Command>,
     events: &mpsc::Sender<Event>,
 ) -> RoomEnd {
-    let url = format!("{}/ws/auction/{auction}?user_id={}", endpoints.ws_url.trim_end_matches('/'), endpoints.user);
+    let mut url = format!("{}/ws/auction/{auction}?user_id={}", endpoints.ws_url.trim_end_matches('/'), endpoints.user);
+    if let Some(token) = &endpoints.token {
+        url.push_str(&format!("&token={token}"));
+    }
     // A bid sent but not yet answered: resent with the same id after a reconnect.
     let mut pending: Option<(auction_proto::Amount, String)> = None;
     let mut attempt = 0;
