@@ -119,6 +119,20 @@ pub struct BiddingConfig {
     pub max_bid: Amount,
     /// How long a send to one client may block before that client is dropped.
     pub send_timeout: Duration,
+    /// Bids per second one connection may send (a burst of as many is allowed).
+    pub bid_rate_per_connection: u32,
+    /// Bids per second one user may send over all their connections to this node.
+    pub bid_rate_per_user: u32,
+    /// WebSocket connections this node accepts.
+    pub max_connections: usize,
+    /// WebSocket connections one user may hold on this node.
+    pub max_connections_per_user: usize,
+    /// A connection with no frame from the client for this long is closed; the server pings at a
+    /// third of it, so a live client always has something to answer.
+    pub idle_timeout: Duration,
+    /// Origins whose pages may open WebSockets; `None` allows any (and a missing Origin, from a
+    /// non-browser client, is always allowed).
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -193,6 +207,12 @@ struct FileBidding {
     watcher_queue: Option<usize>,
     max_bid: Option<String>,
     send_timeout: Option<String>,
+    bid_rate_per_connection: Option<u32>,
+    bid_rate_per_user: Option<u32>,
+    max_connections: Option<usize>,
+    max_connections_per_user: Option<usize>,
+    idle_timeout: Option<String>,
+    allowed_origins: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -264,6 +284,18 @@ impl Config {
         let watcher_queue = pick("WS_WATCHER_QUEUE", "bidding.watcher_queue", b.watcher_queue.map(|v| v.to_string()));
         let send_timeout = pick("WS_SEND_TIMEOUT", "bidding.send_timeout", b.send_timeout);
         let max_bid = pick("MAX_BID", "bidding.max_bid", b.max_bid);
+        let conn_rate =
+            pick("WS_BID_RATE", "bidding.bid_rate_per_connection", b.bid_rate_per_connection.map(|v| v.to_string()));
+        let user_rate =
+            pick("WS_USER_BID_RATE", "bidding.bid_rate_per_user", b.bid_rate_per_user.map(|v| v.to_string()));
+        let max_conns = pick("WS_MAX_CONNECTIONS", "bidding.max_connections", b.max_connections.map(|v| v.to_string()));
+        let max_user_conns = pick(
+            "WS_MAX_CONNECTIONS_PER_USER",
+            "bidding.max_connections_per_user",
+            b.max_connections_per_user.map(|v| v.to_string()),
+        );
+        let idle = pick("WS_IDLE_TIMEOUT", "bidding.idle_timeout", b.idle_timeout);
+        let ws_origins = parse_origins(pick("WS_ALLOWED_ORIGINS", "bidding.allowed_origins", b.allowed_origins))?;
         let max_starting_bid = pick("MAX_BID", "auction.max_bid", file.auction.max_bid);
         let max_duration = pick("MAX_AUCTION_DURATION", "auction.max_duration", file.auction.max_duration);
         let max_extend = pick("MAX_EXTEND", "auction.max_extend", file.auction.max_extend);
@@ -332,6 +364,12 @@ impl Config {
                 watcher_queue: number(watcher_queue, 256)?,
                 max_bid: amount(max_bid)?,
                 send_timeout: duration(send_timeout, Duration::from_secs(10))?,
+                bid_rate_per_connection: number(conn_rate, 20)?.max(1),
+                bid_rate_per_user: number(user_rate, 50)?.max(1),
+                max_connections: number(max_conns, 100_000)?.max(1),
+                max_connections_per_user: number(max_user_conns, 20)?.max(1),
+                idle_timeout: duration(idle, Duration::from_secs(60))?.max(Duration::from_millis(100)),
+                allowed_origins: ws_origins,
             },
             auction: AuctionConfig {
                 max_bid: amount(max_starting_bid)?,
@@ -524,6 +562,15 @@ mod tests {
                 .starts_with("environment variable CORS_ALLOWED_ORIGINS:")
         );
         assert!(err(&[("CORS_ALLOWED_ORIGINS", "https://a.example/path")]).contains("not an origin"));
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deployments/config.example.yaml");
+        let file = read_file(&path).unwrap();
+        let config = Config::resolve(Service::Bidding, file, "config.example.yaml", |_| None).unwrap();
+        assert_eq!(config.bidding.bid_rate_per_connection, 20);
+        assert_eq!(config.analytics.claim_ttl, Duration::from_secs(10));
     }
 
     #[test]

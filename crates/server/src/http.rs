@@ -21,6 +21,12 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    TooMany(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
@@ -52,6 +58,9 @@ impl IntoResponse for ApiError {
         let (status, code, field) = match &self {
             ApiError::BadRequest { field, .. } => (StatusCode::BAD_REQUEST, "invalid_request", field.clone()),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+            ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections", None),
+            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "node_full", None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", None),

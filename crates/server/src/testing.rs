@@ -67,6 +67,9 @@ impl TestEnv {
             ("REDIS_ADDRESS", redis_address()),
             ("REDIS_KEY_PREFIX", self.prefix.clone()),
             ("MYSQL_DSN", format!("{}/{}", mysql_base(), self.database)),
+            // Tests bid as fast as they can; the limits' own tests set these low.
+            ("WS_BID_RATE", "100000".to_owned()),
+            ("WS_USER_BID_RATE", "100000".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

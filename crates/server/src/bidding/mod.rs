@@ -2,6 +2,7 @@
 //! on every node. It needs Redis only: MySQL being down never touches the bidding path.
 
 mod hub;
+mod limits;
 mod live;
 mod socket;
 mod web;
@@ -39,6 +40,7 @@ pub struct AppState {
     instance_id: Arc<str>,
     /// The bidder-token secret; `None` trusts `user_id` (development).
     auth_secret: Option<Arc<[u8]>>,
+    limits: limits::Limits,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -79,6 +81,11 @@ impl App {
             channel: channel.into(),
             instance_id: config.instance_id.clone().into(),
             auth_secret: config.auth.secret.clone().map(Into::into),
+            limits: limits::Limits::new(
+                config.bidding.max_connections,
+                config.bidding.max_connections_per_user,
+                config.bidding.bid_rate_per_user,
+            ),
             shutdown,
             tracker,
         };
@@ -126,8 +133,16 @@ async fn connect(
     State(state): State<AppState>,
     Path(auction_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // Browsers always send Origin; other clients need not, and are not what this guards against.
+    if let (Some(allowed), Some(origin)) = (&state.config.allowed_origins, headers.get(axum::http::header::ORIGIN)) {
+        let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+        if !allowed.iter().any(|a| a == origin) {
+            return Err(ApiError::Forbidden(format!("origin {origin:?} may not open bidding connections")));
+        }
+    }
     let auction = AuctionId::parse(&auction_id).map_err(|e| ApiError::field("auction_id", short(e)))?;
     let user = match (&state.auth_secret, params.get("token")) {
         // With a secret, the token alone says who bids; `user_id` is ignored.
@@ -141,6 +156,12 @@ async fn connect(
         },
     };
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest { field: None, message: e.body_text() })?;
+    let admitted = state.limits.admit(&user).map_err(|refusal| match refusal {
+        limits::Refusal::NodeFull(n) => {
+            ApiError::Busy(format!("this node holds its limit of {n} connections; try another"))
+        }
+        limits::Refusal::UserFull(n) => ApiError::TooMany(format!("{user} already has {n} connections here")),
+    })?;
     let membership = state.hubs.join(&auction);
     let record =
         state.store.load(&auction).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {auction}")))?;
@@ -156,7 +177,9 @@ async fn connect(
         .write_buffer_size(0);
     Ok(upgrade
         .on_upgrade(move |socket| {
-            let connection = socket::Connection { socket, state, user, auction, membership, last_seq: 0 };
+            let bids = limits::Bucket::new(state.config.bid_rate_per_connection);
+            let connection =
+                socket::Connection { socket, state, user, auction, membership, last_seq: 0, bids, _admitted: admitted };
             tracker.track_future(connection.run(snapshot))
         })
         .into_response())

@@ -24,20 +24,42 @@ pub struct Connection {
     pub membership: Membership,
     /// The auction version this client has been shown.
     pub last_seq: u64,
+    /// This connection's bid allowance.
+    pub bids: super::limits::Bucket,
+    /// Counted against the node's and the user's connection limits until dropped.
+    pub _admitted: super::limits::Admitted,
 }
 
 impl Connection {
     pub async fn run(mut self, first: Snapshot) {
         let shutdown = self.state.shutdown.clone();
+        let idle = self.state.config.idle_timeout;
+        let mut ping = tokio::time::interval(idle / 3);
+        ping.tick().await;
         let result = async {
             self.send_snapshot(first).await?;
+            let mut heard = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => {
                         self.close(close_code::AWAY, "server shutting down").await;
                         return Ok(());
                     }
-                    incoming = self.socket.recv() => self.on_incoming(incoming).await?,
+                    _ = ping.tick() => {
+                        if heard.elapsed() >= idle {
+                            self.close(close_code::NORMAL, "idle timeout").await;
+                            self.await_close_reply().await;
+                            return Err(Stop::Closed);
+                        }
+                        let ping = Message::Ping(axum::body::Bytes::new());
+                        if tokio::time::timeout(self.state.config.send_timeout, self.socket.send(ping)).await.is_err() {
+                            return Err(Stop::SendFailed);
+                        }
+                    }
+                    incoming = self.socket.recv() => {
+                        heard = tokio::time::Instant::now();
+                        self.on_incoming(incoming).await?;
+                    }
                     event = self.membership.events.recv() => match event {
                         Ok(out) if out.seq > self.last_seq || (out.snapshot && out.seq == self.last_seq) => {
                             for frame in &out.frames {
@@ -90,6 +112,18 @@ impl Connection {
             Err(e) => self.send_error(e.code, &e.message).await,
             Ok(ClientFrame::Ping) => self.send_frame(&ServerFrame::Pong).await,
             Ok(ClientFrame::Sync) => self.resync().await,
+            Ok(ClientFrame::PlaceBid(bid)) if !self.bids.take() || !self.state.limits.take_user_bid(&self.user) => {
+                let limit = self.state.config.bid_rate_per_connection;
+                let reply = ServerFrame::BidRejected(BidRejected {
+                    auction_id: self.auction.clone(),
+                    bid_id: bid.bid_id,
+                    reason: RejectReason::RateLimited,
+                    message: format!("too many bids; at most {limit} a second per connection"),
+                    min_next_bid: None,
+                    current_bid: None,
+                });
+                self.send_frame(&reply).await
+            }
             Ok(ClientFrame::PlaceBid(bid)) => {
                 let context = BidContext {
                     state: &self.state,
@@ -200,6 +234,19 @@ impl Connection {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) | Err(_) => Err(Stop::SendFailed),
         }
+    }
+
+    /// The closing handshake's second half: reads (and drops) what the client still sends until
+    /// its Close, for at most a second, so that the client reads our Close before the socket goes.
+    async fn await_close_reply(&mut self) {
+        let drain = async {
+            while let Some(Ok(message)) = self.socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
     }
 
     async fn close(&mut self, code: u16, reason: &str) {

@@ -12,5 +12,6 @@ mod durability;
 mod helpers;
 mod hostile;
 mod lifecycle;
+mod limits;
 mod loadgen;
 mod rest;

@@ -1,0 +1,141 @@
+//! This node's limits on its bidders: bids per second per connection and per user (token
+//! buckets), and connections per node and per user. Per-user state is node-local: a user spread
+//! over several nodes gets each node's allowance.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use auction_proto::UserId;
+use tokio::time::Instant;
+
+/// A token bucket: `rate` tokens a second, holding at most `rate` (so bursts up to one second's
+/// worth pass).
+#[derive(Debug)]
+pub struct Bucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    pub fn new(rate: u32) -> Bucket {
+        Bucket { rate: f64::from(rate), tokens: f64::from(rate), last: Instant::now() }
+    }
+
+    /// Takes a token if there is one.
+    pub fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Why a connection was refused before the upgrade.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    NodeFull(usize),
+    UserFull(usize),
+}
+
+#[derive(Default)]
+struct Users {
+    connections: HashMap<UserId, usize>,
+    buckets: HashMap<UserId, Bucket>,
+    total: usize,
+}
+
+#[derive(Clone)]
+pub struct Limits {
+    // A std Mutex: held for a few map operations, never across an await.
+    users: Arc<Mutex<Users>>,
+    max_connections: usize,
+    max_per_user: usize,
+    user_rate: u32,
+}
+
+/// A counted connection; uncounted (and the user's bucket dropped with their last) on drop.
+pub struct Admitted {
+    limits: Limits,
+    user: UserId,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut users = self.limits.lock();
+        users.total = users.total.saturating_sub(1);
+        let left = users.connections.get_mut(&self.user).map(|n| {
+            *n = n.saturating_sub(1);
+            *n
+        });
+        if left == Some(0) {
+            users.connections.remove(&self.user);
+            users.buckets.remove(&self.user);
+        }
+    }
+}
+
+impl Limits {
+    pub fn new(max_connections: usize, max_per_user: usize, user_rate: u32) -> Limits {
+        Limits { users: Arc::default(), max_connections, max_per_user, user_rate }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Users> {
+        self.users.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts a new connection of `user`, unless the node or the user is at the limit.
+    pub fn admit(&self, user: &UserId) -> Result<Admitted, Refusal> {
+        let mut users = self.lock();
+        if users.total >= self.max_connections {
+            return Err(Refusal::NodeFull(self.max_connections));
+        }
+        let held = users.connections.get(user).copied().unwrap_or(0);
+        if held >= self.max_per_user {
+            return Err(Refusal::UserFull(self.max_per_user));
+        }
+        users.total += 1;
+        users.connections.insert(user.clone(), held + 1);
+        Ok(Admitted { limits: self.clone(), user: user.clone() })
+    }
+
+    /// Takes one bid from the user's allowance on this node.
+    pub fn take_user_bid(&self, user: &UserId) -> bool {
+        let rate = self.user_rate;
+        self.lock().buckets.entry(user.clone()).or_insert_with(|| Bucket::new(rate)).take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_allows_a_burst_then_the_rate() {
+        let mut bucket = Bucket::new(2);
+        assert!(bucket.take() && bucket.take());
+        assert!(!bucket.take());
+        tokio::time::advance(std::time::Duration::from_millis(500)).await;
+        assert!(bucket.take());
+        assert!(!bucket.take());
+    }
+
+    #[test]
+    fn connection_caps() {
+        let limits = Limits::new(3, 2, 10);
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        let a1 = limits.admit(&alice).unwrap();
+        let _a2 = limits.admit(&alice).unwrap();
+        assert_eq!(limits.admit(&alice).err(), Some(Refusal::UserFull(2)));
+        let _b1 = limits.admit(&bob).unwrap();
+        assert_eq!(limits.admit(&bob).err(), Some(Refusal::NodeFull(3)));
+        drop(a1);
+        assert!(limits.admit(&alice).is_ok());
+    }
+}

@@ -1,0 +1,128 @@
+//! The bidding service's limits, each answered in the protocol's own words.
+
+use auction_proto::RejectReason;
+use auction_proto::ws::ServerFrame;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bidder_over_the_rate_is_told_and_stays_connected() {
+    let mut env = TestEnv::new().await;
+    env.set("WS_BID_RATE", "3");
+    env.set("WS_USER_BID_RATE", "1000");
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "10", 0).await;
+    let (mut ws, _) = node.connect(auction.auction_id.as_str(), "alice").await;
+    let mut limited = 0;
+    for i in 0..10 {
+        match ws.bid("1.00", Some(&format!("r{i}"))).await {
+            ServerFrame::BidRejected(r) if r.reason == RejectReason::RateLimited => {
+                assert!(r.message.contains("at most 3 a second"), "{}", r.message);
+                limited += 1;
+            }
+            ServerFrame::BidRejected(r) => assert_eq!(r.reason, RejectReason::BidTooLow),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(limited >= 6, "only {limited} of 10 rapid bids were limited");
+    ws.send(&auction_proto::ClientFrame::Ping).await;
+    ws.next_matching(|f| matches!(f, ServerFrame::Pong).then_some(())).await;
+    // The allowance comes back.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(matches!(ws.bid("10", None).await, ServerFrame::BidAccepted(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_is_limited_across_connections() {
+    let mut env = TestEnv::new().await;
+    env.set("WS_USER_BID_RATE", "2");
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "10", 0).await;
+    let id = auction.auction_id.as_str();
+    let (mut a, _) = node.connect(id, "alice").await;
+    let (mut b, _) = node.connect(id, "alice").await;
+    let mut reasons = Vec::new();
+    for i in 0..3 {
+        for ws in [&mut a, &mut b] {
+            if let ServerFrame::BidRejected(r) = ws.bid("1.00", Some(&format!("u{i}-{}", reasons.len()))).await {
+                reasons.push(r.reason);
+            }
+        }
+    }
+    assert!(reasons.iter().filter(|r| **r == RejectReason::RateLimited).count() >= 3, "{reasons:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_caps_hold() {
+    let mut env = TestEnv::new().await;
+    env.set("WS_MAX_CONNECTIONS_PER_USER", "2");
+    env.set("WS_MAX_CONNECTIONS", "3");
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "10", 0).await;
+    let id = auction.auction_id.as_str();
+    let first = node.connect(id, "alice").await;
+    let _second = node.connect(id, "alice").await;
+    assert_eq!(node.refused_status(&format!("/ws/auction/{id}?user_id=alice")).await, 429);
+    let _bob = node.connect(id, "bob").await;
+    assert_eq!(node.refused_status(&format!("/ws/auction/{id}?user_id=carol")).await, 503, "the node is full");
+    // A closed connection frees its place.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio_tungstenite::connect_async(node.ws_url(id, "alice")).await {
+            Ok(_) => break,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("the place was never freed: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_allowed_origins_may_connect() {
+    let mut env = TestEnv::new().await;
+    env.set("WS_ALLOWED_ORIGINS", "https://bids.example.com");
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "10", 0).await;
+    let url = node.ws_url(auction.auction_id.as_str(), "alice");
+    let with_origin = |origin: &str| {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.clone().into_client_request().unwrap();
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+        request
+    };
+    match tokio_tungstenite::connect_async(with_origin("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("a foreign origin was let in: {other:?}"),
+    }
+    assert!(tokio_tungstenite::connect_async(with_origin("https://bids.example.com")).await.is_ok());
+    assert!(tokio_tungstenite::connect_async(url.clone()).await.is_ok(), "no Origin: not a browser, allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed() {
+    let mut env = TestEnv::new().await;
+    env.set("WS_IDLE_TIMEOUT", "600ms");
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "10", 0).await;
+    // A live client answers the server's pings by reading; this one reads nothing for a while.
+    let (mut silent, _) = node.connect(auction.auction_id.as_str(), "sleepy").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (code, reason) = silent.close_frame().await.expect("closed with a frame");
+    assert_eq!((code, reason.as_str()), (1000, "idle timeout"));
+    // One that keeps reading stays.
+    let (mut awake, _) = node.connect(auction.auction_id.as_str(), "awake").await;
+    let until = tokio::time::Instant::now() + std::time::Duration::from_millis(1500);
+    while tokio::time::Instant::now() < until {
+        awake.send(&auction_proto::ClientFrame::Ping).await;
+        awake.next_matching(|f| matches!(f, ServerFrame::Pong).then_some(())).await;
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    assert!(matches!(awake.bid("10", None).await, ServerFrame::BidAccepted(_)));
+}
