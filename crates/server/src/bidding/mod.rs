@@ -4,6 +4,7 @@
 mod hub;
 mod limits;
 mod live;
+mod metrics;
 mod socket;
 mod web;
 
@@ -41,6 +42,7 @@ pub struct AppState {
     /// The bidder-token secret; `None` trusts `user_id` (development).
     auth_secret: Option<Arc<[u8]>>,
     limits: limits::Limits,
+    metrics: Arc<metrics::BidMetrics>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -86,6 +88,7 @@ impl App {
                 config.bidding.max_connections_per_user,
                 config.bidding.bid_rate_per_user,
             ),
+            metrics: Arc::new(metrics::BidMetrics::new()),
             shutdown,
             tracker,
         };
@@ -116,6 +119,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws/auction/{auction_id}", get(connect))
         .route("/health", get(health))
+        .route("/metrics", get(|State(state): State<AppState>| async move { state.metrics.render() }))
         .merge(web::router())
         .fallback(not_found)
         .with_state(state)

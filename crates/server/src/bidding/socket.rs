@@ -33,6 +33,7 @@ pub struct Connection {
 impl Connection {
     pub async fn run(mut self, first: Snapshot) {
         let shutdown = self.state.shutdown.clone();
+        self.state.metrics.connections.increment(1);
         let idle = self.state.config.idle_timeout;
         let mut ping = tokio::time::interval(idle / 3);
         ping.tick().await;
@@ -78,6 +79,7 @@ impl Connection {
             }
         }
         .await;
+        self.state.metrics.connections.decrement(1);
         if let Err(stop) = result {
             tracing::debug!(user = %self.user, auction = %self.auction, ?stop, "connection ended");
         }
@@ -122,6 +124,7 @@ impl Connection {
                     min_next_bid: None,
                     current_bid: None,
                 });
+                self.state.metrics.rejected.increment(1);
                 self.send_frame(&reply).await
             }
             Ok(ClientFrame::PlaceBid(bid)) => {
@@ -132,6 +135,10 @@ impl Connection {
                     hub: &self.membership.hub,
                 };
                 let reply = context.place_bid(bid).await;
+                match &reply {
+                    ServerFrame::BidAccepted(_) => self.state.metrics.accepted.increment(1),
+                    _ => self.state.metrics.rejected.increment(1),
+                }
                 self.send_frame(&reply).await
             }
         }

@@ -147,3 +147,18 @@ async fn the_web_ui_is_served_and_cors_follows_the_configured_origins() {
     let refused = preflight(&strict, "http://elsewhere.example").await.unwrap();
     assert!(refused.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bidding_service_counts_bids_and_connections() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "10", 0).await;
+    let (mut ws, _) = node.connect(auction.auction_id.as_str(), "alice").await;
+    assert!(matches!(ws.bid("10", None).await, auction_proto::ws::ServerFrame::BidAccepted(_)));
+    assert!(matches!(ws.bid("1", None).await, auction_proto::ws::ServerFrame::BidRejected(_)));
+    let text = api.http.get(format!("http://{}/metrics", node.addr)).send().await.unwrap().text().await.unwrap();
+    for line in ["bidding_bids_accepted_total 1", "bidding_bids_rejected_total 1", "bidding_connections 1"] {
+        assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+    }
+}
