@@ -229,7 +229,8 @@ async fn write_lifecycle(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, event: &Lo
     Ok(())
 }
 
-fn ms_naive(ms: i64) -> NaiveDateTime {
+/// A time in ms as MySQL's naive UTC `DATETIME(6)` (the epoch if out of range).
+pub fn ms_naive(ms: i64) -> NaiveDateTime {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| t.naive_utc()).unwrap_or_default()
 }
 

@@ -15,4 +15,5 @@ pub mod db;
 pub mod http;
 pub mod runtime;
 pub mod store;
+mod sync;
 pub mod testing;

@@ -62,7 +62,7 @@ impl Consumer {
         loop {
             let sweep = tokio::time::Instant::now() >= next_sweep;
             let mut candidates: Vec<AuctionId> = {
-                let mut dirty = self.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut dirty = crate::sync::lock(&self.dirty);
                 dirty.drain().filter_map(|id| AuctionId::parse(&id).ok()).collect()
             };
             if sweep {
@@ -177,7 +177,7 @@ pub async fn watch_live(
                         let Some(message) = message else { break };
                         let payload: String = message.get_payload().unwrap_or_default();
                         if let Some(id) = auction_of(&payload) {
-                            dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id);
+                            crate::sync::lock(&dirty).insert(id);
                             wake.notify_one();
                         }
                     }

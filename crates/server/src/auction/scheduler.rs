@@ -200,13 +200,12 @@ pub async fn write_records(db: sqlx::MySqlPool, mut records: mpsc::Receiver<Reco
             let result = match &record {
                 Record::Started { auction } => crate::db::record_started(&db, auction.as_str()).await,
                 Record::Ended { auction, winner, final_price, bid_count, end_ms } => {
-                    let end_time = crate::store::record::ms_to_time(*end_ms).map(|t| t.naive_utc()).unwrap_or_default();
                     let ended = crate::db::EndedRecord {
                         auction: auction.as_str(),
                         winner: winner.as_ref().map(UserId::as_str),
                         final_price: final_price.map(Amount::to_decimal),
                         bid_count: *bid_count,
-                        end_time,
+                        end_time: crate::db::ms_naive(*end_ms),
                     };
                     crate::db::record_ended(&db, &ended).await
                 }

@@ -11,7 +11,7 @@
 //! - The cached current bid never runs ahead of Redis, so `amount <= cached` is certainly too low.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use auction_proto::ws::{AuctionCancelled, AuctionEnded, AuctionExtended, AuctionStarted, BidPlaced, ServerFrame};
@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::store::record::{ms_to_time, us_to_time};
 use crate::store::{LiveMessage, Store, StoreError};
+use crate::sync::lock;
 
 /// One change of state, already encoded: the frames all share the auction version `seq`.
 #[derive(Debug)]
@@ -159,15 +160,6 @@ impl RulesCache {
         let changed = **guard != rules;
         *guard = Arc::new(rules);
         changed
-    }
-}
-
-/// Locks a std mutex, shrugging off poisoning: every critical section here leaves the state
-/// consistent at each step, so a panic elsewhere does not make it unusable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

@@ -86,7 +86,7 @@ impl Limits {
     }
 
     fn lock(&self) -> MutexGuard<'_, Users> {
-        self.users.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.users)
     }
 
     /// Counts a new connection of `user`, unless the node or the user is at the limit.
