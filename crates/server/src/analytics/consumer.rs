@@ -144,13 +144,14 @@ impl Consumer {
         }
         crate::db::write_events(&self.db, &events).await?;
         self.breaker.success();
+        // Counted at the commit, so a log that is fully acknowledged is fully counted.
+        self.metrics.written.increment(events.len() as u64);
         if self.config.crash_after_commit {
             tracing::error!("crash_after_commit is set: aborting after the commit, before the acknowledgement");
             std::process::abort();
         }
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         self.store.ack(id, &ids).await?;
-        self.metrics.written.increment(events.len() as u64);
         Ok(events.iter().any(|e| {
             matches!(e, crate::store::log::LogEvent::Ended { .. } | crate::store::log::LogEvent::Cancelled { .. })
         }))

@@ -254,6 +254,17 @@ async fn two_analytics_instances_split_the_work_without_duplicates() {
     for (id, accepted) in &all {
         wait_in_mysql(&env, id, accepted, WAIT).await;
     }
+    // Rows are visible at the commit, a moment before the entries are acknowledged: wait for
+    // every log to be acknowledged, after which every write has been counted.
+    let store = env.store().await;
+    let deadline = Instant::now() + WAIT;
+    for (id, _) in &all {
+        let id = AuctionId::parse(id).unwrap();
+        while store.log_backlog(&id).await.unwrap() > 0 {
+            assert!(Instant::now() < deadline, "the log of {id} was never fully acknowledged");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let written = |text: &str| -> u64 {
         text.lines()
             .find(|l| l.starts_with("analytics_events_written_total"))
