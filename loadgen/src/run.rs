@@ -13,7 +13,7 @@ use auction_proto::{Amount, BidId, ClientFrame};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -137,16 +137,24 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
     let (watchers_done, done) = watch::channel(false);
     let watcher_tasks: Vec<_> =
         watcher_sockets.into_iter().map(|socket| tokio::spawn(watch(socket, shared.clone(), done.clone()))).collect();
+    // Open loop: one clock hands every slot of the schedule to its bidder, in turn.
+    let mut slot_senders = Vec::new();
     let bidder_tasks: Vec<_> = bidder_sockets
         .into_iter()
         .enumerate()
         .map(|(i, socket)| {
-            // Open loop: each bidder takes every `bidders`-th slot of the overall schedule.
-            let interval = rate.map(|r| Duration::from_secs_f64(bidders as f64 / r));
-            let offset = rate.map(|r| Duration::from_secs_f64(i as f64 / r)).unwrap_or_default();
-            tokio::spawn(bid(socket, i, shared.clone(), interval, offset))
+            let slots = rate.is_some().then(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                slot_senders.push(tx);
+                rx
+            });
+            tokio::spawn(bid(socket, i, shared.clone(), slots))
         })
         .collect();
+    let pacer = rate.map(|rate| {
+        let shared = shared.clone();
+        std::thread::spawn(move || pace(&shared, rate, &slot_senders))
+    });
     let progress = std::io::stderr().is_terminal().then(|| tokio::spawn(progress(shared.clone())));
 
     let mut attempted = 0;
@@ -165,6 +173,9 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
             *rejected.entry(reason).or_default() += n;
         }
         ack.add(&tally.ack).context("merging latency histograms")?;
+    }
+    if let Some(pacer) = pacer {
+        pacer.join().map_err(|_| anyhow::anyhow!("the open-loop clock failed"))?;
     }
     let measured_for = Instant::now().min(shared.stop_at).saturating_duration_since(shared.measure_from);
     // Fan-out of the last bids may still be on its way.
@@ -306,7 +317,36 @@ impl Knowledge {
     }
 }
 
-/// One bidder: on each slot of its schedule (or right after each answer, closed loop) it bids the
+/// The open loop's clock, on its own thread: slot `j` of the whole schedule falls at
+/// `epoch + j / rate` and belongs to bidder `j % bidders`. It sleeps on the kernel's
+/// high-resolution timer, since tokio's timers tick in whole milliseconds: a bidder sleeping on
+/// one would send up to a millisecond late, and latency counts from the slot, so the tool's own
+/// lateness would be charged to the server. A bidder still busy with an earlier bid finds its
+/// slots queued, each keeping its own time, so a slow server is charged in full.
+fn pace(shared: &Shared, rate: f64, bidders: &[mpsc::UnboundedSender<Instant>]) {
+    let mut open = bidders.len();
+    for j in 0u64.. {
+        if open == 0 || shared.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let slot = shared.epoch + Duration::from_secs_f64(j as f64 / rate);
+        if slot >= shared.stop_at {
+            return;
+        }
+        let wait = slot.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        let bidder = usize::try_from(j % bidders.len() as u64).unwrap_or_default();
+        if bidders[bidder].send(slot).is_err() {
+            // That bidder has stopped (its connection failed).
+            open -= 1;
+        }
+    }
+}
+
+/// One bidder: on each slot it is given (or right after each answer, closed loop) it bids the
 /// lowest amount it knows to be acceptable, and records the latency from the slot. It never bids
 /// against itself: a slot that finds it holding the high bid is skipped (closed loop: it waits to
 /// be outbid).
@@ -314,22 +354,19 @@ async fn bid(
     mut socket: Socket,
     worker: usize,
     shared: Arc<Shared>,
-    interval: Option<Duration>,
-    offset: Duration,
+    mut slots: Option<mpsc::UnboundedReceiver<Instant>>,
 ) -> Tally {
     let mut tally =
         Tally { attempted: 0, accepted: 0, rejected: BTreeMap::new(), errors: 0, skipped: 0, ack: histogram() };
     let mut known = Knowledge { me: format!("lg-b{worker}"), min_next: None, highest: false };
     let mut n: u64 = 0;
-    let mut next_slot = shared.epoch + offset;
+    let open_loop = slots.is_some();
     loop {
-        let scheduled = match interval {
-            Some(interval) => {
-                let slot = next_slot;
-                next_slot += interval;
-                tokio::time::sleep_until(slot).await;
-                slot
-            }
+        let scheduled = match &mut slots {
+            Some(slots) => match slots.recv().await {
+                Some(slot) => slot,
+                None => break,
+            },
             None => Instant::now(),
         };
         if shared.stopping.load(Ordering::Relaxed) || scheduled >= shared.stop_at {
@@ -339,7 +376,7 @@ async fn bid(
         if !drain_ready(&mut socket, &mut known) {
             break;
         }
-        if known.min_next.is_none() || (known.highest && interval.is_none()) {
+        if known.min_next.is_none() || (known.highest && !open_loop) {
             // Closed loop: wait for news (first snapshot, or being outbid) rather than spin.
             match tokio::time::timeout(Duration::from_millis(200), next_frame(&mut socket, shared.timeout)).await {
                 Ok(Some(frame)) => known.learn(&frame),
