@@ -83,7 +83,7 @@ impl App {
             wake: state.wake.clone(),
             records: records_tx,
         };
-        let channel = state.store.keys().live_channel();
+        let channel = state.store.keys().deadline_channel();
         tracker.spawn(self.elector.run(shutdown.clone()));
         tracker.spawn(scheduler.run(shutdown.clone()));
         tracker.spawn(scheduler::write_records(state.db.clone(), records_rx));

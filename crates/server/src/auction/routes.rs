@@ -230,6 +230,9 @@ async fn extend(
     if let Some(next) = state.store.load(&id).await?.and_then(|r| r.next_deadline_ms()) {
         state.store.schedule(&id, next).await?;
     }
+    if let Err(e) = state.store.announce_deadline().await {
+        tracing::warn!(auction = %id, error = %e, "cannot wake the scheduler; it looks again within a second");
+    }
     state.wake.notify_one();
     let end_time = ms_to_time(end_ms)?;
     let status = load(&state, &id).await?.status;

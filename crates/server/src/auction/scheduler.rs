@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::leader::{Lease, LeaseWatch};
 use crate::config::RedisConfig;
-use crate::store::{Advance, LiveMessage, Store, StoreError, subscribe};
+use crate::store::{Advance, Store, StoreError, subscribe};
 
 /// The longest the scheduler sleeps without looking at the index again.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -148,8 +148,9 @@ impl Scheduler {
     }
 }
 
-/// Wakes the scheduler whenever a deadline is added or moved anywhere, by listening on the live
-/// channel; re-subscribes after a loss (the scheduler's one-second look-around covers the gap).
+/// Wakes the scheduler whenever a deadline is added or moved anywhere, by listening on the
+/// deadline channel (every message there is a wake-up); re-subscribes after a loss (the
+/// scheduler's one-second look-around covers the gap).
 pub async fn listen_for_deadlines(
     config: RedisConfig,
     channel: String,
@@ -166,15 +167,7 @@ pub async fn listen_for_deadlines(
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         message = messages.next() => match message {
-                            Some(message) => {
-                                let payload: String = message.get_payload().unwrap_or_default();
-                                if matches!(
-                                    serde_json::from_str::<LiveMessage>(&payload),
-                                    Ok(LiveMessage::Deadline | LiveMessage::Extended { .. })
-                                ) {
-                                    wake.notify_one();
-                                }
-                            }
+                            Some(_) => wake.notify_one(),
                             None => break,
                         },
                     }

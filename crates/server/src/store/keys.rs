@@ -50,6 +50,12 @@ impl Keys {
         format!("{}live", self.prefix)
     }
 
+    /// Wake-ups for the leader's scheduler (a deadline was added or moved), apart from the live
+    /// channel so that the auction service does not receive every bid.
+    pub fn deadline_channel(&self) -> String {
+        format!("{}deadline_wake", self.prefix)
+    }
+
     /// The leader lease: `instance|epoch` with a TTL. Shares a hash tag with its epoch counter.
     pub fn lease(&self) -> String {
         format!("{}{{leader}}", self.prefix)

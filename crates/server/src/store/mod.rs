@@ -418,7 +418,7 @@ impl Store {
     pub async fn announce_deadline(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let note = serde_json::to_string(&LiveMessage::Deadline).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let _: i64 = self.bounded(conn.publish(self.keys.live_channel(), note)).await?;
+        let _: i64 = self.bounded(conn.publish(self.keys.deadline_channel(), note)).await?;
         Ok(())
     }
 
