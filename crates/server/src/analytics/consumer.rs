@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::breaker::Breaker;
 use crate::config::{AnalyticsConfig, RedisConfig};
 use crate::store::log::LogEntry;
-use crate::store::{LiveMessage, Store, StoreError, subscribe};
+use crate::store::{Store, StoreError, subscribe};
 
 /// Why draining one auction's log stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -61,10 +61,11 @@ impl Consumer {
         let mut next_sweep = tokio::time::Instant::now();
         loop {
             let sweep = tokio::time::Instant::now() >= next_sweep;
-            let mut candidates: Vec<AuctionId> = {
+            let dirty: HashSet<AuctionId> = {
                 let mut dirty = crate::sync::lock(&self.dirty);
                 dirty.drain().filter_map(|id| AuctionId::parse(&id).ok()).collect()
             };
+            let mut candidates: Vec<AuctionId> = dirty.iter().cloned().collect();
             if sweep {
                 match self.store.recent_ids(usize::MAX).await {
                     Ok(ids) => candidates.extend(ids.into_iter().filter(|id| !done.contains(id))),
@@ -80,6 +81,10 @@ impl Consumer {
             for id in &candidates {
                 if shutdown.is_cancelled() {
                     return;
+                }
+                // Most swept auctions are quiet: one call tells, instead of a drain's several.
+                if sweep && !dirty.contains(id) && !self.store.log_has_work(id).await.unwrap_or(true) {
+                    continue;
                 }
                 if self.breaker.allow() {
                     match self.drain(id).await {
@@ -193,13 +198,34 @@ pub async fn watch_live(
     }
 }
 
+/// The auction a live message is about, if any. Only that field is read: this runs for every
+/// bid of every auction.
 fn auction_of(payload: &str) -> Option<String> {
-    match serde_json::from_str::<LiveMessage>(payload).ok()? {
-        LiveMessage::Bid(bid) => Some(bid.auction_id),
-        LiveMessage::Started { auction_id, .. }
-        | LiveMessage::Ended { auction_id, .. }
-        | LiveMessage::Extended { auction_id, .. }
-        | LiveMessage::Cancelled { auction_id, .. } => Some(auction_id),
-        LiveMessage::Rules | LiveMessage::Deadline => None,
+    #[derive(serde::Deserialize)]
+    struct About<'a> {
+        // Borrowed unless escaped.
+        #[serde(borrow)]
+        auction_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let about: About<'_> = serde_json::from_str(payload).ok()?;
+    about.auction_id.map(std::borrow::Cow::into_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::auction_of;
+    use crate::store::LiveMessage;
+
+    #[test]
+    fn the_auction_of_every_kind_of_live_message() {
+        let cancelled = LiveMessage::Cancelled { auction_id: "a-1".into(), seq: "3".into() };
+        let text = serde_json::to_string(&cancelled).unwrap();
+        assert_eq!(auction_of(&text).as_deref(), Some("a-1"));
+        let bid = r#"{"type":"bid","auction_id":"a-2","bid_id":"b","bidder":"u","amount":"100","seq":4}"#;
+        assert_eq!(auction_of(bid).as_deref(), Some("a-2"));
+        assert_eq!(auction_of(r#"{"type":"started","auction_id":"a\/3","seq":1}"#).as_deref(), Some("a/3"));
+        for none in [serde_json::to_string(&LiveMessage::Rules).unwrap(), "not json".to_owned()] {
+            assert_eq!(auction_of(&none), None, "{none}");
+        }
     }
 }

@@ -37,12 +37,16 @@ impl Connection {
         let idle = self.state.config.idle_timeout;
         let mut ping = tokio::time::interval(idle / 3);
         ping.tick().await;
+        // Made once: a fresh one per loop turn would register with the token again on every
+        // event, and a fan-out wakes every watcher at once.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         let result = async {
             self.send_snapshot(first).await?;
             let mut heard = tokio::time::Instant::now();
             loop {
                 tokio::select! {
-                    _ = shutdown.cancelled() => {
+                    () = &mut cancelled => {
                         self.close(close_code::AWAY, "server shutting down").await;
                         return Ok(());
                     }

@@ -202,6 +202,23 @@ impl Store {
         }
     }
 
+    /// Whether the log holds entries the group has not yet written and acknowledged: one cheap
+    /// call, so that a sweep over many quiet auctions does not drain each. Errs towards yes: a
+    /// group whose lag Redis cannot tell (`nil`, after deletions) counts as having work.
+    pub async fn log_has_work(&self, id: &AuctionId) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let log = self.keys.auction(id).log;
+        let groups: Result<redis::streams::StreamInfoGroupsReply, _> = self.bounded(conn.xinfo_groups(&log)).await;
+        match groups {
+            Ok(reply) => match reply.groups.iter().find(|g| g.name == GROUP) {
+                Some(group) => Ok(group.pending > 0 || group.lag.is_none_or(|lag| lag > 0)),
+                None => Ok(self.bounded(conn.xlen::<_, u64>(&log)).await? > 0),
+            },
+            Err(StoreError::Redis(e)) if e.to_string().contains("no such key") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every entry of the log, with its fields, for tests and tools.
     pub async fn log_entries(&self, id: &AuctionId) -> Result<Vec<HashMap<String, String>>, StoreError> {
         let mut conn = self.conn.clone();
