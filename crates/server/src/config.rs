@@ -119,6 +119,9 @@ pub struct BiddingConfig {
     pub max_bid: Amount,
     /// How long a send to one client may block before that client is dropped.
     pub send_timeout: Duration,
+    /// The kernel send buffer of each connection (`SO_SNDBUF`), bounding the memory a client that
+    /// does not read can hold; `None` leaves the kernel's autotuning (up to megabytes each).
+    pub send_buffer: Option<usize>,
     /// Bids per second one connection may send (a burst of as many is allowed).
     pub bid_rate_per_connection: u32,
     /// Bids per second one user may send over all their connections to this node.
@@ -207,6 +210,7 @@ struct FileBidding {
     watcher_queue: Option<usize>,
     max_bid: Option<String>,
     send_timeout: Option<String>,
+    send_buffer: Option<usize>,
     bid_rate_per_connection: Option<u32>,
     bid_rate_per_user: Option<u32>,
     max_connections: Option<usize>,
@@ -283,6 +287,7 @@ impl Config {
             pick("WS_MAX_MESSAGE_BYTES", "bidding.max_message_bytes", b.max_message_bytes.map(|v| v.to_string()));
         let watcher_queue = pick("WS_WATCHER_QUEUE", "bidding.watcher_queue", b.watcher_queue.map(|v| v.to_string()));
         let send_timeout = pick("WS_SEND_TIMEOUT", "bidding.send_timeout", b.send_timeout);
+        let send_buffer = pick("WS_SEND_BUFFER", "bidding.send_buffer", b.send_buffer.map(|v| v.to_string()));
         let max_bid = pick("MAX_BID", "bidding.max_bid", b.max_bid);
         let conn_rate =
             pick("WS_BID_RATE", "bidding.bid_rate_per_connection", b.bid_rate_per_connection.map(|v| v.to_string()));
@@ -364,6 +369,7 @@ impl Config {
                 watcher_queue: number(watcher_queue, 256)?,
                 max_bid: amount(max_bid)?,
                 send_timeout: duration(send_timeout, Duration::from_secs(10))?,
+                send_buffer: Some(number(send_buffer, 0)?).filter(|bytes| *bytes > 0),
                 bid_rate_per_connection: number(conn_rate, 20)?.max(1),
                 bid_rate_per_user: number(user_rate, 50)?.max(1),
                 max_connections: number(max_conns, 100_000)?.max(1),
@@ -557,6 +563,7 @@ mod tests {
         assert!(err(&[("LOG_LEVEL", "loud[")]).starts_with("environment variable LOG_LEVEL:"));
         assert!(err(&[("MAX_BID", "-5")]).starts_with("environment variable MAX_BID:"));
         assert!(err(&[("INSTANCE_ID", "a:b")]).starts_with("environment variable INSTANCE_ID:"));
+        assert!(err(&[("WS_SEND_BUFFER", "16k")]).starts_with("environment variable WS_SEND_BUFFER:"));
         assert!(
             err(&[("CORS_ALLOWED_ORIGINS", "bids.example.com")])
                 .starts_with("environment variable CORS_ALLOWED_ORIGINS:")
@@ -570,6 +577,7 @@ mod tests {
         let file = read_file(&path).unwrap();
         let config = Config::resolve(Service::Bidding, file, "config.example.yaml", |_| None).unwrap();
         assert_eq!(config.bidding.bid_rate_per_connection, 20);
+        assert_eq!(config.bidding.send_buffer, None, "0 leaves the kernel's autotuning");
         assert_eq!(config.analytics.claim_ttl, Duration::from_secs(10));
     }
 

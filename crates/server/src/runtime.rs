@@ -56,21 +56,28 @@ pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves `router` until `shutdown`, then waits (up to `drain`) for the tasks in `tracker`, such
-/// as WebSocket connections, which hyper no longer tracks once upgraded.
+/// as WebSocket connections, which hyper no longer tracks once upgraded. `send_buffer` sets each
+/// connection's kernel send buffer (`None`: the kernel's autotuning).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     drain: Duration,
+    send_buffer: Option<usize>,
 ) -> anyhow::Result<()> {
     let address: SocketAddr = listener.local_addr()?;
     tracing::info!(%address, "listening");
     // No Nagle: a bid's answer and the live events are small frames that must leave at once, not
     // wait for the peer's delayed acknowledgement of the previous one.
-    let listener = listener.tap_io(|tcp| {
+    let listener = listener.tap_io(move |tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        if let Some(bytes) = send_buffer
+            && let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(bytes)
+        {
+            tracing::debug!(error = %e, "cannot set SO_SNDBUF");
         }
     });
     axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;

@@ -97,7 +97,7 @@ impl App {
             .route("/metrics", get(metrics_text))
             .fallback(not_found)
             .with_state(self.state);
-        crate::runtime::serve(self.listener, router, shutdown, tracker, Duration::from_secs(5)).await
+        crate::runtime::serve(self.listener, router, shutdown, tracker, Duration::from_secs(5), None).await
     }
 }
 

@@ -89,7 +89,7 @@ impl App {
         tracker.spawn(scheduler::write_records(state.db.clone(), records_rx));
         tracker.spawn(scheduler::listen_for_deadlines(self.redis, channel, state.wake.clone(), shutdown.clone()));
         let router = router(state);
-        crate::runtime::serve(self.listener, router, shutdown, tracker, Duration::from_secs(5)).await
+        crate::runtime::serve(self.listener, router, shutdown, tracker, Duration::from_secs(5), None).await
     }
 }
 

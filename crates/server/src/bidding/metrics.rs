@@ -8,6 +8,10 @@ pub struct BidMetrics {
     pub accepted: Counter,
     pub rejected: Counter,
     pub connections: Gauge,
+    /// Clients cut off because a frame could not be handed to them within the send timeout.
+    pub slow_dropped: Counter,
+    /// Watchers that fell a whole queue behind and were resynced from a snapshot.
+    pub resyncs: Counter,
     handle: PrometheusHandle,
 }
 
@@ -19,6 +23,9 @@ impl BidMetrics {
             accepted: recorder.register_counter(&Key::from_static_name("bidding_bids_accepted_total"), &META),
             rejected: recorder.register_counter(&Key::from_static_name("bidding_bids_rejected_total"), &META),
             connections: recorder.register_gauge(&Key::from_static_name("bidding_connections"), &META),
+            slow_dropped: recorder
+                .register_counter(&Key::from_static_name("bidding_slow_clients_dropped_total"), &META),
+            resyncs: recorder.register_counter(&Key::from_static_name("bidding_watcher_resyncs_total"), &META),
             handle: recorder.handle(),
         }
     }

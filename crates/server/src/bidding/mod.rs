@@ -111,7 +111,16 @@ impl App {
             trigger.cancel();
         });
         let router = router(state.clone());
-        crate::runtime::serve(self.listener, router, internal, state.tracker.clone(), Duration::from_secs(5)).await
+        let send_buffer = state.config.send_buffer;
+        crate::runtime::serve(
+            self.listener,
+            router,
+            internal,
+            state.tracker.clone(),
+            Duration::from_secs(5),
+            send_buffer,
+        )
+        .await
     }
 }
 

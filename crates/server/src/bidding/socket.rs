@@ -58,6 +58,7 @@ impl Connection {
                         }
                         let ping = Message::Ping(axum::body::Bytes::new());
                         if tokio::time::timeout(self.state.config.send_timeout, self.socket.send(ping)).await.is_err() {
+                            self.state.metrics.slow_dropped.increment(1);
                             return Err(Stop::SendFailed);
                         }
                     }
@@ -75,6 +76,7 @@ impl Connection {
                         Ok(_) => {}
                         Err(RecvError::Lagged(missed)) => {
                             tracing::debug!(user = %self.user, missed, "watcher fell behind; resyncing");
+                            self.state.metrics.resyncs.increment(1);
                             self.resync().await?;
                         }
                         Err(RecvError::Closed) => return Err(Stop::Closed),
@@ -243,7 +245,12 @@ impl Connection {
     async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), Stop> {
         match tokio::time::timeout(self.state.config.send_timeout, self.socket.send(Message::Text(text))).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) | Err(_) => Err(Stop::SendFailed),
+            Ok(Err(_)) => Err(Stop::SendFailed),
+            Err(_) => {
+                tracing::debug!(user = %self.user, "client took no frame within the send timeout; dropping it");
+                self.state.metrics.slow_dropped.increment(1);
+                Err(Stop::SendFailed)
+            }
         }
     }
 

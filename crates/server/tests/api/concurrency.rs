@@ -8,6 +8,7 @@ use auction_proto::ws::{BidPlaced, ServerFrame};
 use auction_proto::{Amount, RejectReason};
 use chrono::Utc;
 use rand::Rng;
+use tokio_tungstenite::MaybeTlsStream;
 
 use crate::helpers::*;
 
@@ -163,4 +164,104 @@ async fn fifty_bidders_on_two_nodes_keep_every_invariant() {
     assert_eq!(final_state.end_time, last.end_time);
     let rest = api.auction(&id).await;
     assert_eq!((rest.winner.as_ref(), rest.final_price), (Some(&last.bidder), Some(last.amount)));
+}
+
+/// The scalar value of a metric line in Prometheus text, 0 when absent.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_reads_nothing_slows_no_one_and_is_cut_off() {
+    const BIDS: usize = 400;
+    let mut env = TestEnv::new().await;
+    env.set("WS_WATCHER_QUEUE", "8");
+    env.set("WS_SEND_TIMEOUT", "1s");
+    // Without a bound the kernel lets a loopback connection buffer megabytes, thousands of bids.
+    env.set("WS_SEND_BUFFER", "16384");
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "1", 0).await;
+    let id = auction.auction_id.to_string();
+
+    // A client that never reads, with a 4 KiB receive buffer: the frames for it back up into the
+    // server's send buffer within a few hundred bids.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(node.addr).await.unwrap();
+    let (slow, _) = tokio_tungstenite::client_async(node.ws_url(&id, "slow"), MaybeTlsStream::Plain(stream))
+        .await
+        .expect("slow client connects");
+    let mut slow = Ws::from_stream(slow);
+
+    // A healthy watcher, reading as it goes.
+    let (mut watcher, _) = node.connect(&id, "watcher").await;
+    let watching = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while seqs.len() < BIDS {
+            if let ServerFrame::BidPlaced(p) = watcher.next().await {
+                seqs.push(p.seq);
+            }
+        }
+        (seqs, watcher)
+    });
+
+    let (mut ann, _) = node.connect(&id, "ann").await;
+    let (mut ben, _) = node.connect(&id, "ben").await;
+    let mut next = amount("1.00");
+    let mut slowest = Duration::ZERO;
+    let mut acked = Vec::new();
+    for round in 0..BIDS {
+        let bidder = if round % 2 == 0 { &mut ann } else { &mut ben };
+        let sent = std::time::Instant::now();
+        match bidder.bid(&next.to_string(), None).await {
+            ServerFrame::BidAccepted(a) => {
+                acked.push(a.seq);
+                next = auction_proto::BidRules::default().min_next_bid(a.amount, Some(a.amount));
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+        slowest = slowest.max(sent.elapsed());
+    }
+    // Nobody waited for the stuck client: no ack came near its 1 s send timeout.
+    assert!(slowest < Duration::from_millis(500), "a bid took {slowest:?} while a watcher read nothing");
+    let (seqs, _watcher) =
+        tokio::time::timeout(WAIT, watching).await.expect("the healthy watcher fell behind").unwrap();
+    assert_eq!(seqs, acked, "the healthy watcher saw every bid in order");
+    let last = *acked.last().unwrap();
+
+    // The server gives up on the stuck client once a frame waits past the send timeout.
+    let metrics_url = format!("http://{}/metrics", node.addr);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = api.http.get(&metrics_url).send().await.unwrap().text().await.unwrap();
+        if metric(&text, "bidding_slow_clients_dropped_total") >= 1.0 {
+            assert_eq!(metric(&text, "bidding_connections"), 3.0, "only the stuck client was dropped: {text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the stuck client was never dropped: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What it had been sent is consistent (snapshot, then bids in order with no gap), and then
+    // its connection ends.
+    let mut expected = match slow.next().await {
+        ServerFrame::Snapshot(s) => s.seq + 1,
+        other => panic!("expected the snapshot first, got {other:?}"),
+    };
+    let ended = loop {
+        match slow.next_or_end().await {
+            Some(ServerFrame::BidPlaced(p)) => {
+                assert_eq!(p.seq, expected, "a gap in what the stuck client was sent");
+                expected += 1;
+            }
+            Some(other) => panic!("unexpected frame {other:?}"),
+            None => break expected - 1,
+        }
+    };
+    assert!(ended < last, "the stuck client was cut off before the end (it had up to seq {ended} of {last})");
+    eprintln!("stuck client: cut off after seq {ended} of {last}; slowest ack meanwhile {slowest:?}");
 }

@@ -244,6 +244,24 @@ impl Ws {
         }
     }
 
+    /// The next frame, or `None` once the connection has ended (close, EOF or reset); fails the
+    /// test after [`WAIT`].
+    pub async fn next_or_end(&mut self) -> Option<ServerFrame> {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.stream.next()).await.expect("timed out waiting for a frame");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    let frame: ServerFrame =
+                        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad frame {text}: {e}"));
+                    self.seen.push(frame.clone());
+                    return Some(frame);
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
     /// Reads until a frame matches `pick`, keeping the others in `seen`.
     pub async fn next_matching<T>(&mut self, mut pick: impl FnMut(&ServerFrame) -> Option<T>) -> T {
         loop {
