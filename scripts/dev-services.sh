@@ -61,6 +61,18 @@ start_redis() {
     say "started redis on 127.0.0.1:$REDIS_PORT"
 }
 
+# Accepted bids live on Redis alone until the analytics service has copied them to MySQL, so
+# Redis must keep every write across a restart (the services warn at start when it would not).
+# A packaged Redis snapshots only; this turns on its append-only file until it next restarts.
+ensure_redis_persistence() {
+    local current
+    current=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" CONFIG GET appendonly 2>/dev/null | tail -n 1)
+    if [ "$current" = no ]; then
+        redis-cli -h 127.0.0.1 -p "$REDIS_PORT" CONFIG SET appendonly yes >/dev/null
+        say "turned on redis append-only persistence (appendonly yes)"
+    fi
+}
+
 mysql_up() { mysqladmin --protocol=tcp -h 127.0.0.1 -P "$MYSQL_PORT" ping >/dev/null 2>&1; }
 
 start_mariadb() {
@@ -92,4 +104,5 @@ SQL
 }
 
 start_redis
+ensure_redis_persistence
 start_mariadb

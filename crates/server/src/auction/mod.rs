@@ -51,6 +51,7 @@ impl App {
     /// Connects to Redis and MySQL (applying migrations) and binds the port.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let store = Store::connect(&config.redis).await.context("cannot connect to redis")?;
+        crate::store::warn_if_not_durable(&store).await;
         let db = crate::db::connect_and_migrate(&config.mysql).await.context("cannot prepare the mysql database")?;
         let listener = crate::runtime::bind(&config).await?;
         let (elector, lease) = Elector::new(store.clone(), config.instance_id.clone(), config.leader_ttl);

@@ -59,6 +59,7 @@ impl App {
     /// does not answer.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let store = Store::connect(&config.redis).await.context("cannot connect to redis")?;
+        crate::store::warn_if_not_durable(&store).await;
         let channel = store.keys().live_channel();
         let pubsub =
             crate::store::subscribe(&config.redis, &channel).await.context("cannot subscribe to the live channel")?;

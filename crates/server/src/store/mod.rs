@@ -146,6 +146,50 @@ pub struct Store {
     timeout: Duration,
 }
 
+/// The Redis settings that decide whether accepted bids survive Redis itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Persistence {
+    /// `appendonly yes`: every write is in the append-only file (fsynced each second by default).
+    pub appendonly: bool,
+    /// `maxmemory-policy`; anything but `noeviction` may delete live auctions and their logs.
+    pub eviction: String,
+}
+
+impl Persistence {
+    /// What an operator should hear about: accepted bids are on Redis alone until the analytics
+    /// service has copied them, so Redis must neither forget them on a restart nor evict them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.appendonly {
+            warnings.push(
+                "redis has appendonly off: bids accepted since its last snapshot and not yet in MySQL \
+                 would be lost if Redis restarts (set appendonly yes)"
+                    .to_owned(),
+            );
+        }
+        if self.eviction != "noeviction" {
+            warnings.push(format!(
+                "redis maxmemory-policy is {}: under memory pressure it may evict auctions and their \
+                 bid logs (set maxmemory-policy noeviction)",
+                self.eviction
+            ));
+        }
+        warnings
+    }
+}
+
+/// Logs, at start, whatever in Redis's settings puts accepted bids at risk.
+pub async fn warn_if_not_durable(store: &Store) {
+    match store.persistence().await {
+        Some(persistence) => {
+            for warning in persistence.warnings() {
+                tracing::warn!("{warning}");
+            }
+        }
+        None => tracing::info!("cannot read redis's persistence settings (CONFIG GET refused); not checked"),
+    }
+}
+
 impl Store {
     /// Connects, failing fast if Redis does not answer.
     pub async fn connect(config: &RedisConfig) -> Result<Store, StoreError> {
@@ -177,6 +221,21 @@ impl Store {
         let mut conn = self.conn.clone();
         let _: String = self.bounded(redis::cmd("PING").query_async(&mut conn)).await?;
         Ok(())
+    }
+
+    /// How Redis keeps our data, from `CONFIG GET`; `None` when the server does not allow it
+    /// (managed services often rename or disable `CONFIG`).
+    pub async fn persistence(&self) -> Option<Persistence> {
+        let appendonly = self.config_get("appendonly").await?;
+        let eviction = self.config_get("maxmemory-policy").await?;
+        Some(Persistence { appendonly: appendonly == "yes", eviction })
+    }
+
+    async fn config_get(&self, name: &str) -> Option<String> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> =
+            self.bounded(redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut conn)).await.ok()?;
+        reply.into_iter().nth(1)
     }
 
     /// Places a bid through the bid script.
@@ -514,4 +573,22 @@ fn parse_outcome(text: &str) -> Result<BidOutcome, StoreError> {
             min_next: min_next.as_deref().map(amount).transpose()?,
         },
     })
+}
+
+#[cfg(test)]
+mod persistence_tests {
+    use super::Persistence;
+
+    #[test]
+    fn only_aof_without_eviction_is_quiet() {
+        let safe = Persistence { appendonly: true, eviction: "noeviction".into() };
+        assert!(safe.warnings().is_empty());
+        let snapshots = Persistence { appendonly: false, eviction: "noeviction".into() };
+        assert!(snapshots.warnings()[0].contains("appendonly yes"), "{:?}", snapshots.warnings());
+        let evicting = Persistence { appendonly: true, eviction: "allkeys-lru".into() };
+        let warnings = evicting.warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("allkeys-lru") && warnings[0].contains("noeviction"), "{warnings:?}");
+        assert_eq!(Persistence { appendonly: false, eviction: "volatile-lru".into() }.warnings().len(), 2);
+    }
 }

@@ -94,6 +94,20 @@ async fn rules_get_put_and_validation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_persistence_settings_are_read_as_redis_reports_them() {
+    let env = TestEnv::new().await;
+    let found = env.store().await.persistence().await.expect("the test redis allows CONFIG GET");
+    let client = redis::Client::open(env.config(auction_server::config::Service::Bidding).redis.url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut get = async |name: &str| -> String {
+        let pair: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut conn).await.unwrap();
+        pair[1].clone()
+    };
+    assert_eq!(found.appendonly, get("appendonly").await == "yes");
+    assert_eq!(found.eviction, get("maxmemory-policy").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_of_every_service() {
     let mut env = TestEnv::new().await;
     let api = env.auction_service().await;
