@@ -2,6 +2,7 @@
 //! store's scripts); MySQL gets a durable copy of every auction.
 
 mod leader;
+mod metrics;
 mod routes;
 mod scheduler;
 
@@ -38,6 +39,7 @@ pub struct AppState {
     admin_token: Option<Arc<str>>,
     /// Wakes this instance's scheduler (when it leads) after a local deadline change.
     wake: Arc<Notify>,
+    metrics: Arc<metrics::AuctionMetrics>,
 }
 
 pub struct App {
@@ -63,6 +65,7 @@ impl App {
             lease,
             admin_token: config.auth.admin_token.clone().map(Into::into),
             wake: Arc::new(Notify::new()),
+            metrics: Arc::new(metrics::AuctionMetrics::new()),
         };
         Ok(App { listener, state, elector, redis: config.redis.clone() })
     }
@@ -83,6 +86,7 @@ impl App {
             lease: state.lease.clone(),
             wake: state.wake.clone(),
             records: records_tx,
+            metrics: state.metrics.clone(),
         };
         let channel = state.store.keys().deadline_channel();
         tracker.spawn(self.elector.run(shutdown.clone()));
@@ -99,6 +103,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", routes::router(state.clone()))
         .route("/health", get(health))
+        .route("/metrics", get(|State(state): State<AppState>| async move { state.metrics.render(&state.lease) }))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)

@@ -3,8 +3,8 @@
 //! The deadline index (`deadlines`, a sorted set of auction ids by next deadline) is a hint: the
 //! fenced `advance.lua` decides with Redis time and the auction's own close in force, so a deadline
 //! that a bid has moved gets `Wait` back and is rescheduled, never ended early. The scheduler sleeps
-//! until the earliest deadline and is woken early when one is added or moved (a `deadline` or
-//! `extended` message on the live channel), when leadership changes, or at the latest every second.
+//! until the earliest deadline and is woken early when one is added or moved (a message on the
+//! deadline channel), when leadership changes, or at the latest every second.
 
 use std::time::Duration;
 
@@ -38,6 +38,7 @@ pub struct Scheduler {
     pub lease: LeaseWatch,
     pub wake: Arc<Notify>,
     pub records: mpsc::Sender<Record>,
+    pub metrics: Arc<super::metrics::AuctionMetrics>,
 }
 
 impl Scheduler {
@@ -82,7 +83,7 @@ impl Scheduler {
                 if !self.lease.borrow().is_some_and(|l| l.is_valid()) {
                     return Ok(());
                 }
-                self.advance(id, lease.epoch).await?;
+                self.advance(id, lease.epoch, now_ms).await?;
             }
             if due.len() == usize::try_from(BATCH).unwrap_or(usize::MAX) {
                 continue;
@@ -120,18 +121,26 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn advance(&self, id: &AuctionId, epoch: u64) -> Result<(), StoreError> {
+    /// One fenced transition of auction `id`, found due at Redis time `now_ms`.
+    async fn advance(&self, id: &AuctionId, epoch: u64, now_ms: i64) -> Result<(), StoreError> {
         match self.store.advance(id, &self.instance, epoch).await? {
-            Advance::Fenced => tracing::warn!(auction = %id, epoch, "transition refused: not the leader"),
+            Advance::Fenced => {
+                self.metrics.fenced.increment(1);
+                tracing::warn!(auction = %id, epoch, "transition refused: not the leader");
+            }
             Advance::Missing | Advance::Final => self.store.unschedule(id).await?,
             Advance::Wait { next_ms } => self.store.schedule(id, next_ms).await?,
             Advance::Started { end_ms, .. } => {
                 tracing::info!(auction = %id, "auction started");
+                self.metrics.started.increment(1);
                 self.store.schedule(id, end_ms).await?;
                 self.record(Record::Started { auction: id.clone() });
             }
             Advance::Ended { winner, final_price, bid_count, end_ms, .. } => {
                 tracing::info!(auction = %id, winner = ?winner.as_ref().map(UserId::as_str), "auction ended");
+                self.metrics.ended.increment(1);
+                #[allow(clippy::cast_precision_loss)]
+                self.metrics.close_lateness.record((now_ms - end_ms).max(0) as f64 / 1000.0);
                 self.store.unschedule(id).await?;
                 self.record(Record::Ended { auction: id.clone(), winner, final_price, bid_count, end_ms });
             }
