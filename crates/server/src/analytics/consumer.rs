@@ -52,6 +52,8 @@ pub struct Consumer {
     /// Auctions whose logs changed since the last look (from live messages).
     pub dirty: Arc<Mutex<HashSet<String>>>,
     pub wake: Arc<Notify>,
+    /// Auctions whose consumer group this process has made sure of.
+    pub grouped: Mutex<HashSet<AuctionId>>,
 }
 
 impl Consumer {
@@ -96,7 +98,12 @@ impl Consumer {
                             tracing::warn!(auction = %id, error = %e, "cannot write events to mysql");
                             self.breaker.failure();
                         }
-                        Err(DrainError::Store(e)) => tracing::warn!(auction = %id, error = %e, "cannot read events"),
+                        Err(DrainError::Store(e)) => {
+                            // Make sure of the group again next time (the log may have been
+                            // deleted and made afresh).
+                            crate::sync::lock(&self.grouped).remove(id);
+                            tracing::warn!(auction = %id, error = %e, "cannot read events");
+                        }
                     }
                 }
                 if sweep {
@@ -118,27 +125,49 @@ impl Consumer {
 
     /// Writes everything in auction `id`'s log that is not yet in MySQL; true when the auction is
     /// over and its log fully written, so it never needs another look.
+    ///
+    /// This runs for every active auction many times a second, so it makes as few calls as it
+    /// can: the group is created once per auction and process; pending entries are claimed until
+    /// a claim comes back short (there are no more), then new ones read until a read comes back
+    /// short (the log is drained as of that read: what comes later makes the auction dirty again).
     async fn drain(&self, id: &AuctionId) -> Result<bool, DrainError> {
         let ttl_ms = u64::try_from(self.config.claim_ttl.as_millis()).unwrap_or(u64::MAX);
         if !self.store.own_log(id, &self.instance, ttl_ms).await? {
             return Ok(false);
         }
-        self.store.ensure_group(id).await?;
+        if !crate::sync::lock(&self.grouped).contains(id) {
+            self.store.ensure_group(id).await?;
+            crate::sync::lock(&self.grouped).insert(id.clone());
+        }
+        let batch = self.config.batch;
         let mut over = false;
+        let mut pending_left = true;
         loop {
-            let mut entries = self.store.claim_pending(id, &self.instance, self.config.batch).await?;
-            if entries.is_empty() {
-                entries = self.store.read_new(id, &self.instance, self.config.batch).await?;
+            let mut entries = Vec::new();
+            if pending_left {
+                entries = self.store.claim_pending(id, &self.instance, batch).await?;
+                pending_left = entries.len() >= batch;
             }
+            let mut last = false;
             if entries.is_empty() {
+                entries = self.store.read_new(id, &self.instance, batch).await?;
+                last = entries.len() < batch;
+            }
+            if !entries.is_empty() {
+                over |= self.write(id, &entries).await?;
+            }
+            if last {
                 break;
             }
-            over |= self.write(id, &entries).await?;
             // Keep the stream while working through a long backlog.
             self.store.own_log(id, &self.instance, ttl_ms).await?;
         }
         self.store.trim_log(id).await?;
-        Ok(over && self.store.log_backlog(id).await? == 0)
+        let finished = over && self.store.log_backlog(id).await? == 0;
+        if finished {
+            crate::sync::lock(&self.grouped).remove(id);
+        }
+        Ok(finished)
     }
 
     /// Writes one batch and acknowledges it; true if it holds the auction's final event.

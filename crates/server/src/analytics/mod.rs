@@ -71,6 +71,7 @@ impl App {
             metrics: register(&recorder),
             dirty: Arc::new(Mutex::new(HashSet::new())),
             wake: Arc::new(Notify::new()),
+            grouped: Mutex::new(HashSet::new()),
         };
         let state =
             AppState { store, db, instance_id: config.instance_id.clone().into(), breaker, metrics: recorder.handle() };

@@ -80,6 +80,8 @@ async fn wait_in_mysql(env: &TestEnv, auction: &str, accepted: &[Accepted], with
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bids_made_while_analytics_is_down_all_arrive_once_it_starts() {
     let mut env = TestEnv::new().await;
+    // Batches smaller than the backlog: the consumer works through it in several reads.
+    env.set("ANALYTICS_BATCH", "16");
     let api = env.auction_service().await;
     let node = env.bidding_service().await;
     let mut all = Vec::new();
@@ -133,7 +135,9 @@ async fn a_crash_between_commit_and_ack_duplicates_nothing() {
     // The creation, the start and 30 bids.
     assert_eq!(store.log_backlog(&auction_id).await.unwrap(), 32, "but never acknowledged");
 
-    // A healthy instance reclaims the dead one's pending entries and writes them again.
+    // A healthy instance reclaims the dead one's pending entries and writes them again, in
+    // claims smaller than what is pending.
+    env.set("ANALYTICS_BATCH", "16");
     env.analytics_service().await;
     let deadline = Instant::now() + WAIT;
     while store.log_backlog(&auction_id).await.unwrap() > 0 {
