@@ -67,7 +67,15 @@ pub fn unreachable(url: &str, error: &reqwest::Error) -> CliError {
     let reason = if error.is_timeout() {
         "no answer in time (see --timeout)".to_owned()
     } else if error.is_connect() {
-        "connection refused".to_owned()
+        // The innermost cause says what went wrong: refused, an unknown host, or TLS (such as a
+        // certificate nobody here trusts).
+        let mut innermost = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(e) = source {
+            innermost = e.to_string();
+            source = e.source();
+        }
+        innermost
     } else {
         let mut text = error.to_string();
         let mut source = std::error::Error::source(error);

@@ -363,3 +363,74 @@ async fn tokens_admin_calls_and_minted_bidder_tokens() {
     assert_eq!(out.code, 1, "no token: {}", out.stderr);
     assert!(out.stderr.contains("unauthorized"), "{}", out.stderr);
 }
+
+/// A TLS front for a plain service, as a reverse proxy would be: it terminates TLS with `cert`
+/// and forwards the bytes.
+async fn tls_front(target: SocketAddr, cert: &rcgen::CertifiedKey<rcgen::KeyPair>) -> SocketAddr {
+    use tokio_rustls::rustls;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(target).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_and_wss_behind_a_tls_front() {
+    let s = stack().await;
+    let id = s.create().await;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (api, ws) = (tls_front(s.api, &cert).await, tls_front(s.ws, &cert).await);
+    // The certificate is trusted through the standard SSL_CERT_FILE, as a private CA would be.
+    let ca = std::env::temp_dir().join(format!("auctionctl-test-ca-{}.pem", api.port()));
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let command = |args: &[&str], trusted: bool| {
+        let mut command = s.command(args);
+        command
+            .env("AUCTION_API_URL", format!("https://localhost:{}", api.port()))
+            .env("AUCTION_WS_URL", format!("wss://localhost:{}", ws.port()));
+        if trusted {
+            command.env("SSL_CERT_FILE", &ca);
+        } else {
+            command.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
+        }
+        command
+    };
+
+    let out = command(&["get", &id, "--output", "json"], true).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let auction: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(auction["auction_id"], id.as_str());
+
+    let mut child =
+        command(&["watch", &id, "--output", "json"], true).stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let frame: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!((frame["type"].as_str(), frame["auction_id"].as_str()), (Some("snapshot"), Some(id.as_str())));
+    child.kill().await.unwrap();
+
+    // A certificate nobody here trusts is refused, and the message says why.
+    let out = command(&["get", &id], false).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+    std::fs::remove_file(&ca).unwrap();
+}
