@@ -175,7 +175,8 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
         ack.add(&tally.ack).context("merging latency histograms")?;
     }
     if let Some(pacer) = pacer {
-        pacer.join().map_err(|_| anyhow::anyhow!("the open-loop clock failed"))?;
+        let joined = tokio::task::spawn_blocking(move || pacer.join()).await.context("joining the open-loop clock")?;
+        joined.map_err(|_| anyhow::anyhow!("the open-loop clock failed"))?;
     }
     let measured_for = Instant::now().min(shared.stop_at).saturating_duration_since(shared.measure_from);
     // Fan-out of the last bids may still be on its way.
@@ -323,26 +324,35 @@ impl Knowledge {
 /// one would send up to a millisecond late, and latency counts from the slot, so the tool's own
 /// lateness would be charged to the server. A bidder still busy with an earlier bid finds its
 /// slots queued, each keeping its own time, so a slow server is charged in full.
+/// The run lasts until `stop_at` even when the last slot falls earlier (a low rate), so that
+/// every connection is held for the whole run.
 fn pace(shared: &Shared, rate: f64, bidders: &[mpsc::UnboundedSender<Instant>]) {
-    let mut open = bidders.len();
+    let stopping = || shared.stopping.load(Ordering::Relaxed) || bidders.iter().all(|b| b.is_closed());
     for j in 0u64.. {
-        if open == 0 || shared.stopping.load(Ordering::Relaxed) {
+        if stopping() {
             return;
         }
         #[allow(clippy::cast_precision_loss)]
         let slot = shared.epoch + Duration::from_secs_f64(j as f64 / rate);
         if slot >= shared.stop_at {
-            return;
+            break;
         }
-        let wait = slot.saturating_duration_since(Instant::now());
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
-        }
+        sleep_until(slot);
+        // A bidder that has stopped (its connection failed) misses its slots; the others go on.
         let bidder = usize::try_from(j % bidders.len() as u64).unwrap_or_default();
-        if bidders[bidder].send(slot).is_err() {
-            // That bidder has stopped (its connection failed).
-            open -= 1;
-        }
+        let _ = bidders[bidder].send(slot);
+    }
+    // Wait out the rest of the run in short naps, in case a bid budget ends it first.
+    while !stopping() && Instant::now() < shared.stop_at {
+        sleep_until(shared.stop_at.min(Instant::now() + Duration::from_millis(50)));
+    }
+}
+
+/// Sleeps the calling thread until `at` on the kernel's high-resolution timer.
+fn sleep_until(at: Instant) {
+    let wait = at.saturating_duration_since(Instant::now());
+    if !wait.is_zero() {
+        std::thread::sleep(wait);
     }
 }
 

@@ -13,17 +13,22 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Serves snapshots and accepts every bid, each at once outbid by a rival (so bidders keep
-/// bidding); the `stall_at`-th bid holds every reply for a second.
-async fn stand_in(stall_at: Option<u64>) -> String {
+/// bidding); the `stall_at`-th bid holds every reply for a second; the first connection is
+/// dropped, unanswered, at its `drop_first_at`-th bid.
+async fn stand_in(stall_at: Option<u64>, drop_first_at: Option<u64>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let gate = Arc::new(tokio::sync::Mutex::new(()));
     let count = Arc::new(AtomicU64::new(0));
+    let mut connections = 0;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let _ = stream.set_nodelay(true);
             let (gate, count) = (gate.clone(), count.clone());
+            let drop_at = if connections == 0 { drop_first_at } else { None };
+            connections += 1;
             tokio::spawn(async move {
+                let mut mine = 0;
                 let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
                 let now = chrono::Utc::now();
                 let snapshot = ServerFrame::Snapshot(Snapshot {
@@ -45,6 +50,10 @@ async fn stand_in(stall_at: Option<u64>) -> String {
                 }
                 while let Some(Ok(Message::Text(text))) = ws.next().await {
                     let Ok(ClientFrame::PlaceBid(bid)) = ClientFrame::decode(&text) else { continue };
+                    mine += 1;
+                    if Some(mine) == drop_at {
+                        return;
+                    }
                     let n = count.fetch_add(1, Ordering::SeqCst) + 1;
                     let guard = gate.lock().await;
                     if Some(n) == stall_at {
@@ -135,7 +144,7 @@ fn check_shape(report: &serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_shows_in_p99() {
-    let smooth = loadgen(&stand_in(None).await).await;
+    let smooth = loadgen(&stand_in(None, None).await).await;
     check_shape(&smooth);
     assert_eq!(smooth["mode"], "open");
     assert!(smooth["attempted"].as_u64().unwrap() >= 500, "{smooth}");
@@ -143,7 +152,7 @@ async fn a_stall_shows_in_p99() {
     let smooth_p99 = smooth["ack_latency_ms"]["p99"].as_f64().unwrap();
     assert!(smooth_p99 < 200.0, "a server that never stalls has p99 {smooth_p99} ms");
 
-    let stalled = loadgen(&stand_in(Some(100)).await).await;
+    let stalled = loadgen(&stand_in(Some(100), None).await).await;
     check_shape(&stalled);
     // The stall delays every bid scheduled during it, about a third of the run: a tool that
     // measured from the actual send would record one slow bid and a clean p99.
@@ -154,4 +163,15 @@ async fn a_stall_shows_in_p99() {
     assert_eq!(stalled["errors"], 0);
     assert_eq!(stalled["skipped"], 0, "{stalled}");
     eprintln!("ack p99: {smooth_p99:.2} ms without a stall, {p99:.1} ms with one (p90 {p90:.1} ms)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bidder_failing_does_not_end_the_run() {
+    let report = loadgen(&stand_in(None, Some(5)).await).await;
+    check_shape(&report);
+    assert_eq!(report["errors"], 1, "the dropped bidder's bid in flight: {report}");
+    // The nine others bid on to the end of the 3 s run.
+    let duration = report["duration_s"].as_f64().unwrap();
+    assert!(duration >= 2.9, "the run stopped after {duration} s: {report}");
+    assert!(report["attempted"].as_u64().unwrap() >= 450, "{report}");
 }
