@@ -89,6 +89,7 @@ done
 sleep 1
 after=$(rss)
 wait "$idle"
+[ "$open" -gt 0 ] || { say "no idle connection was open when memory was measured"; exit 1; }
 per_conn=$(( (after - before) * 1024 / open ))
 
 # Redis persists in the background: snapshots and append-only rewrites each fork and take a core
@@ -98,11 +99,33 @@ per_conn=$(( (after - before) * 1024 / open ))
 # still pay for the append-only file itself, and for any save their own writes set off (counted
 # in the report as "redis forks").
 persisting() {
-    redis-cli INFO persistence | tr -d '\r' \
-        | grep -Eq '^(rdb_bgsave_in_progress|aof_rewrite_in_progress|aof_rewrite_scheduled):1'
+    local info
+    info=$(redis-cli INFO persistence | tr -d '\r')
+    grep -E '^(rdb_bgsave_in_progress|aof_rewrite_in_progress|aof_rewrite_scheduled):1' <<<"$info" >/dev/null
 }
 wait_persisted() { for _ in $(seq 1 600); do persisting || return 0; sleep 0.1; done; }
-forks() { redis-cli INFO stats | tr -d '\r' | awk -F: '/^total_forks:/ {print $2}'; }
+forks() { redis-cli INFO stats | tr -d '\r' | awk -F: '/^total_forks:/ {n = $2} END {print n + 0}'; }
+# Events of this run's auction logs not yet written and acknowledged by analytics (lag + pending).
+unwritten() {
+    redis-cli EVAL "
+local total, cursor = 0, '0'
+repeat
+  local reply = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+  cursor = reply[1]
+  for _, key in ipairs(reply[2]) do
+    if redis.call('TYPE', key)['ok'] == 'stream' then
+      local groups = redis.call('XINFO', 'GROUPS', key)
+      if #groups == 0 then total = total + redis.call('XLEN', key) end
+      for _, g in ipairs(groups) do
+        local info = {}
+        for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+        total = total + info['pending'] + (tonumber(info['lag']) or 0)
+      end
+    end
+  end
+until cursor == '0'
+return total" 0 "${REDIS_KEY_PREFIX}auction:*:log" 2>/dev/null || echo 0
+}
 settle() {
     wait_persisted
     if [ "$(redis-cli CONFIG GET appendonly | tail -n 1)" = yes ]; then
@@ -112,8 +135,7 @@ settle() {
     redis-cli BGSAVE >/dev/null
     wait_persisted
     for _ in $(seq 1 600); do
-        backlog=$(curl -sf "http://localhost:$ANALYTICS_PORT/metrics" | awk '/^analytics_backlog_events / {print $2}')
-        [ "${backlog:-0}" = 0 ] && break
+        [ "$(unwritten)" = 0 ] && break
         sleep 0.1
     done
 }
@@ -145,11 +167,13 @@ half_forks=$(( $(forks) - f0 ))
 # --- 4. fan-out --------------------------------------------------------------------------------
 settle
 say "fan-out: one auction, $watchers watchers, 2 bids/s"
+f0=$(forks)
 fanout=$($loadgen --api-url "$api" --ws-url "$ws" --rate 2 --bidders 2 --watchers "$watchers" \
     --warmup 1s --duration "${seconds}s" --output json | tee "$out/fanout.json")
+fan_forks=$(( $(forks) - f0 ))
 
 say "raw reports in $out/"
-python3 - "$ceiling" "$max" "$halfrun" "$fanout" "$before" "$after" "$open" "$per_conn" "$cpu_split" "$half_forks" <<'PY'
+python3 - "$ceiling" "$max" "$halfrun" "$fanout" "$before" "$after" "$open" "$per_conn" "$cpu_split" "$half_forks" "$fan_forks" <<'PY'
 import json, sys
 ceiling = float(sys.argv[1]); mx, half, fan = (json.loads(a) for a in sys.argv[2:5])
 before, after, conns, per = (int(a) for a in sys.argv[5:9])
@@ -161,6 +185,6 @@ print(f"  cpu during that run: {sys.argv[9]}")
 print(f"  attempted at that load                               {mx['achieved_rate']:>10.0f}/s  ack p50 {ms(mx,'ack_latency_ms','p50'):.2f} ms  p99 {ms(mx,'ack_latency_ms','p99'):.2f} ms")
 print(f"half rate, open loop at {half['target_rate']:.0f}/s: ack p50              {ms(half,'ack_latency_ms','p50'):>10.2f} ms   (target < 1 ms)")
 print(f"                                      ack p99              {ms(half,'ack_latency_ms','p99'):>10.2f} ms   (target < 5 ms; redis forks during it: {sys.argv[10]})")
-print(f"fan-out to {fan['watchers']} watchers: p99                      {ms(fan,'fanout_latency_ms','p99'):>10.2f} ms   (target < 100 ms; p50 {ms(fan,'fanout_latency_ms','p50'):.2f}, max {ms(fan,'fanout_latency_ms','max'):.2f})")
+print(f"fan-out to {fan['watchers']} watchers: p99                      {ms(fan,'fanout_latency_ms','p99'):>10.2f} ms   (target < 100 ms; p50 {ms(fan,'fanout_latency_ms','p50'):.2f}, max {ms(fan,'fanout_latency_ms','max'):.2f}; redis forks {sys.argv[11]})")
 print(f"idle WebSocket memory: {conns} connections, RSS {before} -> {after} KiB: {per:>6} bytes each   (target < 16384)")
 PY

@@ -68,8 +68,11 @@ ensure_redis_persistence() {
     local current
     current=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" CONFIG GET appendonly 2>/dev/null | tail -n 1)
     if [ "$current" = no ]; then
-        redis-cli -h 127.0.0.1 -p "$REDIS_PORT" CONFIG SET appendonly yes >/dev/null
-        say "turned on redis append-only persistence (appendonly yes)"
+        if [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" CONFIG SET appendonly yes 2>&1)" = OK ]; then
+            say "turned on redis append-only persistence (appendonly yes)"
+        else
+            say "warning: could not turn on redis append-only persistence; bids not yet in MySQL would not survive a redis restart"
+        fi
     fi
 }
 

@@ -36,6 +36,9 @@ pub enum DrainError {
     Db(#[from] sqlx::Error),
 }
 
+/// How many auctions' consumer groups the process remembers having made.
+const GROUPED_LIMIT: usize = 100_000;
+
 pub struct Metrics {
     pub written: Counter,
     pub backlog: Gauge,
@@ -137,7 +140,13 @@ impl Consumer {
         }
         if !crate::sync::lock(&self.grouped).contains(id) {
             self.store.ensure_group(id).await?;
-            crate::sync::lock(&self.grouped).insert(id.clone());
+            let mut grouped = crate::sync::lock(&self.grouped);
+            // Bounded: auctions finished elsewhere are never removed one by one; forgetting
+            // them all costs one call each for the auctions still active.
+            if grouped.len() >= GROUPED_LIMIT {
+                grouped.clear();
+            }
+            grouped.insert(id.clone());
         }
         let batch = self.config.batch;
         let mut over = false;
@@ -232,12 +241,12 @@ pub async fn watch_live(
 fn auction_of(payload: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct About<'a> {
-        // Borrowed unless escaped.
-        #[serde(borrow)]
-        auction_id: Option<std::borrow::Cow<'a, str>>,
+        // A bare `Cow` (not in an `Option`), so that serde borrows it unless it is escaped.
+        #[serde(borrow, default)]
+        auction_id: std::borrow::Cow<'a, str>,
     }
     let about: About<'_> = serde_json::from_str(payload).ok()?;
-    about.auction_id.map(std::borrow::Cow::into_owned)
+    (!about.auction_id.is_empty()).then(|| about.auction_id.into_owned())
 }
 
 #[cfg(test)]

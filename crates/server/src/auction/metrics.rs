@@ -14,7 +14,7 @@ pub struct AuctionMetrics {
     pub ended: Counter,
     /// Transitions the fencing check refused (this instance acted on a lease it no longer held).
     pub fenced: Counter,
-    /// Redis time at the scheduler pass that ended an auction, minus its close in force.
+    /// Redis time just after an auction was ended, minus its close in force.
     pub close_lateness: Histogram,
     leader: Gauge,
     epoch: Gauge,

@@ -139,8 +139,10 @@ impl Scheduler {
             Advance::Ended { winner, final_price, bid_count, end_ms, .. } => {
                 tracing::info!(auction = %id, winner = ?winner.as_ref().map(UserId::as_str), "auction ended");
                 self.metrics.ended.increment(1);
+                // Redis time now, not at the start of the pass: a pass may end many auctions.
+                let ended_ms = self.store.now_ms().await.unwrap_or(now_ms);
                 #[allow(clippy::cast_precision_loss)]
-                self.metrics.close_lateness.record((now_ms - end_ms).max(0) as f64 / 1000.0);
+                self.metrics.close_lateness.record((ended_ms - end_ms).max(0) as f64 / 1000.0);
                 self.store.unschedule(id).await?;
                 self.record(Record::Ended { auction: id.clone(), winner, final_price, bid_count, end_ms });
             }

@@ -151,8 +151,11 @@ pub struct Store {
 pub struct Persistence {
     /// `appendonly yes`: every write is in the append-only file (fsynced each second by default).
     pub appendonly: bool,
-    /// `maxmemory-policy`; anything but `noeviction` may delete live auctions and their logs.
+    /// `maxmemory-policy`; anything but `noeviction` may delete live auctions and their logs
+    /// once `maxmemory` is reached.
     pub eviction: String,
+    /// `maxmemory` in bytes; 0 is no limit, so nothing is ever evicted.
+    pub maxmemory: u64,
 }
 
 impl Persistence {
@@ -167,7 +170,7 @@ impl Persistence {
                     .to_owned(),
             );
         }
-        if self.eviction != "noeviction" {
+        if self.maxmemory > 0 && self.eviction != "noeviction" {
             warnings.push(format!(
                 "redis maxmemory-policy is {}: under memory pressure it may evict auctions and their \
                  bid logs (set maxmemory-policy noeviction)",
@@ -228,7 +231,8 @@ impl Store {
     pub async fn persistence(&self) -> Option<Persistence> {
         let appendonly = self.config_get("appendonly").await?;
         let eviction = self.config_get("maxmemory-policy").await?;
-        Some(Persistence { appendonly: appendonly == "yes", eviction })
+        let maxmemory = self.config_get("maxmemory").await?.parse().ok()?;
+        Some(Persistence { appendonly: appendonly == "yes", eviction, maxmemory })
     }
 
     async fn config_get(&self, name: &str) -> Option<String> {
@@ -581,14 +585,19 @@ mod persistence_tests {
 
     #[test]
     fn only_aof_without_eviction_is_quiet() {
-        let safe = Persistence { appendonly: true, eviction: "noeviction".into() };
+        let gib = 1 << 30;
+        let safe = Persistence { appendonly: true, eviction: "noeviction".into(), maxmemory: gib };
         assert!(safe.warnings().is_empty());
-        let snapshots = Persistence { appendonly: false, eviction: "noeviction".into() };
+        let snapshots = Persistence { appendonly: false, eviction: "noeviction".into(), maxmemory: 0 };
         assert!(snapshots.warnings()[0].contains("appendonly yes"), "{:?}", snapshots.warnings());
-        let evicting = Persistence { appendonly: true, eviction: "allkeys-lru".into() };
+        let evicting = Persistence { appendonly: true, eviction: "allkeys-lru".into(), maxmemory: gib };
         let warnings = evicting.warnings();
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("allkeys-lru") && warnings[0].contains("noeviction"), "{warnings:?}");
-        assert_eq!(Persistence { appendonly: false, eviction: "volatile-lru".into() }.warnings().len(), 2);
+        let both = Persistence { appendonly: false, eviction: "volatile-lru".into(), maxmemory: gib };
+        assert_eq!(both.warnings().len(), 2);
+        // Without a memory limit nothing is ever evicted, whatever the policy.
+        let unlimited = Persistence { appendonly: true, eviction: "allkeys-lru".into(), maxmemory: 0 };
+        assert!(unlimited.warnings().is_empty());
     }
 }

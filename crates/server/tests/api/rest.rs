@@ -105,6 +105,7 @@ async fn redis_persistence_settings_are_read_as_redis_reports_them() {
     };
     assert_eq!(found.appendonly, get("appendonly").await == "yes");
     assert_eq!(found.eviction, get("maxmemory-policy").await);
+    assert_eq!(found.maxmemory.to_string(), get("maxmemory").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
