@@ -13,6 +13,19 @@ use super::{Store, StoreError};
 /// The consumer group every analytics instance reads through.
 pub const GROUP: &str = "analytics";
 
+/// What `XINFO GROUPS` says of an auction's log.
+enum LogProgress {
+    NoLog,
+    NoGroup {
+        len: u64,
+    },
+    /// `lag` is `None` when Redis cannot tell it (entries deleted after the last delivery).
+    Group {
+        pending: u64,
+        lag: Option<u64>,
+    },
+}
+
 static OWNER: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("owner.lua")));
 static TRIM: std::sync::LazyLock<redis::Script> =
@@ -188,33 +201,38 @@ impl Store {
     /// Entries of the log not yet written and acknowledged by the group: never delivered (lag)
     /// plus delivered but pending. Before the group exists, the whole log.
     pub async fn log_backlog(&self, id: &AuctionId) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
-        let log = self.keys.auction(id).log;
-        let groups: Result<redis::streams::StreamInfoGroupsReply, _> = self.bounded(conn.xinfo_groups(&log)).await;
-        match groups {
-            Ok(reply) => match reply.groups.iter().find(|g| g.name == GROUP) {
-                Some(group) => Ok((group.lag.unwrap_or(0) + group.pending) as u64),
-                None => Ok(self.bounded(conn.xlen::<_, u64>(&log)).await?),
-            },
-            // No stream at all yet.
-            Err(StoreError::Redis(e)) if e.to_string().contains("no such key") => Ok(0),
-            Err(e) => Err(e),
-        }
+        Ok(match self.log_progress(id).await? {
+            LogProgress::NoLog => 0,
+            LogProgress::NoGroup { len } => len,
+            LogProgress::Group { pending, lag } => lag.unwrap_or(0) + pending,
+        })
     }
 
     /// Whether the log holds entries the group has not yet written and acknowledged: one cheap
     /// call, so that a sweep over many quiet auctions does not drain each. Errs towards yes: a
     /// group whose lag Redis cannot tell (`nil`, after deletions) counts as having work.
     pub async fn log_has_work(&self, id: &AuctionId) -> Result<bool, StoreError> {
+        Ok(match self.log_progress(id).await? {
+            LogProgress::NoLog => false,
+            LogProgress::NoGroup { len } => len > 0,
+            LogProgress::Group { pending, lag } => pending > 0 || lag.is_none_or(|lag| lag > 0),
+        })
+    }
+
+    /// How far the group has got through auction `id`'s log (`XINFO GROUPS`).
+    async fn log_progress(&self, id: &AuctionId) -> Result<LogProgress, StoreError> {
         let mut conn = self.conn.clone();
         let log = self.keys.auction(id).log;
         let groups: Result<redis::streams::StreamInfoGroupsReply, _> = self.bounded(conn.xinfo_groups(&log)).await;
         match groups {
             Ok(reply) => match reply.groups.iter().find(|g| g.name == GROUP) {
-                Some(group) => Ok(group.pending > 0 || group.lag.is_none_or(|lag| lag > 0)),
-                None => Ok(self.bounded(conn.xlen::<_, u64>(&log)).await? > 0),
+                Some(group) => {
+                    Ok(LogProgress::Group { pending: group.pending as u64, lag: group.lag.map(|lag| lag as u64) })
+                }
+                None => Ok(LogProgress::NoGroup { len: self.bounded(conn.xlen(&log)).await? }),
             },
-            Err(StoreError::Redis(e)) if e.to_string().contains("no such key") => Ok(false),
+            // No stream at all yet.
+            Err(StoreError::Redis(e)) if e.to_string().contains("no such key") => Ok(LogProgress::NoLog),
             Err(e) => Err(e),
         }
     }
