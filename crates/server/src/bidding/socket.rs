@@ -56,11 +56,7 @@ impl Connection {
                             self.await_close_reply().await;
                             return Err(Stop::Closed);
                         }
-                        let ping = Message::Ping(axum::body::Bytes::new());
-                        if tokio::time::timeout(self.state.config.send_timeout, self.socket.send(ping)).await.is_err() {
-                            self.state.metrics.slow_dropped.increment(1);
-                            return Err(Stop::SendFailed);
-                        }
+                        self.send(Message::Ping(axum::body::Bytes::new())).await?;
                     }
                     incoming = self.socket.recv() => {
                         heard = tokio::time::Instant::now();
@@ -241,9 +237,13 @@ impl Connection {
         self.send_text(encode(frame)).await
     }
 
-    /// Sends one frame, giving up on a client that does not take it within the send timeout.
     async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), Stop> {
-        match tokio::time::timeout(self.state.config.send_timeout, self.socket.send(Message::Text(text))).await {
+        self.send(Message::Text(text)).await
+    }
+
+    /// Sends one message, giving up on a client that does not take it within the send timeout.
+    async fn send(&mut self, message: Message) -> Result<(), Stop> {
+        match tokio::time::timeout(self.state.config.send_timeout, self.socket.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Stop::SendFailed),
             Err(_) => {
