@@ -166,15 +166,6 @@ async fn fifty_bidders_on_two_nodes_keep_every_invariant() {
     assert_eq!((rest.winner.as_ref(), rest.final_price), (Some(&last.bidder), Some(last.amount)));
 }
 
-/// The scalar value of a metric line in Prometheus text, 0 when absent.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_reads_nothing_slows_no_one_and_is_cut_off() {
     const BIDS: usize = 400;
@@ -239,7 +230,9 @@ async fn a_watcher_that_reads_nothing_slows_no_one_and_is_cut_off() {
     loop {
         let text = api.http.get(&metrics_url).send().await.unwrap().text().await.unwrap();
         // Only the stuck client goes: ann, ben and the healthy watcher stay.
-        if metric(&text, "bidding_slow_clients_dropped_total") == 1.0 && metric(&text, "bidding_connections") == 3.0 {
+        if metric(&text, "bidding_slow_clients_dropped_total") == Some(1.0)
+            && metric(&text, "bidding_connections") == Some(3.0)
+        {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the stuck client was never dropped alone: {text}");

@@ -269,21 +269,14 @@ async fn two_analytics_instances_split_the_work_without_duplicates() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let written = |text: &str| -> u64 {
-        text.lines()
-            .find(|l| l.starts_with("analytics_events_written_total"))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
     let mut counts = Vec::new();
     for addr in [first, second] {
         let text = api.http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
-        counts.push(written(&text));
+        counts.push(metric(&text, "analytics_events_written_total").unwrap_or(0.0));
     }
-    assert!(counts.iter().all(|n| *n > 0), "one instance did all the work: {counts:?}");
+    assert!(counts.iter().all(|n| *n > 0.0), "one instance did all the work: {counts:?}");
     // Per auction: the creation, the start and 6 bids.
-    assert_eq!(counts.iter().sum::<u64>(), 16 * 8, "every event written once: {counts:?}");
+    assert_eq!(counts.iter().sum::<f64>(), f64::from(16 * 8), "every event written once: {counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

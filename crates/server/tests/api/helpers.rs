@@ -168,6 +168,12 @@ impl Api {
     }
 }
 
+/// The value of metric `name` (a line `name value`) in Prometheus text, if it is there.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
 pub fn amount(text: &str) -> Amount {
     Amount::parse(text).expect("test amount")
 }
@@ -227,25 +233,16 @@ impl Ws {
         self.stream.send(message).await.expect("ws send");
     }
 
-    /// The next frame, recorded in `seen`; fails the test after [`WAIT`].
+    /// The next frame, recorded in `seen`; fails the test after [`WAIT`] or if the connection ends.
     pub async fn next(&mut self) -> ServerFrame {
-        loop {
-            let message = tokio::time::timeout(WAIT, self.stream.next()).await.expect("timed out waiting for a frame");
-            match message {
-                Some(Ok(Message::Text(text))) => {
-                    let frame: ServerFrame =
-                        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad frame {text}: {e}"));
-                    self.seen.push(frame.clone());
-                    return frame;
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => panic!("expected a text frame, got {other:?}"),
-            }
+        match self.next_or_end().await {
+            Some(frame) => frame,
+            None => panic!("expected a text frame, but the connection ended"),
         }
     }
 
-    /// The next frame, or `None` once the connection has ended (close, EOF or reset); fails the
-    /// test after [`WAIT`].
+    /// The next frame, recorded in `seen`, or `None` once the connection has ended (close, EOF or
+    /// reset); fails the test after [`WAIT`] or on a binary frame.
     pub async fn next_or_end(&mut self) -> Option<ServerFrame> {
         loop {
             let message = tokio::time::timeout(WAIT, self.stream.next()).await.expect("timed out waiting for a frame");
@@ -256,8 +253,9 @@ impl Ws {
                     self.seen.push(frame.clone());
                     return Some(frame);
                 }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return None,
-                Some(Ok(_)) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
             }
         }
     }

@@ -257,15 +257,12 @@ async fn a_hundred_closes_over_ten_seconds_each_end_once_and_on_time() {
     }
     // The leader's own account, for operators: every close it made, all within a second.
     let text = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
-    let value = |name: &str| -> f64 {
-        let line = text.lines().find(|l| l.split_whitespace().next() == Some(name));
-        line.and_then(|l| l.split_whitespace().last()).and_then(|v| v.parse().ok()).unwrap_or(-1.0)
-    };
-    assert_eq!(value("auction_leader"), 1.0, "{text}");
-    assert!(value("auction_leader_epoch") >= 1.0, "{text}");
-    assert_eq!(value("auction_ended_total"), AUCTIONS as f64, "{text}");
-    assert_eq!(value("auction_close_lateness_seconds_count"), AUCTIONS as f64, "{text}");
-    assert_eq!(value(r#"auction_close_lateness_seconds_bucket{le="1"}"#), AUCTIONS as f64, "{text}");
+    let value = |name: &str| metric(&text, name);
+    assert_eq!(value("auction_leader"), Some(1.0), "{text}");
+    assert!(value("auction_leader_epoch").is_some_and(|epoch| epoch >= 1.0), "{text}");
+    assert_eq!(value("auction_ended_total"), Some(AUCTIONS as f64), "{text}");
+    assert_eq!(value("auction_close_lateness_seconds_count"), Some(AUCTIONS as f64), "{text}");
+    assert_eq!(value(r#"auction_close_lateness_seconds_bucket{le="1"}"#), Some(AUCTIONS as f64), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
