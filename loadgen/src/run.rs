@@ -327,9 +327,10 @@ impl Knowledge {
 /// The run lasts until `stop_at` even when the last slot falls earlier (a low rate), so that
 /// every connection is held for the whole run.
 fn pace(shared: &Shared, rate: f64, bidders: &[mpsc::UnboundedSender<Instant>]) {
-    let stopping = || shared.stopping.load(Ordering::Relaxed) || bidders.iter().all(|b| b.is_closed());
+    let budget_spent = || shared.stopping.load(Ordering::Relaxed);
+    let all_gone = || bidders.iter().all(mpsc::UnboundedSender::is_closed);
     for j in 0u64.. {
-        if stopping() {
+        if budget_spent() {
             return;
         }
         #[allow(clippy::cast_precision_loss)]
@@ -340,10 +341,12 @@ fn pace(shared: &Shared, rate: f64, bidders: &[mpsc::UnboundedSender<Instant>]) 
         sleep_until(slot);
         // A bidder that has stopped (its connection failed) misses its slots; the others go on.
         let bidder = usize::try_from(j % bidders.len() as u64).unwrap_or_default();
-        let _ = bidders[bidder].send(slot);
+        if bidders[bidder].send(slot).is_err() && all_gone() {
+            return;
+        }
     }
     // Wait out the rest of the run in short naps, in case a bid budget ends it first.
-    while !stopping() && Instant::now() < shared.stop_at {
+    while !budget_spent() && !all_gone() && Instant::now() < shared.stop_at {
         sleep_until(shared.stop_at.min(Instant::now() + Duration::from_millis(50)));
     }
 }
