@@ -26,7 +26,23 @@ pub struct Lease {
 
 impl Lease {
     pub fn is_valid(&self) -> bool {
-        Instant::now() < self.valid_until
+        self.is_valid_at(Instant::now())
+    }
+
+    fn is_valid_at(&self, now: Instant) -> bool {
+        now < self.valid_until
+    }
+
+    /// What a lease answer means for this instance: leadership until the send time of the call
+    /// that won it plus 90% of the TTL (the lease in Redis outlives the belief), or none.
+    fn from_answer(answer: &LeaseState, sent: Instant, ttl: Duration) -> Option<Lease> {
+        answer.held.then(|| Lease { epoch: answer.epoch, valid_until: sent + ttl.mul_f64(0.9) })
+    }
+
+    /// What is left of `lease` after a renewal failed at `now`: all of it while the belief is
+    /// still valid (the next renewal may succeed), nothing after.
+    fn after_failure(lease: Option<Lease>, now: Instant) -> Option<Lease> {
+        lease.filter(|lease| lease.is_valid_at(now))
     }
 }
 
@@ -83,32 +99,58 @@ impl Elector {
 
     /// Records the lease script's answer; returns the epoch now held (0 for none).
     fn on_answer(&self, state: &LeaseState, sent: Instant, held: u64) -> u64 {
-        if !state.held {
-            if self.tx.borrow().is_some() {
+        let lease = Lease::from_answer(state, sent, self.ttl);
+        match lease {
+            None if self.tx.borrow().is_some() => {
                 tracing::warn!(holder = %state.holder, epoch = state.epoch, "lost the leader lease");
             }
-            self.tx.send_replace(None);
-            return 0;
+            Some(lease) if lease.epoch != held => tracing::info!(epoch = lease.epoch, "became the leader"),
+            _ => {}
         }
-        if state.epoch != held {
-            tracing::info!(epoch = state.epoch, "became the leader");
-        }
-        let valid_until = sent + self.ttl.mul_f64(0.9);
-        self.tx.send_replace(Some(Lease { epoch: state.epoch, valid_until }));
-        state.epoch
+        self.tx.send_replace(lease);
+        lease.map_or(0, |lease| lease.epoch)
     }
 
     fn on_failure(&self, error: &str) {
-        let lease = *self.tx.borrow();
-        match lease {
-            Some(lease) if lease.is_valid() => {
-                tracing::warn!(error, "cannot renew the leader lease; still valid, retrying");
-            }
-            Some(_) => {
+        let before = *self.tx.borrow();
+        let after = Lease::after_failure(before, Instant::now());
+        match (before, after) {
+            (Some(_), Some(_)) => tracing::warn!(error, "cannot renew the leader lease; still valid, retrying"),
+            (Some(_), None) => {
                 tracing::warn!(error, "cannot confirm the leader lease; stepping down");
                 self.tx.send_replace(None);
             }
-            None => tracing::debug!(error, "cannot reach the leader lease"),
+            (None, _) => tracing::debug!(error, "cannot reach the leader lease"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(held: bool, epoch: u64) -> LeaseState {
+        LeaseState { held, epoch, holder: "other".into(), ms_left: 1000 }
+    }
+
+    #[test]
+    fn a_won_lease_is_believed_for_ninety_percent_of_the_ttl_from_the_send() {
+        let sent = Instant::now();
+        let ttl = Duration::from_secs(10);
+        let lease = Lease::from_answer(&answer(true, 7), sent, ttl).unwrap();
+        assert_eq!(lease.epoch, 7);
+        assert_eq!(lease.valid_until, sent + Duration::from_secs(9));
+        assert!(lease.is_valid_at(sent + Duration::from_millis(8999)));
+        assert!(!lease.is_valid_at(sent + Duration::from_secs(9)), "never as long as Redis keeps it");
+        assert_eq!(Lease::from_answer(&answer(false, 8), sent, ttl), None, "another holds it");
+    }
+
+    #[test]
+    fn a_failed_renewal_keeps_leadership_only_while_it_is_believed() {
+        let now = Instant::now();
+        let lease = Lease { epoch: 3, valid_until: now + Duration::from_secs(1) };
+        assert_eq!(Lease::after_failure(Some(lease), now), Some(lease));
+        assert_eq!(Lease::after_failure(Some(lease), now + Duration::from_secs(1)), None);
+        assert_eq!(Lease::after_failure(None, now), None);
     }
 }
