@@ -13,7 +13,9 @@ pub mod bidding;
 pub mod config;
 pub mod db;
 pub mod http;
+mod retry;
 pub mod runtime;
 pub mod store;
 mod sync;
+#[cfg(feature = "testing")]
 pub mod testing;

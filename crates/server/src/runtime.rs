@@ -49,6 +49,19 @@ pub fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
+/// Connects to Redis, failing start-up if it does not answer, and warns about settings that would
+/// lose accepted bids.
+pub async fn open_store(config: &crate::config::RedisConfig) -> anyhow::Result<crate::store::Store> {
+    let store = crate::store::Store::connect(config).await.context("cannot connect to redis")?;
+    crate::store::warn_if_not_durable(&store).await;
+    Ok(store)
+}
+
+/// The address a service listens on (what tests connect to when they bound port 0).
+pub fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
 /// Binds the configured address (port 0 picks a free port).
 pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
     let address = format!("{}:{}", config.host, config.port);

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use auction_proto::AuctionId;
-use futures_util::StreamExt;
 use metrics::{Counter, Gauge};
 use rand::seq::SliceRandom;
 use sqlx::MySqlPool;
@@ -23,9 +22,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::Breaker;
-use crate::config::{AnalyticsConfig, RedisConfig};
+use crate::config::AnalyticsConfig;
 use crate::store::log::LogEntry;
-use crate::store::{Store, StoreError, subscribe};
+use crate::store::{Live, Received, Store, StoreError, Subscription};
 
 /// Why draining one auction's log stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +52,7 @@ pub struct Consumer {
     pub breaker: Arc<Breaker>,
     pub metrics: Metrics,
     /// Auctions whose logs changed since the last look (from live messages).
-    pub dirty: Arc<Mutex<HashSet<String>>>,
+    pub dirty: Arc<Mutex<HashSet<AuctionId>>>,
     pub wake: Arc<Notify>,
     /// Auctions whose consumer group this process has made sure of.
     pub grouped: Mutex<HashSet<AuctionId>>,
@@ -66,10 +65,7 @@ impl Consumer {
         let mut next_sweep = tokio::time::Instant::now();
         loop {
             let sweep = tokio::time::Instant::now() >= next_sweep;
-            let dirty: HashSet<AuctionId> = {
-                let mut dirty = crate::sync::lock(&self.dirty);
-                dirty.drain().filter_map(|id| AuctionId::parse(&id).ok()).collect()
-            };
+            let dirty: HashSet<AuctionId> = std::mem::take(&mut *crate::sync::lock(&self.dirty));
             let mut candidates: Vec<AuctionId> = dirty.iter().cloned().collect();
             if sweep {
                 match self.store.recent_ids(usize::MAX).await {
@@ -195,75 +191,25 @@ impl Consumer {
         }
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         self.store.ack(id, &ids).await?;
-        Ok(events.iter().any(|e| {
-            matches!(e, crate::store::log::LogEvent::Ended { .. } | crate::store::log::LogEvent::Cancelled { .. })
-        }))
+        Ok(events.iter().any(|e| e.is_final()))
     }
 }
 
-/// Marks auctions dirty as their events go by on the live channel, and wakes the consumer.
+/// Marks auctions dirty as their events go by on the live channel, and wakes the consumer. What
+/// is published while the feed is away is found by the next sweep.
 pub async fn watch_live(
-    config: RedisConfig,
-    channel: String,
-    dirty: Arc<Mutex<HashSet<String>>>,
+    mut feed: Subscription,
+    dirty: Arc<Mutex<HashSet<AuctionId>>>,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
     loop {
-        if let Ok(pubsub) = subscribe(&config, &channel).await {
-            backoff = Duration::from_millis(100);
-            let mut messages = pubsub.into_on_message();
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    message = messages.next() => {
-                        let Some(message) = message else { break };
-                        let payload: String = message.get_payload().unwrap_or_default();
-                        if let Some(id) = auction_of(&payload) {
-                            crate::sync::lock(&dirty).insert(id);
-                            wake.notify_one();
-                        }
-                    }
-                }
-            }
-        }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.cancelled() => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// The auction a live message is about, if any. Only that field is read: this runs for every
-/// bid of every auction.
-fn auction_of(payload: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct About<'a> {
-        // A bare `Cow` (not in an `Option`), so that serde borrows it unless it is escaped.
-        #[serde(borrow, default)]
-        auction_id: std::borrow::Cow<'a, str>,
-    }
-    let about: About<'_> = serde_json::from_str(payload).ok()?;
-    (!about.auction_id.is_empty()).then(|| about.auction_id.into_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::auction_of;
-    use crate::store::LiveMessage;
-
-    #[test]
-    fn the_auction_of_every_kind_of_live_message() {
-        let cancelled = LiveMessage::Cancelled { auction_id: "a-1".into(), seq: "3".into() };
-        let text = serde_json::to_string(&cancelled).unwrap();
-        assert_eq!(auction_of(&text).as_deref(), Some("a-1"));
-        let bid = r#"{"type":"bid","auction_id":"a-2","bid_id":"b","bidder":"u","amount":"100","seq":4}"#;
-        assert_eq!(auction_of(bid).as_deref(), Some("a-2"));
-        assert_eq!(auction_of(r#"{"type":"started","auction_id":"a\/3","seq":1}"#).as_deref(), Some("a/3"));
-        for none in [serde_json::to_string(&LiveMessage::Rules).unwrap(), "not json".to_owned()] {
-            assert_eq!(auction_of(&none), None, "{none}");
+            received = feed.next() => if let Received::Message(Live::Event(event)) = received {
+                crate::sync::lock(&dirty).insert(event.auction_id().clone());
+                wake.notify_one();
+            },
         }
     }
 }

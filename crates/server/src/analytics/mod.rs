@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, RedisConfig};
+use crate::config::Config;
 use crate::http::{check, health_response, not_found};
 use crate::store::Store;
 use breaker::{Breaker, State as BreakerState};
@@ -41,7 +41,6 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     consumer: Consumer,
-    redis: RedisConfig,
 }
 
 /// The instance's own recorder (not the process-wide one), so that several instances in one
@@ -57,7 +56,7 @@ fn register(recorder: &PrometheusRecorder) -> Metrics {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let store = Store::connect(&config.redis).await.context("cannot connect to redis")?;
+        let store = crate::runtime::open_store(&config.redis).await?;
         let db = crate::db::connect_and_migrate(&config.mysql).await.context("cannot prepare the mysql database")?;
         let listener = crate::runtime::bind(&config).await?;
         let recorder = PrometheusBuilder::new().build_recorder();
@@ -75,19 +74,17 @@ impl App {
         };
         let state =
             AppState { store, db, instance_id: config.instance_id.clone().into(), breaker, metrics: recorder.handle() };
-        Ok(App { listener, state, consumer, redis: config.redis.clone() })
+        Ok(App { listener, state, consumer })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        crate::runtime::local_addr(&self.listener)
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
-        let channel = self.state.store.keys().live_channel();
         tracker.spawn(consumer::watch_live(
-            self.redis,
-            channel,
+            self.state.store.live_feed(),
             self.consumer.dirty.clone(),
             self.consumer.wake.clone(),
             shutdown.clone(),

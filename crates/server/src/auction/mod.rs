@@ -22,7 +22,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{AuctionConfig, Config, RedisConfig};
+use crate::config::{AuctionConfig, Config};
 use crate::http::{MAX_BODY_BYTES, check, health_response, not_found};
 use crate::store::Store;
 use leader::{Elector, LeaseWatch};
@@ -46,14 +46,12 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     elector: Elector,
-    redis: RedisConfig,
 }
 
 impl App {
     /// Connects to Redis and MySQL (applying migrations) and binds the port.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let store = Store::connect(&config.redis).await.context("cannot connect to redis")?;
-        crate::store::warn_if_not_durable(&store).await;
+        let store = crate::runtime::open_store(&config.redis).await?;
         let db = crate::db::connect_and_migrate(&config.mysql).await.context("cannot prepare the mysql database")?;
         let listener = crate::runtime::bind(&config).await?;
         let (elector, lease) = Elector::new(store.clone(), config.instance_id.clone(), config.leader_ttl);
@@ -67,11 +65,11 @@ impl App {
             wake: Arc::new(Notify::new()),
             metrics: Arc::new(metrics::AuctionMetrics::new()),
         };
-        Ok(App { listener, state, elector, redis: config.redis.clone() })
+        Ok(App { listener, state, elector })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        crate::runtime::local_addr(&self.listener)
     }
 
     /// Serves the API and runs the election and, while leading, the scheduler, until `shutdown`;
@@ -88,11 +86,11 @@ impl App {
             records: records_tx,
             metrics: state.metrics.clone(),
         };
-        let channel = state.store.keys().deadline_channel();
         tracker.spawn(self.elector.run(shutdown.clone()));
         tracker.spawn(scheduler.run(shutdown.clone()));
-        tracker.spawn(scheduler::write_records(state.db.clone(), records_rx));
-        tracker.spawn(scheduler::listen_for_deadlines(self.redis, channel, state.wake.clone(), shutdown.clone()));
+        tracker.spawn(scheduler::copy_to_mysql(state.db.clone(), records_rx));
+        let deadlines = state.store.deadline_feed();
+        tracker.spawn(scheduler::listen_for_deadlines(deadlines, state.wake.clone(), shutdown.clone()));
         let router = router(state);
         crate::runtime::serve(self.listener, router, shutdown, tracker, Duration::from_secs(5), None).await
     }

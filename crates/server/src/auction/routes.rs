@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::AppState;
 use crate::http::{ApiError, ApiJson};
 use crate::store::record::ms_to_time;
-use crate::store::{ChangeOutcome, ChangeRequest, NewAuction};
+use crate::store::{ChangeOutcome, ChangeRequest, Event, NewAuction};
 
 /// The longest title accepted, in characters.
 const MAX_TITLE: usize = 200;
@@ -100,7 +100,7 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
         ));
     }
     // 64 random bits: a collision is all but impossible, and the create script refuses one anyway.
-    let id = loop {
+    let (id, created) = loop {
         let candidate = AuctionId::parse(&uuid::Uuid::new_v4().simple().to_string()[..16])
             .map_err(|e| ApiError::Internal(e.into()))?;
         let new = NewAuction {
@@ -112,8 +112,8 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
             extension_window_s,
             extension_s,
         };
-        if state.store.create(&new).await?.is_some() {
-            break candidate;
+        if let Some(created) = state.store.create(&new).await? {
+            break (candidate, created);
         }
     };
     // The scheduler's index, then a wake-up for whichever instance leads.
@@ -122,12 +122,8 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
         tracing::warn!(auction = %id, error = %e, "cannot wake the scheduler; it looks again within a second");
     }
     state.wake.notify_one();
+    copy_to_mysql(&state, &created).await;
     let auction = load(&state, &id).await?;
-    // Redis is the source of truth for a live auction; the row is its durable copy. The creation
-    // is also on the auction's event log, so a row missed here is written by the log consumer.
-    if let Err(e) = crate::db::insert_auction(&state.db, &auction).await {
-        tracing::warn!(auction = %id, error = %e, "auction created, but not yet recorded in mysql");
-    }
     let location = format!("/api/v1/auctions/{id}");
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(auction)).into_response())
 }
@@ -221,9 +217,8 @@ async fn extend(
     if body.seconds == 0 || u64::from(body.seconds) > max {
         return Err(ApiError::field("seconds", format!("must be between 1 and {max}")));
     }
-    let ChangeOutcome::Extended { end_ms, prev_end_ms, .. } =
-        change(&state, &id, ChangeRequest::Extend { seconds: body.seconds }).await?
-    else {
+    let event = change(&state, &id, ChangeRequest::Extend { seconds: body.seconds }).await?;
+    let Event::Extended(extended) = &event else {
         return Err(ApiError::Internal(anyhow::anyhow!("extend answered with another change")));
     };
     // An active auction's next deadline is its close; a scheduled one keeps its start.
@@ -234,28 +229,34 @@ async fn extend(
         tracing::warn!(auction = %id, error = %e, "cannot wake the scheduler; it looks again within a second");
     }
     state.wake.notify_one();
-    let end_time = ms_to_time(end_ms)?;
-    let status = load(&state, &id).await?.status;
-    if let Err(e) = crate::db::record_change(&state.db, id.as_str(), status.as_str(), end_time.naive_utc()).await {
-        tracing::warn!(auction = %id, error = %e, "extension not yet recorded in mysql");
-    }
-    Ok(Json(ExtendResponse { auction_id: id, end_time, previous_end_time: ms_to_time(prev_end_ms)? }))
+    copy_to_mysql(&state, &event).await;
+    Ok(Json(ExtendResponse {
+        end_time: ms_to_time(extended.end_ms)?,
+        previous_end_time: ms_to_time(extended.prev_end_ms)?,
+        auction_id: id,
+    }))
 }
 
 /// `POST /auctions/{id}/cancel`: refuses bids from now on and tells every watcher.
 async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Auction>, ApiError> {
     let id = parse_id(&id)?;
-    change(&state, &id, ChangeRequest::Cancel).await?;
+    let event = change(&state, &id, ChangeRequest::Cancel).await?;
     state.store.unschedule(&id).await?;
-    let auction = load(&state, &id).await?;
-    if let Err(e) = crate::db::record_change(&state.db, id.as_str(), "cancelled", auction.end_time.naive_utc()).await {
-        tracing::warn!(auction = %id, error = %e, "cancellation not yet recorded in mysql");
+    copy_to_mysql(&state, &event).await;
+    Ok(Json(load(&state, &id).await?))
+}
+
+/// Writes a change made in Redis to MySQL at once, so the durable record does not wait for the
+/// analytics service; a failure is only logged, since the change is on the auction's log and the
+/// analytics service writes it with the same statements.
+async fn copy_to_mysql(state: &AppState, event: &Event) {
+    if let Err(e) = crate::db::write_events(&state.db, &[event]).await {
+        tracing::warn!(auction = %event.auction_id(), kind = event.kind(), error = %e, "not yet recorded in mysql");
     }
-    Ok(Json(auction))
 }
 
 /// Runs an operator's change, turning "no such auction" and "already over" into 404 and 409.
-async fn change(state: &AppState, id: &AuctionId, request: ChangeRequest) -> Result<ChangeOutcome, ApiError> {
+async fn change(state: &AppState, id: &AuctionId, request: ChangeRequest) -> Result<Event, ApiError> {
     let verb = match request {
         ChangeRequest::Extend { .. } => "extended",
         ChangeRequest::Cancel => "cancelled",
@@ -266,7 +267,7 @@ async fn change(state: &AppState, id: &AuctionId, request: ChangeRequest) -> Res
             "auction {id} is {}; only a scheduled or active auction can be {verb}",
             status.as_str()
         ))),
-        outcome => Ok(outcome),
+        ChangeOutcome::Changed(event) => Ok(event),
     }
 }
 

@@ -8,15 +8,13 @@
 
 use std::time::Duration;
 
-use auction_proto::{Amount, AuctionId, UserId};
-use futures_util::StreamExt;
+use auction_proto::{AuctionId, UserId};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::leader::{Lease, LeaseWatch};
-use crate::config::RedisConfig;
-use crate::store::{Advance, Store, StoreError, subscribe};
+use crate::store::{Advance, Event, Store, StoreError, Subscription};
 
 /// The longest the scheduler sleeps without looking at the index again.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -25,19 +23,13 @@ const RECONCILE_LIMIT: usize = 10_000;
 /// How many due auctions one pass takes.
 const BATCH: isize = 256;
 
-/// A lifecycle change to copy into MySQL.
-#[derive(Debug, Clone)]
-pub enum Record {
-    Started { auction: AuctionId },
-    Ended { auction: AuctionId, winner: Option<UserId>, final_price: Option<Amount>, bid_count: u64, end_ms: i64 },
-}
-
 pub struct Scheduler {
     pub store: Store,
     pub instance: String,
     pub lease: LeaseWatch,
     pub wake: Arc<Notify>,
-    pub records: mpsc::Sender<Record>,
+    /// Transitions to copy into MySQL (see [`copy_to_mysql`]).
+    pub records: mpsc::Sender<Event>,
     pub metrics: Arc<super::metrics::AuctionMetrics>,
 }
 
@@ -130,21 +122,25 @@ impl Scheduler {
             }
             Advance::Missing | Advance::Final => self.store.unschedule(id).await?,
             Advance::Wait { next_ms } => self.store.schedule(id, next_ms).await?,
-            Advance::Started { end_ms, .. } => {
-                tracing::info!(auction = %id, "auction started");
-                self.metrics.started.increment(1);
-                self.store.schedule(id, end_ms).await?;
-                self.record(Record::Started { auction: id.clone() });
-            }
-            Advance::Ended { winner, final_price, bid_count, end_ms, .. } => {
-                tracing::info!(auction = %id, winner = ?winner.as_ref().map(UserId::as_str), "auction ended");
-                self.metrics.ended.increment(1);
-                // Redis time now, not at the start of the pass: a pass may end many auctions.
-                let ended_ms = self.store.now_ms().await.unwrap_or(now_ms);
-                #[allow(clippy::cast_precision_loss)]
-                self.metrics.close_lateness.record((ended_ms - end_ms).max(0) as f64 / 1000.0);
-                self.store.unschedule(id).await?;
-                self.record(Record::Ended { auction: id.clone(), winner, final_price, bid_count, end_ms });
+            Advance::Moved(event) => {
+                match &event {
+                    Event::Started(started) => {
+                        tracing::info!(auction = %id, "auction started");
+                        self.metrics.started.increment(1);
+                        self.store.schedule(id, started.end_ms).await?;
+                    }
+                    Event::Ended(ended) => {
+                        tracing::info!(auction = %id, winner = ?ended.winner.as_ref().map(UserId::as_str), "auction ended");
+                        self.metrics.ended.increment(1);
+                        // Redis time now, not at the start of the pass: a pass may end many auctions.
+                        let ended_ms = self.store.now_ms().await.unwrap_or(now_ms);
+                        #[allow(clippy::cast_precision_loss)]
+                        self.metrics.close_lateness.record((ended_ms - ended.end_ms).max(0) as f64 / 1000.0);
+                        self.store.unschedule(id).await?;
+                    }
+                    other => tracing::error!(auction = %id, kind = other.kind(), "advance made an unexpected event"),
+                }
+                self.record(event);
             }
         }
         Ok(())
@@ -152,77 +148,40 @@ impl Scheduler {
 
     /// Queues a change for MySQL without waiting: the lifecycle must not wait on MySQL, and the
     /// change is on the auction's durable log in any case.
-    fn record(&self, record: Record) {
-        if let Err(e) = self.records.try_send(record) {
+    fn record(&self, event: Event) {
+        if let Err(e) = self.records.try_send(event) {
             tracing::warn!(error = %e, "mysql record queue full; the event log still has it");
         }
     }
 }
 
 /// Wakes the scheduler whenever a deadline is added or moved anywhere, by listening on the
-/// deadline channel (every message there is a wake-up); re-subscribes after a loss (the
-/// scheduler's one-second look-around covers the gap).
-pub async fn listen_for_deadlines(
-    config: RedisConfig,
-    channel: String,
-    wake: Arc<Notify>,
-    shutdown: CancellationToken,
-) {
-    let mut backoff = Duration::from_millis(100);
+/// deadline channel (every message there is a wake-up, and so is a re-subscription: the
+/// scheduler's one-second look-around covers what was missed).
+pub async fn listen_for_deadlines(mut feed: Subscription, wake: Arc<Notify>, shutdown: CancellationToken) {
     loop {
-        match subscribe(&config, &channel).await {
-            Ok(pubsub) => {
-                backoff = Duration::from_millis(100);
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        message = messages.next() => match message {
-                            Some(_) => wake.notify_one(),
-                            None => break,
-                        },
-                    }
-                }
-                tracing::warn!("deadline subscription lost; reconnecting");
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot subscribe for deadlines"),
-        }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.cancelled() => return,
+            _ = feed.next() => wake.notify_one(),
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
-/// Copies lifecycle changes into MySQL in order, retrying a little; what still fails stays on the
-/// auctions' durable logs for the log consumer.
-pub async fn write_records(db: sqlx::MySqlPool, mut records: mpsc::Receiver<Record>) {
-    while let Some(record) = records.recv().await {
+/// Copies lifecycle events into MySQL in order, retrying a little; what still fails stays on the
+/// auctions' durable logs for the analytics service, which writes it with the same statements.
+pub async fn copy_to_mysql(db: sqlx::MySqlPool, mut events: mpsc::Receiver<Event>) {
+    while let Some(event) = events.recv().await {
         let mut attempt = 0;
         loop {
-            let result = match &record {
-                Record::Started { auction } => crate::db::record_started(&db, auction.as_str()).await,
-                Record::Ended { auction, winner, final_price, bid_count, end_ms } => {
-                    let ended = crate::db::EndedRecord {
-                        auction: auction.as_str(),
-                        winner: winner.as_ref().map(UserId::as_str),
-                        final_price: final_price.map(Amount::to_decimal),
-                        bid_count: *bid_count,
-                        end_time: crate::db::ms_naive(*end_ms),
-                    };
-                    crate::db::record_ended(&db, &ended).await
-                }
-            };
-            match result {
+            match crate::db::write_events(&db, &[&event]).await {
                 Ok(()) => break,
                 Err(e) if attempt < 3 => {
                     attempt += 1;
-                    tracing::debug!(error = %e, attempt, "mysql record failed; retrying");
+                    tracing::debug!(error = %e, attempt, "mysql write failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, ?record, "mysql record failed; left to the event log");
+                    tracing::warn!(error = %e, auction = %event.auction_id(), kind = event.kind(), "mysql write failed; left to the event log");
                     break;
                 }
             }

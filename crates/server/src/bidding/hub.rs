@@ -12,17 +12,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use auction_proto::ws::{AuctionCancelled, AuctionEnded, AuctionExtended, AuctionStarted, BidPlaced, ServerFrame};
-use auction_proto::{Amount, AuctionId, BidId, BidRules, UserId};
+use auction_proto::{Amount, AuctionId, BidRules};
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::sequencer::{Arrival, Sequencer, Snapshot};
 use crate::store::record::{ms_to_time, us_to_time};
-use crate::store::{LiveMessage, Store, StoreError};
+use crate::store::{Event, Store, StoreError};
 use crate::sync::lock;
 
 /// One change of state, already encoded: the frames all share the auction version `seq`.
@@ -35,108 +35,55 @@ pub struct Outbound {
     pub snapshot: bool,
 }
 
-/// A change of an auction's state as it arrives from pub/sub, checked and typed.
-#[derive(Debug, Clone)]
-pub struct LiveEvent {
-    pub auction_id: AuctionId,
-    pub seq: u64,
-    pub kind: EventKind,
-}
-
-#[derive(Debug, Clone)]
-pub enum EventKind {
-    Bid { bid_id: BidId, bidder: UserId, amount: Amount, bid_count: u64, placed_us: i64, end_ms: i64, prev_end_ms: i64 },
-    Started { end_ms: i64 },
-    Ended { winner: Option<UserId>, final_price: Option<Amount> },
-    Extended { end_ms: i64, prev_end_ms: i64 },
-    Cancelled,
-}
-
-impl LiveEvent {
-    /// The event a message describes; `None` for messages that are not auction events (rules,
-    /// deadlines) or whose fields do not parse.
-    pub fn from_message(message: LiveMessage) -> Option<LiveEvent> {
-        let amount = |text: &str| text.parse().ok().and_then(Amount::from_cents);
-        let (auction_id, seq, kind) = match message {
-            LiveMessage::Bid(bid) => (
-                bid.auction_id,
-                bid.seq,
-                EventKind::Bid {
-                    bid_id: BidId::parse(&bid.bid_id).ok()?,
-                    bidder: UserId::parse(&bid.bidder).ok()?,
-                    amount: amount(&bid.amount)?,
-                    bid_count: bid.bid_count.parse().ok()?,
-                    placed_us: bid.placed_us.parse().ok()?,
-                    end_ms: bid.end_ms.parse().ok()?,
-                    prev_end_ms: bid.prev_end_ms.parse().ok()?,
-                },
-            ),
-            LiveMessage::Started { auction_id, seq, end_ms } => {
-                (auction_id, seq, EventKind::Started { end_ms: end_ms.parse().ok()? })
+/// The frames watchers get for `event`; `None` for the creation (never live) or times out of
+/// range.
+fn frames(event: &Event, min_next_bid: Option<Amount>) -> Option<Vec<Utf8Bytes>> {
+    let extended = |auction_id: &AuctionId, seq: u64, end_ms: i64, prev_end_ms: i64| -> Option<Utf8Bytes> {
+        Some(encode(&ServerFrame::AuctionExtended(AuctionExtended {
+            auction_id: auction_id.clone(),
+            end_time: ms_to_time(end_ms).ok()?,
+            previous_end_time: ms_to_time(prev_end_ms).ok()?,
+            seq,
+        })))
+    };
+    Some(match event {
+        Event::Bid(bid) => {
+            let mut frames = vec![encode(&ServerFrame::BidPlaced(BidPlaced {
+                auction_id: bid.auction_id.clone(),
+                bid_id: bid.bid_id.clone(),
+                amount: bid.amount,
+                bidder: bid.bidder.clone(),
+                seq: bid.seq,
+                end_time: ms_to_time(bid.end_ms).ok()?,
+                bid_count: bid.bid_count,
+                placed_at: us_to_time(bid.placed_us).ok()?,
+                min_next_bid,
+            }))];
+            if bid.end_ms != bid.prev_end_ms {
+                frames.push(extended(&bid.auction_id, bid.seq, bid.end_ms, bid.prev_end_ms)?);
             }
-            LiveMessage::Ended { auction_id, seq, winner, final_price, .. } => {
-                let winner = if winner.is_empty() { None } else { Some(UserId::parse(&winner).ok()?) };
-                let final_price = if final_price.is_empty() { None } else { Some(amount(&final_price)?) };
-                (auction_id, seq, EventKind::Ended { winner, final_price })
-            }
-            LiveMessage::Extended { auction_id, seq, end_ms, prev_end_ms } => (
-                auction_id,
-                seq,
-                EventKind::Extended { end_ms: end_ms.parse().ok()?, prev_end_ms: prev_end_ms.parse().ok()? },
-            ),
-            LiveMessage::Cancelled { auction_id, seq } => (auction_id, seq, EventKind::Cancelled),
-            LiveMessage::Rules | LiveMessage::Deadline => return None,
-        };
-        Some(LiveEvent { auction_id: AuctionId::parse(&auction_id).ok()?, seq: seq.parse().ok()?, kind })
-    }
-
-    /// The frames watchers get for this event.
-    fn frames(&self, min_next_bid: Option<Amount>) -> Option<Vec<Utf8Bytes>> {
-        let auction_id = self.auction_id.clone();
-        let seq = self.seq;
-        let extended = |end_ms: i64, prev_end_ms: i64| -> Option<Utf8Bytes> {
-            Some(encode(&ServerFrame::AuctionExtended(AuctionExtended {
-                auction_id: auction_id.clone(),
-                end_time: ms_to_time(end_ms).ok()?,
-                previous_end_time: ms_to_time(prev_end_ms).ok()?,
-                seq,
-            })))
-        };
-        Some(match &self.kind {
-            EventKind::Bid { bid_id, bidder, amount, bid_count, placed_us, end_ms, prev_end_ms } => {
-                let mut frames = vec![encode(&ServerFrame::BidPlaced(BidPlaced {
-                    auction_id: auction_id.clone(),
-                    bid_id: bid_id.clone(),
-                    amount: *amount,
-                    bidder: bidder.clone(),
-                    seq,
-                    end_time: ms_to_time(*end_ms).ok()?,
-                    bid_count: *bid_count,
-                    placed_at: us_to_time(*placed_us).ok()?,
-                    min_next_bid,
-                }))];
-                if end_ms != prev_end_ms {
-                    frames.push(extended(*end_ms, *prev_end_ms)?);
-                }
-                frames
-            }
-            EventKind::Extended { end_ms, prev_end_ms } => vec![extended(*end_ms, *prev_end_ms)?],
-            EventKind::Started { end_ms } => vec![encode(&ServerFrame::AuctionStarted(AuctionStarted {
-                auction_id,
-                seq,
-                end_time: ms_to_time(*end_ms).ok()?,
-            }))],
-            EventKind::Ended { winner, final_price } => vec![encode(&ServerFrame::AuctionEnded(AuctionEnded {
-                auction_id,
-                winner: winner.clone(),
-                final_price: *final_price,
-                seq,
-            }))],
-            EventKind::Cancelled => {
-                vec![encode(&ServerFrame::AuctionCancelled(AuctionCancelled { auction_id, seq }))]
-            }
-        })
-    }
+            frames
+        }
+        Event::Extended(e) => vec![extended(&e.auction_id, e.seq, e.end_ms, e.prev_end_ms)?],
+        Event::Started(e) => vec![encode(&ServerFrame::AuctionStarted(AuctionStarted {
+            auction_id: e.auction_id.clone(),
+            seq: e.seq,
+            end_time: ms_to_time(e.end_ms).ok()?,
+        }))],
+        Event::Ended(e) => vec![encode(&ServerFrame::AuctionEnded(AuctionEnded {
+            auction_id: e.auction_id.clone(),
+            winner: e.winner.clone(),
+            final_price: e.final_price,
+            seq: e.seq,
+        }))],
+        Event::Cancelled(e) => {
+            vec![encode(&ServerFrame::AuctionCancelled(AuctionCancelled {
+                auction_id: e.auction_id.clone(),
+                seq: e.seq,
+            }))]
+        }
+        Event::Created(_) => return None,
+    })
 }
 
 /// The increment table this node applies, replaced whole when it changes.
@@ -187,22 +134,9 @@ pub struct Hub {
 
 struct HubState {
     watchers: usize,
-    sync: Sync,
+    sequencer: Sequencer,
     current_bid: Option<Amount>,
     starting_bid: Option<Amount>,
-}
-
-enum Sync {
-    /// Waiting for a snapshot; events that arrive meanwhile wait here. `announce` is false only
-    /// for a new hub, whose watchers each read their own snapshot when they joined.
-    Syncing {
-        pending: Vec<LiveEvent>,
-        again: bool,
-        announce: bool,
-    },
-    Live {
-        last_seq: u64,
-    },
 }
 
 /// A watcher's place in a hub; leaving (on drop) removes the hub with its last watcher.
@@ -243,7 +177,7 @@ impl Hubs {
                         tx: broadcast::channel(self.inner.capacity.max(1)).0,
                         state: Mutex::new(HubState {
                             watchers: 0,
-                            sync: Sync::Syncing { pending: Vec::new(), again: false, announce: false },
+                            sequencer: Sequencer::new(),
                             current_bid: None,
                             starting_bid: None,
                         }),
@@ -273,22 +207,17 @@ impl Hubs {
         self.inner.rules.get()
     }
 
-    /// Hands an accepted bid to its auction's hub, if this node has one.
-    pub fn dispatch(&self, event: LiveEvent) {
-        let bid = event;
-        let hub = lock(&self.inner.map).get(&bid.auction_id).cloned();
+    /// Hands an event to its auction's hub, if this node has one.
+    pub fn dispatch(&self, event: Event) {
+        let hub = lock(&self.inner.map).get(event.auction_id()).cloned();
         let Some(hub) = hub else { return };
         let mut state = lock(&hub.state);
-        match &mut state.sync {
-            Sync::Syncing { pending, .. } => pending.push(bid),
-            Sync::Live { last_seq } if bid.seq <= *last_seq => {}
-            Sync::Live { last_seq } if bid.seq == *last_seq + 1 => {
-                *last_seq = bid.seq;
-                self.publish(&hub, &mut state, &bid);
-            }
-            Sync::Live { last_seq } => {
-                tracing::debug!(auction = %hub.id, expected = *last_seq + 1, got = bid.seq, "gap in live events; resyncing");
-                state.sync = Sync::Syncing { pending: vec![bid], again: false, announce: true };
+        let seq = event.seq();
+        match state.sequencer.arrive(event) {
+            Arrival::Hold => {}
+            Arrival::Forward(event) => self.publish(&hub, &mut state, &event),
+            Arrival::Resync => {
+                tracing::debug!(auction = %hub.id, got = seq, "gap in live events; resyncing");
                 drop(state);
                 self.spawn_sync(hub.clone());
             }
@@ -300,29 +229,23 @@ impl Hubs {
     pub fn resync_all(&self) {
         let hubs: Vec<Arc<Hub>> = lock(&self.inner.map).values().cloned().collect();
         for hub in hubs {
-            let mut state = lock(&hub.state);
-            match &mut state.sync {
-                Sync::Syncing { again, .. } => *again = true,
-                Sync::Live { .. } => {
-                    state.sync = Sync::Syncing { pending: Vec::new(), again: false, announce: true };
-                    drop(state);
-                    self.spawn_sync(hub.clone());
-                }
+            if lock(&hub.state).sequencer.resync() {
+                self.spawn_sync(hub.clone());
             }
         }
     }
 
-    fn publish(&self, hub: &Hub, state: &mut HubState, event: &LiveEvent) {
+    fn publish(&self, hub: &Hub, state: &mut HubState, event: &Event) {
         let mut min_next_bid = None;
-        if let EventKind::Bid { amount, .. } = &event.kind {
-            state.current_bid = Some(*amount);
-            min_next_bid = state.starting_bid.map(|start| self.rules().min_next_bid(start, Some(*amount)));
+        if let Event::Bid(bid) = event {
+            state.current_bid = Some(bid.amount);
+            min_next_bid = state.starting_bid.map(|start| self.rules().min_next_bid(start, Some(bid.amount)));
         }
-        let Some(frames) = event.frames(min_next_bid) else {
-            return tracing::warn!(auction = %hub.id, seq = event.seq, "event with unrepresentable times");
+        let Some(frames) = frames(event, min_next_bid) else {
+            return tracing::warn!(auction = %hub.id, seq = event.seq(), "event with unrepresentable times");
         };
         // No receivers is fine: the last watcher may be leaving.
-        let _ = hub.tx.send(Arc::new(Outbound { seq: event.seq, frames, snapshot: false }));
+        let _ = hub.tx.send(Arc::new(Outbound { seq: event.seq(), frames, snapshot: false }));
     }
 
     fn spawn_sync(&self, hub: Arc<Hub>) {
@@ -332,7 +255,7 @@ impl Hubs {
 
     /// Reads a snapshot until the hub is consistent again, retrying with backoff while Redis fails.
     async fn sync(&self, hub: Arc<Hub>) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = crate::retry::backoff();
         loop {
             if lock(&hub.state).watchers == 0 || self.inner.shutdown.is_cancelled() {
                 return;
@@ -341,56 +264,41 @@ impl Hubs {
             let rules = self.rules();
             let record = match loaded {
                 Ok(Some(record)) => record,
-                Ok(None) => {
-                    lock(&hub.state).sync = Sync::Live { last_seq: 0 };
-                    return;
-                }
+                Ok(None) => return lock(&hub.state).sequencer.give_up(0),
                 Err(e) => {
                     tracing::warn!(auction = %hub.id, error = %e, "cannot read snapshot; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = self.inner.shutdown.cancelled() => return,
+                    if !crate::retry::pause(&mut backoff, &self.inner.shutdown).await {
+                        return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
             };
-            let mut state = lock(&hub.state);
-            let Sync::Syncing { pending, again, announce } = &mut state.sync else { return };
-            if std::mem::take(again) {
-                *announce = true;
-                continue;
-            }
-            let announce = *announce;
-            let mut pending = std::mem::take(pending);
             let snapshot = match record.snapshot(&rules) {
                 Ok(snapshot) => snapshot,
                 Err(e) => {
                     tracing::error!(auction = %hub.id, error = %e, "unreadable auction");
-                    state.sync = Sync::Live { last_seq: record.seq };
-                    return;
+                    return lock(&hub.state).sequencer.give_up(record.seq);
                 }
             };
-            state.current_bid = record.current_bid;
-            state.starting_bid = Some(record.starting_bid);
-            if announce {
-                let frames = vec![encode(&ServerFrame::Snapshot(snapshot))];
-                let _ = hub.tx.send(Arc::new(Outbound { seq: record.seq, frames, snapshot: true }));
+            let mut state = lock(&hub.state);
+            match state.sequencer.snapshot(record.seq) {
+                Snapshot::Unwanted => return,
+                Snapshot::ReadAgain => continue,
+                Snapshot::Apply { announce, events, settled } => {
+                    state.current_bid = record.current_bid;
+                    state.starting_bid = Some(record.starting_bid);
+                    if announce {
+                        let frames = vec![encode(&ServerFrame::Snapshot(snapshot))];
+                        let _ = hub.tx.send(Arc::new(Outbound { seq: record.seq, frames, snapshot: true }));
+                    }
+                    for event in &events {
+                        self.publish(&hub, &mut state, event);
+                    }
+                    if settled {
+                        return;
+                    }
+                }
             }
-            pending.sort_by_key(|bid| bid.seq);
-            let mut last_seq = record.seq;
-            let mut rest = pending.into_iter().filter(|bid| bid.seq > record.seq).peekable();
-            while let Some(bid) = rest.next_if(|bid| bid.seq == last_seq + 1) {
-                last_seq = bid.seq;
-                self.publish(&hub, &mut state, &bid);
-            }
-            let rest: Vec<LiveEvent> = rest.collect();
-            if rest.is_empty() {
-                state.sync = Sync::Live { last_seq };
-                return;
-            }
-            // Still a gap: those events were published after our read, so read again.
-            state.sync = Sync::Syncing { pending: rest, again: false, announce: true };
         }
     }
 }

@@ -5,6 +5,7 @@ mod hub;
 mod limits;
 mod live;
 mod metrics;
+mod sequencer;
 mod socket;
 mod web;
 
@@ -21,14 +22,13 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use redis::aio::PubSub;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{BiddingConfig, Config};
 use crate::http::{ApiError, check, health_response, not_found};
-use crate::store::Store;
+use crate::store::{Store, Subscription};
 use hub::{Hubs, RulesCache, reload_rules};
 
 /// What every handler and connection shares; cheap to clone.
@@ -37,7 +37,6 @@ pub struct AppState {
     store: Store,
     hubs: Hubs,
     config: Arc<BiddingConfig>,
-    channel: Arc<str>,
     instance_id: Arc<str>,
     /// The bidder-token secret; `None` trusts `user_id` (development).
     auth_secret: Option<Arc<[u8]>>,
@@ -49,79 +48,54 @@ pub struct AppState {
 
 pub struct App {
     listener: TcpListener,
-    state: AppState,
-    listener_task: live::Listener,
-    pubsub: PubSub,
+    store: Store,
+    feed: Subscription,
+    rules: RulesCache,
+    config: Config,
 }
 
 impl App {
     /// Connects to Redis, subscribes to the live channel and binds the port. Fails fast if Redis
     /// does not answer.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let store = Store::connect(&config.redis).await.context("cannot connect to redis")?;
-        crate::store::warn_if_not_durable(&store).await;
-        let channel = store.keys().live_channel();
-        let pubsub =
-            crate::store::subscribe(&config.redis, &channel).await.context("cannot subscribe to the live channel")?;
+        let store = crate::runtime::open_store(&config.redis).await?;
+        let feed = store.subscribe_live().await.context("cannot subscribe to the live channel")?;
         let rules = RulesCache::default();
         reload_rules(&store, &rules).await.context("cannot read the bid rules")?;
-        let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let hubs =
-            Hubs::new(store.clone(), rules.clone(), config.bidding.watcher_queue, tracker.clone(), shutdown.clone());
         let listener = crate::runtime::bind(&config).await?;
-        let listener_task = live::Listener {
-            config: config.redis.clone(),
-            channel: channel.clone(),
-            hubs: hubs.clone(),
-            store: store.clone(),
-            rules,
-        };
-        let state = AppState {
-            store,
-            hubs,
-            config: Arc::new(config.bidding.clone()),
-            channel: channel.into(),
-            instance_id: config.instance_id.clone().into(),
-            auth_secret: config.auth.secret.clone().map(Into::into),
-            limits: limits::Limits::new(
-                config.bidding.max_connections,
-                config.bidding.max_connections_per_user,
-                config.bidding.bid_rate_per_user,
-            ),
-            metrics: Arc::new(metrics::BidMetrics::new()),
-            shutdown,
-            tracker,
-        };
-        Ok(App { listener, state, listener_task, pubsub })
+        Ok(App { listener, store, feed, rules, config })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        crate::runtime::local_addr(&self.listener)
     }
 
     /// Serves until `shutdown`; then closes every WebSocket with 1001 and waits for them.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let state = self.state.clone();
-        let internal = state.shutdown.clone();
-        state.tracker.spawn(self.listener_task.run(self.pubsub, internal.clone()));
-        let stop = shutdown.clone();
-        let trigger = internal.clone();
-        tokio::spawn(async move {
-            stop.cancelled().await;
-            trigger.cancel();
-        });
-        let router = router(state.clone());
-        let send_buffer = state.config.send_buffer;
-        crate::runtime::serve(
-            self.listener,
-            router,
-            internal,
-            state.tracker.clone(),
-            Duration::from_secs(5),
-            send_buffer,
-        )
-        .await
+        let App { listener, store, feed, rules, config } = self;
+        let tracker = TaskTracker::new();
+        let bidding = config.bidding;
+        let hubs = Hubs::new(store.clone(), rules.clone(), bidding.watcher_queue, tracker.clone(), shutdown.clone());
+        let listener_task = live::Listener { hubs: hubs.clone(), store: store.clone(), rules };
+        tracker.spawn(listener_task.run(feed, shutdown.clone()));
+        let send_buffer = bidding.send_buffer;
+        let state = AppState {
+            store,
+            hubs,
+            instance_id: config.instance_id.into(),
+            auth_secret: config.auth.secret.map(Into::into),
+            limits: limits::Limits::new(
+                bidding.max_connections,
+                bidding.max_connections_per_user,
+                bidding.bid_rate_per_user,
+            ),
+            config: Arc::new(bidding),
+            metrics: Arc::new(metrics::BidMetrics::new()),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        };
+        let router = router(state);
+        crate::runtime::serve(listener, router, shutdown, tracker, Duration::from_secs(5), send_buffer).await
     }
 }
 

@@ -191,7 +191,7 @@ impl BidContext<'_> {
             return reject(RejectReason::BidTooLow, too_low_message(min_next), Some(min_next), Some(current));
         }
         let new_bid = NewBid { auction: self.auction, bidder: self.user, bid_id: &bid_id, amount, rules: &rules };
-        match self.state.store.place_bid(&new_bid, &self.state.channel).await {
+        match self.state.store.place_bid(&new_bid).await {
             Ok(BidOutcome::Accepted { amount, seq, end_ms, .. }) => match ms_to_time(end_ms) {
                 Ok(end_time) => ServerFrame::BidAccepted(BidAccepted {
                     auction_id: self.auction.clone(),

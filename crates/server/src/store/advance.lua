@@ -11,8 +11,9 @@
 --   {"missing"}                      no such auction
 --   {"final", state}                 already ended or cancelled: nothing to do, ever
 --   {"wait", next deadline ms}       nothing due yet (a bid may have moved the close)
---   {"started", seq, end ms}         open -> active
---   {"ended", seq, winner, final price cents, bid count, end ms}   -> ended, once
+--   {"event", event}                 open -> active ({"type":"started",...}), or -> ended, once
+--                                    ({"type":"ended",...}): the event it logged and published
+--                                    (docs/protocol.md, "Events")
 
 local function int(n) return string.format('%.0f', n) end
 
@@ -30,24 +31,27 @@ local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seq = tonumber(a[6]) + 1
 
+local function emit(event)
+  local text = cjson.encode(event)
+  redis.call('XADD', KEYS[2], '*', 'v', '2', 'event', text)
+  redis.call('PUBLISH', ARGV[4], text)
+  return {'event', text}
+end
+
 if now_ms >= end_ms then
-  local winner, price = a[5] or '', a[4] or ''
   redis.call('HSET', KEYS[1], 'state', 'ended', 'seq', int(seq), 'fence', ARGV[3],
-    'winner', winner, 'final_price', price)
-  redis.call('XADD', KEYS[2], '*', 'type', 'ended', 'auction_id', ARGV[1], 'seq', int(seq),
-    'winner', winner, 'final_price', price, 'bid_count', a[7], 'end_ms', int(end_ms))
-  redis.call('PUBLISH', ARGV[4], cjson.encode({type = 'ended', auction_id = ARGV[1], seq = int(seq),
-    winner = winner, final_price = price, end_ms = int(end_ms)}))
-  return {'ended', int(seq), winner, price, a[7], int(end_ms)}
+    'winner', a[5] or '', 'final_price', a[4] or '')
+  local ended = {type = 'ended', auction_id = ARGV[1], seq = int(seq), bid_count = a[7],
+    end_ms = int(end_ms)}
+  -- Without bids, no winner and no price: the keys are left out.
+  if a[5] and a[5] ~= '' then ended.winner = a[5] end
+  if a[4] and a[4] ~= '' then ended.final_price = a[4] end
+  return emit(ended)
 end
 
 if state == 'open' and now_ms >= start_ms then
   redis.call('HSET', KEYS[1], 'state', 'active', 'seq', int(seq), 'fence', ARGV[3])
-  redis.call('XADD', KEYS[2], '*', 'type', 'started', 'auction_id', ARGV[1], 'seq', int(seq),
-    'end_ms', int(end_ms))
-  redis.call('PUBLISH', ARGV[4], cjson.encode({type = 'started', auction_id = ARGV[1], seq = int(seq),
-    end_ms = int(end_ms)}))
-  return {'started', int(seq), int(end_ms)}
+  return emit({type = 'started', auction_id = ARGV[1], seq = int(seq), end_ms = int(end_ms)})
 end
 
 if state == 'open' then return {'wait', int(start_ms)} end

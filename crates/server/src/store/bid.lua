@@ -1,4 +1,4 @@
--- Places one bid, atomically: DESIGN.md section 6 steps 1-6 in one call.
+-- Places one bid, atomically: the steps of docs/protocol.md, "The bid script", in one call.
 --
 -- KEYS[1] auction hash       KEYS[2] recent-bids list
 -- KEYS[3] outcomes hash      KEYS[4] durable event stream
@@ -6,10 +6,10 @@
 -- ARGV[4] amount in cents    ARGV[5] increment bands, "from:increment,..." in cents, ascending
 -- ARGV[6] live channel       ARGV[7] how many recent bids to keep
 --
--- Returns the outcome as a JSON object of strings, stored under "bidder:bid id" so that a retry
--- gets the very same text back:
---   {"r":"accepted","amount":..,"seq":..,"end_ms":..,"prev_end_ms":..,"placed_us":..}
---   {"r":"rejected","reason":..,"current":..?,"min_next":..?}
+-- Returns the outcome as JSON, stored under "bidder:bid id" so that a retry gets the very same
+-- text back: an accepted bid's event (the one text also logged, published and kept as a recent
+-- bid: {"type":"bid",...}, see docs/protocol.md, "Events"), or
+--   {"type":"rejected","reason":..,"current":..?,"min_next":..?}
 --
 -- Numbers never go through tostring (which keeps 14 digits): int() formats them whole.
 
@@ -23,7 +23,7 @@ local a = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'end_ms', 'starting_
   'current_bid', 'bidder', 'seq', 'bid_count', 'ext_window_s', 'ext_s')
 if not a[1] then
   -- Not stored: an outcome here would create keys for an auction that does not exist.
-  return cjson.encode({r = 'rejected', reason = 'auction_not_found'})
+  return cjson.encode({type = 'rejected', reason = 'auction_not_found'})
 end
 
 local state, start_ms, end_ms = a[1], tonumber(a[2]), tonumber(a[3])
@@ -49,19 +49,18 @@ end
 local min_next = starting_bid
 if current then min_next = current + increment_at(current) end
 
-local function finish(outcome)
-  local text = cjson.encode(outcome)
+local function finish(text)
   redis.call('HSET', KEYS[3], outcome_field, text)
   return text
 end
 
 local function reject(reason, with_prices)
-  local o = {r = 'rejected', reason = reason}
+  local o = {type = 'rejected', reason = reason}
   if with_prices then
     o.min_next = int(min_next)
     if current then o.current = int(current) end
   end
-  return finish(o)
+  return finish(cjson.encode(o))
 end
 
 -- Step 2: Redis time decides, whatever the stored lifecycle state says.
@@ -82,17 +81,13 @@ if ext_window_ms > 0 and end_ms - now_ms <= ext_window_ms and now_ms + ext_ms > 
 end
 redis.call('HSET', KEYS[1], 'current_bid', ARGV[4], 'bidder', ARGV[2], 'seq', int(seq),
   'bid_count', int(bid_count), 'end_ms', int(new_end))
-redis.call('LPUSH', KEYS[2], cjson.encode({bidder = ARGV[2], amount = ARGV[4], seq = int(seq),
-  placed_us = placed_us}))
+local event = cjson.encode({type = 'bid', auction_id = ARGV[1], seq = int(seq), bid_id = ARGV[3],
+  bidder = ARGV[2], amount = ARGV[4], bid_count = int(bid_count), placed_us = placed_us,
+  end_ms = int(new_end), prev_end_ms = int(end_ms)})
+redis.call('LPUSH', KEYS[2], event)
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
 
 -- Step 6: the durable log first, then live fan-out (which may drop).
-redis.call('XADD', KEYS[4], '*', 'type', 'bid', 'auction_id', ARGV[1], 'bid_id', ARGV[3],
-  'bidder', ARGV[2], 'amount', ARGV[4], 'seq', int(seq), 'bid_count', int(bid_count),
-  'placed_us', placed_us, 'end_ms', int(new_end), 'prev_end_ms', int(end_ms))
-redis.call('PUBLISH', ARGV[6], cjson.encode({type = 'bid', auction_id = ARGV[1], bid_id = ARGV[3],
-  bidder = ARGV[2], amount = ARGV[4], seq = int(seq), bid_count = int(bid_count),
-  placed_us = placed_us, end_ms = int(new_end), prev_end_ms = int(end_ms)}))
-
-return finish({r = 'accepted', amount = ARGV[4], seq = int(seq), end_ms = int(new_end),
-  prev_end_ms = int(end_ms), placed_us = placed_us})
+redis.call('XADD', KEYS[4], '*', 'v', '2', 'event', event)
+redis.call('PUBLISH', ARGV[6], event)
+return finish(event)

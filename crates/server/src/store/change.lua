@@ -5,8 +5,8 @@
 -- ARGV[1] auction id    ARGV[2] "extend" or "cancel"    ARGV[3] seconds to extend by
 -- ARGV[4] live channel
 --
--- Returns {"missing"}, {"conflict", status}, {"extended", seq, end ms, previous end ms}
--- or {"cancelled", seq}.
+-- Returns {"missing"}, {"conflict", status}, or {"event", the event it logged and published}
+-- ({"type":"extended",...} or {"type":"cancelled",...}, docs/protocol.md "Events").
 
 local function int(n) return string.format('%.0f', n) end
 
@@ -19,17 +19,16 @@ if state == 'cancelled' then return {'conflict', 'cancelled'} end
 if state == 'ended' or now_ms >= end_ms then return {'conflict', 'ended'} end
 local seq = tonumber(a[3]) + 1
 
+local event
 if ARGV[2] == 'extend' then
   local new_end = end_ms + tonumber(ARGV[3]) * 1000
   redis.call('HSET', KEYS[1], 'end_ms', int(new_end), 'seq', int(seq))
-  redis.call('XADD', KEYS[2], '*', 'type', 'extended', 'auction_id', ARGV[1], 'seq', int(seq),
-    'end_ms', int(new_end), 'prev_end_ms', int(end_ms))
-  redis.call('PUBLISH', ARGV[4], cjson.encode({type = 'extended', auction_id = ARGV[1],
-    seq = int(seq), end_ms = int(new_end), prev_end_ms = int(end_ms)}))
-  return {'extended', int(seq), int(new_end), int(end_ms)}
+  event = cjson.encode({type = 'extended', auction_id = ARGV[1], seq = int(seq),
+    end_ms = int(new_end), prev_end_ms = int(end_ms)})
+else
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'seq', int(seq))
+  event = cjson.encode({type = 'cancelled', auction_id = ARGV[1], seq = int(seq)})
 end
-
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'seq', int(seq))
-redis.call('XADD', KEYS[2], '*', 'type', 'cancelled', 'auction_id', ARGV[1], 'seq', int(seq))
-redis.call('PUBLISH', ARGV[4], cjson.encode({type = 'cancelled', auction_id = ARGV[1], seq = int(seq)}))
-return {'cancelled', int(seq)}
+redis.call('XADD', KEYS[2], '*', 'v', '2', 'event', event)
+redis.call('PUBLISH', ARGV[4], event)
+return {'event', event}

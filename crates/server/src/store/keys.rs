@@ -72,6 +72,7 @@ impl Keys {
     }
 
     /// The pattern matching every key of this prefix (used by tests to clean up).
+    #[cfg(feature = "testing")]
     pub fn all_pattern(&self) -> String {
         format!("{}*", self.prefix)
     }

@@ -1,38 +1,116 @@
-//! The messages on the live pub/sub channel: what the scripts publish for fan-out to every node.
-//! Internal to the services (clients see `proto::ws` frames made from them), so the format can
-//! change with the scripts; numbers are strings because Lua cannot print large integers exactly
-//! any other way.
+//! The pub/sub feeds: the live channel (every auction's events, and rule changes) and the deadline
+//! channel (wake-ups for the scheduler). A [`Subscription`] hands out typed messages and keeps
+//! itself subscribed, saying so when it had to re-subscribe, since messages may have been lost
+//! in between (pub/sub keeps nothing for a subscriber that is away).
 
-use serde::{Deserialize, Serialize};
+use std::pin::Pin;
+use std::time::Duration;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum LiveMessage {
-    /// An accepted bid (published by `bid.lua`).
-    Bid(Box<BidMessage>),
-    /// The increment table changed: reload it.
-    Rules,
-    /// An auction started (published by `advance.lua`).
-    Started { auction_id: String, seq: String, end_ms: String },
-    /// An auction ended; `winner` and `final_price` (cents) are empty without bids.
-    Ended { auction_id: String, seq: String, winner: String, final_price: String, end_ms: String },
-    /// An operator extended an auction (published by `change.lua`).
-    Extended { auction_id: String, seq: String, end_ms: String, prev_end_ms: String },
-    /// An operator cancelled an auction.
-    Cancelled { auction_id: String, seq: String },
-    /// A deadline was added or moved: wakes the scheduler of whichever instance leads.
-    Deadline,
+use futures_util::{Stream, StreamExt};
+
+use super::event::Live;
+use super::{Store, StoreError};
+
+/// What a subscription hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    Message(Live),
+    /// A message that does not decode (a bug or a foreign publisher), with its text.
+    Unreadable(String),
+    /// The subscription was lost and is back: whatever was published meanwhile is gone.
+    Resubscribed,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BidMessage {
-    pub auction_id: String,
-    pub bid_id: String,
-    pub bidder: String,
-    pub amount: String,
-    pub seq: String,
-    pub bid_count: String,
-    pub placed_us: String,
-    pub end_ms: String,
-    pub prev_end_ms: String,
+/// One subscription to one channel, on a connection of its own.
+pub struct Subscription {
+    client: redis::Client,
+    channel: String,
+    timeout: Duration,
+    messages: Option<Pin<Box<dyn Stream<Item = redis::Msg> + Send>>>,
+    backoff: backon::ExponentialBackoff,
+}
+
+impl Store {
+    /// Subscribes to the live channel now, so that nothing published after this returns is
+    /// missed; fails if Redis does not answer.
+    pub async fn subscribe_live(&self) -> Result<Subscription, StoreError> {
+        let mut subscription = self.subscription(self.keys.live_channel());
+        subscription.connect().await?;
+        Ok(subscription)
+    }
+
+    /// A subscription to the live channel that connects on first use (retrying until it can).
+    pub fn live_feed(&self) -> Subscription {
+        self.subscription(self.keys.live_channel())
+    }
+
+    /// A subscription to the deadline channel that connects on first use.
+    pub fn deadline_feed(&self) -> Subscription {
+        self.subscription(self.keys.deadline_channel())
+    }
+
+    fn subscription(&self, channel: String) -> Subscription {
+        Subscription {
+            client: self.client.clone(),
+            channel,
+            timeout: self.timeout,
+            messages: None,
+            backoff: crate::retry::backoff(),
+        }
+    }
+}
+
+impl Subscription {
+    async fn connect(&mut self) -> Result<(), StoreError> {
+        let connect = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(&self.channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = tokio::time::timeout(self.timeout * 3, connect)
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout * 3))??;
+        self.messages = Some(Box::pin(pubsub.into_on_message()));
+        self.backoff = crate::retry::backoff();
+        Ok(())
+    }
+
+    /// The next message. When the connection is lost it re-subscribes, waiting between attempts,
+    /// and then answers [`Received::Resubscribed`]. Cancel-safe: dropping the future (a
+    /// `select!` on shutdown) loses no message.
+    pub async fn next(&mut self) -> Received {
+        loop {
+            match &mut self.messages {
+                Some(messages) => match messages.next().await {
+                    Some(message) => return decode(&message),
+                    None => {
+                        tracing::warn!(channel = %self.channel, "subscription lost; re-subscribing");
+                        self.messages = None;
+                    }
+                },
+                None => {
+                    match self.connect().await {
+                        Ok(()) => {
+                            tracing::info!(channel = %self.channel, "subscribed");
+                            return Received::Resubscribed;
+                        }
+                        Err(e) => tracing::warn!(channel = %self.channel, error = %e, "cannot subscribe"),
+                    }
+                    let delay = self.backoff.next().unwrap_or(Duration::from_secs(2));
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+fn decode(message: &redis::Msg) -> Received {
+    let payload: String = match message.get_payload() {
+        Ok(payload) => payload,
+        Err(e) => return Received::Unreadable(format!("not text: {e}")),
+    };
+    match Live::decode(&payload) {
+        Ok(live) => Received::Message(live),
+        Err(_) => Received::Unreadable(payload),
+    }
 }

@@ -1,13 +1,15 @@
 //! Consuming auctions' durable event streams (`auction:{A}:log`) through the `analytics` consumer
 //! group: ownership of a stream, reading new and reclaiming pending entries, acknowledging, and
-//! trimming what every group has acknowledged.
+//! trimming what every group has acknowledged. Entries are decoded by [`Event::from_log_fields`],
+//! which reads both log versions.
 
 use std::collections::HashMap;
 
-use auction_proto::{Amount, AuctionId, BidId, UserId};
+use auction_proto::AuctionId;
 use redis::AsyncCommands;
 use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, StreamReadReply};
 
+use super::event::Event;
 use super::{Store, StoreError};
 
 /// The consumer group every analytics instance reads through.
@@ -37,96 +39,18 @@ pub struct LogEntry {
     /// The stream entry id, for acknowledging.
     pub id: String,
     /// `None` when the entry cannot be read (it is acknowledged and reported, not retried forever).
-    pub event: Option<LogEvent>,
-}
-
-/// What the scripts write to the log (see `create.lua`, `bid.lua`, `advance.lua`, `change.lua`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum LogEvent {
-    Created {
-        auction: AuctionId,
-        title: String,
-        start_ms: i64,
-        end_ms: i64,
-        starting_bid: Amount,
-        extension_window_s: u32,
-        extension_s: u32,
-        created_ms: i64,
-    },
-    Bid {
-        auction: AuctionId,
-        bid_id: BidId,
-        bidder: UserId,
-        amount: Amount,
-        seq: u64,
-        placed_us: i64,
-        end_ms: i64,
-    },
-    Started {
-        auction: AuctionId,
-    },
-    Extended {
-        auction: AuctionId,
-        end_ms: i64,
-    },
-    Ended {
-        auction: AuctionId,
-        winner: Option<UserId>,
-        final_price: Option<Amount>,
-        bid_count: u64,
-        end_ms: i64,
-    },
-    Cancelled {
-        auction: AuctionId,
-    },
-}
-
-impl LogEvent {
-    fn parse(entry: &StreamId) -> Option<LogEvent> {
-        let text = |name: &str| -> Option<String> { entry.get::<String>(name) };
-        let int = |name: &str| -> Option<i64> { text(name)?.parse().ok() };
-        let auction = AuctionId::parse(&text("auction_id")?).ok()?;
-        let amount = |name: &str| int(name).and_then(Amount::from_cents);
-        Some(match text("type")?.as_str() {
-            "created" => LogEvent::Created {
-                auction,
-                title: text("title")?,
-                start_ms: int("start_ms")?,
-                end_ms: int("end_ms")?,
-                starting_bid: amount("starting_bid")?,
-                extension_window_s: u32::try_from(int("ext_window_s")?).ok()?,
-                extension_s: u32::try_from(int("ext_s")?).ok()?,
-                created_ms: int("created_ms")?,
-            },
-            "bid" => LogEvent::Bid {
-                auction,
-                bid_id: BidId::parse(&text("bid_id")?).ok()?,
-                bidder: UserId::parse(&text("bidder")?).ok()?,
-                amount: amount("amount")?,
-                seq: u64::try_from(int("seq")?).ok()?,
-                placed_us: int("placed_us")?,
-                end_ms: int("end_ms")?,
-            },
-            "started" => LogEvent::Started { auction },
-            "extended" => LogEvent::Extended { auction, end_ms: int("end_ms")? },
-            "ended" => LogEvent::Ended {
-                auction,
-                winner: text("winner").filter(|w| !w.is_empty()).map(|w| UserId::parse(&w)).transpose().ok()?,
-                final_price: match text("final_price").filter(|p| !p.is_empty()) {
-                    Some(p) => Some(p.parse().ok().and_then(Amount::from_cents)?),
-                    None => None,
-                },
-                bid_count: u64::try_from(int("bid_count")?).ok()?,
-                end_ms: int("end_ms")?,
-            },
-            "cancelled" => LogEvent::Cancelled { auction },
-            _ => return None,
-        })
-    }
+    pub event: Option<Event>,
 }
 
 fn entries(ids: Vec<StreamId>) -> Vec<LogEntry> {
-    ids.into_iter().map(|entry| LogEntry { event: LogEvent::parse(&entry), id: entry.id }).collect()
+    ids.into_iter()
+        .map(|entry| LogEntry { event: Event::from_log_fields(&fields(&entry)).ok(), id: entry.id })
+        .collect()
+}
+
+/// A log entry's fields as text (every field the scripts write is).
+fn fields(entry: &StreamId) -> HashMap<String, String> {
+    entry.map.keys().filter_map(|k| Some((k.clone(), entry.get::<String>(k)?))).collect()
 }
 
 impl Store {
@@ -235,16 +159,5 @@ impl Store {
             Err(StoreError::Redis(e)) if e.to_string().contains("no such key") => Ok(LogProgress::NoLog),
             Err(e) => Err(e),
         }
-    }
-
-    /// Every entry of the log, with its fields, for tests and tools.
-    pub async fn log_entries(&self, id: &AuctionId) -> Result<Vec<HashMap<String, String>>, StoreError> {
-        let mut conn = self.conn.clone();
-        let reply: redis::streams::StreamRangeReply = self.bounded(conn.xrange_all(self.keys.auction(id).log)).await?;
-        Ok(reply
-            .ids
-            .iter()
-            .map(|e| e.map.keys().filter_map(|k| Some((k.clone(), e.get::<String>(k)?))).collect())
-            .collect())
     }
 }

@@ -7,9 +7,9 @@ use auction_proto::rest::Auction;
 use auction_proto::ws::{RecentBid, Snapshot};
 use auction_proto::{Amount, AuctionId, AuctionStatus, BidRules, UserId};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
 use super::StoreError;
+use super::event::RecentEntry;
 
 /// The lifecycle state written in the hash. The scheduler moves `Open` to `Active` and then to
 /// `Ended`, but status is always derived with Redis time too (`Open` past its start is active,
@@ -41,15 +41,6 @@ pub struct AuctionRecord {
     pub now_us: i64,
     /// Newest first.
     pub recent: Vec<RecentBid>,
-}
-
-/// One entry of the recent-bids list as the bid script writes it.
-#[derive(Deserialize)]
-struct StoredBid {
-    bidder: String,
-    amount: String,
-    seq: String,
-    placed_us: String,
 }
 
 pub fn ms_to_time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
@@ -169,12 +160,7 @@ impl AuctionRecord {
 }
 
 fn parse_recent(text: &str) -> Result<RecentBid, StoreError> {
-    let corrupt = || StoreError::Corrupt(format!("recent bid {text}"));
-    let bid: StoredBid = serde_json::from_str(text).map_err(|_| corrupt())?;
-    Ok(RecentBid {
-        bidder: UserId::parse(&bid.bidder).map_err(|_| corrupt())?,
-        amount: bid.amount.parse().ok().and_then(Amount::from_cents).ok_or_else(corrupt)?,
-        seq: bid.seq.parse().map_err(|_| corrupt())?,
-        placed_at: us_to_time(bid.placed_us.parse().map_err(|_| corrupt())?)?,
-    })
+    let bid: RecentEntry =
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("recent bid {text}: {e}")))?;
+    Ok(RecentBid { bidder: bid.bidder, amount: bid.amount, seq: bid.seq, placed_at: us_to_time(bid.placed_us)? })
 }

@@ -9,9 +9,8 @@ use std::time::Duration;
 use auction_proto::rest::CreateAuction;
 use auction_proto::ws::ServerFrame;
 use auction_proto::{AuctionId, RejectReason};
-use auction_server::store::{Advance, LiveMessage, NewAuction};
+use auction_server::store::{Advance, Event, Live, NewAuction, Received};
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -184,7 +183,7 @@ async fn a_stale_leader_is_fenced_out() {
     let renewal = store.lease("old", 300, old.epoch).await.unwrap();
     assert!(!renewal.held);
     assert_eq!(renewal.holder, "new");
-    assert!(matches!(store.advance(&id, "new", new_lease.epoch).await.unwrap(), Advance::Ended { .. }));
+    assert!(matches!(store.advance(&id, "new", new_lease.epoch).await.unwrap(), Advance::Moved(Event::Ended(_))));
     assert_eq!(store.advance(&id, "new", new_lease.epoch).await.unwrap(), Advance::Final);
     // Even the right holder with an older epoch than one that acted is refused.
     assert_eq!(store.advance(&id, "new", new_lease.epoch - 1).await.unwrap(), Advance::Fenced);
@@ -196,9 +195,7 @@ async fn a_hundred_closes_over_ten_seconds_each_end_once_and_on_time() {
     let mut env = TestEnv::new().await;
     let api = env.auction_service().await;
     let store = env.store().await;
-    let config = env.config(auction_server::config::Service::Bidding);
-    let pubsub = auction_server::store::subscribe(&config.redis, &store.keys().live_channel()).await.unwrap();
-    let mut messages = pubsub.into_on_message();
+    let mut feed = store.subscribe_live().await.unwrap();
 
     let base = Utc::now() + chrono::Duration::seconds(2);
     let mut ends: HashMap<String, DateTime<Utc>> = HashMap::new();
@@ -221,10 +218,9 @@ async fn a_hundred_closes_over_ten_seconds_each_end_once_and_on_time() {
     let mut worst = 0;
     let deadline = Instant::now() + Duration::from_secs(25);
     while ended.len() < AUCTIONS {
-        let message =
-            tokio::time::timeout_at(deadline, messages.next()).await.expect("not every auction ended").unwrap();
-        let payload: String = message.get_payload().unwrap();
-        if let Ok(LiveMessage::Ended { auction_id, .. }) = serde_json::from_str(&payload) {
+        let received = tokio::time::timeout_at(deadline, feed.next()).await.expect("not every auction ended");
+        if let Received::Message(Live::Event(Event::Ended(event))) = received {
+            let auction_id = event.auction_id.to_string();
             let received = Utc::now();
             let Some(end) = ends.get(&auction_id) else { continue };
             let late = (received - *end).num_milliseconds();

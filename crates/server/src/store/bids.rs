@@ -1,0 +1,125 @@
+//! Placing a bid: the bid script and its verdict.
+
+use std::sync::LazyLock;
+
+use auction_proto::{Amount, AuctionId, BidId, BidRules, RejectReason, UserId};
+use redis::Script;
+use serde::Deserialize;
+
+use super::event::Verdict;
+use super::{RECENT_BIDS, Store, StoreError};
+
+static BID: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("bid.lua")));
+
+/// A bid to place, already validated.
+pub struct NewBid<'a> {
+    pub auction: &'a AuctionId,
+    pub bidder: &'a UserId,
+    pub bid_id: &'a BidId,
+    pub amount: Amount,
+    pub rules: &'a BidRules,
+}
+
+/// The bid script's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BidOutcome {
+    Accepted { amount: Amount, seq: u64, end_ms: i64, prev_end_ms: i64, placed_us: i64 },
+    Rejected { reason: RejectReason, current: Option<Amount>, min_next: Option<Amount> },
+}
+
+impl Store {
+    /// Places a bid through the bid script, which also logs and publishes it when accepted.
+    pub async fn place_bid(&self, bid: &NewBid<'_>) -> Result<BidOutcome, StoreError> {
+        let keys = self.keys.auction(bid.auction);
+        let mut conn = self.conn.clone();
+        let text: String = self
+            .bounded(
+                BID.key(&keys.state)
+                    .key(&keys.recent)
+                    .key(&keys.outcomes)
+                    .key(&keys.log)
+                    .arg(bid.auction.as_str())
+                    .arg(bid.bidder.as_str())
+                    .arg(bid.bid_id.as_str())
+                    .arg(bid.amount.cents())
+                    .arg(bid.rules.to_script_arg())
+                    .arg(self.keys.live_channel())
+                    .arg(RECENT_BIDS)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        decode_outcome(&text)
+    }
+}
+
+fn decode_outcome(text: &str) -> Result<BidOutcome, StoreError> {
+    if let Ok(verdict) = serde_json::from_str::<Verdict>(text) {
+        return Ok(match verdict {
+            Verdict::Bid(bid) => BidOutcome::Accepted {
+                amount: bid.amount,
+                seq: bid.seq,
+                end_ms: bid.end_ms,
+                prev_end_ms: bid.prev_end_ms,
+                placed_us: bid.placed_us,
+            },
+            Verdict::Rejected { reason, current, min_next } => BidOutcome::Rejected { reason, current, min_next },
+        });
+    }
+    decode_v1_outcome(text)
+}
+
+/// Outcomes stored before the one event format (`{"r":"accepted",...}`), which a retry of a bid
+/// placed before the upgrade still replays.
+fn decode_v1_outcome(text: &str) -> Result<BidOutcome, StoreError> {
+    #[derive(Deserialize)]
+    #[serde(tag = "r", rename_all = "snake_case")]
+    enum V1 {
+        Accepted { amount: String, seq: String, end_ms: String, prev_end_ms: String, placed_us: String },
+        Rejected { reason: RejectReason, current: Option<String>, min_next: Option<String> },
+    }
+    let corrupt = || StoreError::Corrupt(format!("bid outcome: {text}"));
+    let int = |s: &str| s.parse::<i64>().map_err(|_| corrupt());
+    let amount = |s: &str| Amount::from_cents(int(s)?).ok_or_else(corrupt);
+    Ok(match serde_json::from_str::<V1>(text).map_err(|_| corrupt())? {
+        V1::Accepted { amount: a, seq, end_ms, prev_end_ms, placed_us } => BidOutcome::Accepted {
+            amount: amount(&a)?,
+            seq: seq.parse().map_err(|_| corrupt())?,
+            end_ms: int(&end_ms)?,
+            prev_end_ms: int(&prev_end_ms)?,
+            placed_us: int(&placed_us)?,
+        },
+        V1::Rejected { reason, current, min_next } => BidOutcome::Rejected {
+            reason,
+            current: current.as_deref().map(amount).transpose()?,
+            min_next: min_next.as_deref().map(amount).transpose()?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_of_both_formats() {
+        let accepted = r#"{"type":"bid","auction_id":"a","seq":"2","bid_id":"b","bidder":"u","amount":"150",
+            "bid_count":"2","placed_us":"1000001","end_ms":"9000","prev_end_ms":"8000"}"#;
+        let expected = BidOutcome::Accepted {
+            amount: Amount::from_cents(150).unwrap(),
+            seq: 2,
+            end_ms: 9000,
+            prev_end_ms: 8000,
+            placed_us: 1_000_001,
+        };
+        assert_eq!(decode_outcome(accepted).unwrap(), expected);
+        let old =
+            r#"{"r":"accepted","amount":"150","seq":"2","end_ms":"9000","prev_end_ms":"8000","placed_us":"1000001"}"#;
+        assert_eq!(decode_outcome(old).unwrap(), expected);
+        let old_rejected = r#"{"r":"rejected","reason":"auction_ended"}"#;
+        assert_eq!(
+            decode_outcome(old_rejected).unwrap(),
+            BidOutcome::Rejected { reason: RejectReason::AuctionEnded, current: None, min_next: None }
+        );
+        assert!(decode_outcome(r#"{"type":"bid"}"#).is_err());
+    }
+}

@@ -1,0 +1,474 @@
+//! The one event type: every change of an auction, as the scripts write it to the auction's
+//! durable log and publish it for live fan-out (`docs/protocol.md`, "Events").
+//!
+//! The scripts encode an event once, as one JSON object, and use that same text for the log
+//! entry, the publish, the recent-bids list and a bid's stored outcome. This module is the only
+//! decoder. Integers travel as decimal strings, because Lua prints large integers exactly only
+//! through `string.format('%.0f')`; the decoder also takes JSON numbers. Amounts are in cents.
+//!
+//! Log entries are versioned: version 2 is `v=2 event=<json>`; version 1 (no `v` field) spelled
+//! the same keys as separate stream fields and is still read, so a running deployment upgrades
+//! without losing what its logs hold.
+
+use std::collections::HashMap;
+
+use auction_proto::{Amount, AuctionId, BidId, RejectReason, UserId};
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+/// The log format the scripts write now.
+pub const LOG_VERSION: &str = "2";
+
+/// One change of one auction. `seq` is the auction's version after the change; the creation is
+/// version 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Created(Created),
+    Bid(Bid),
+    Started(Started),
+    Extended(Extended),
+    Ended(Ended),
+    Cancelled(Cancelled),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    pub auction_id: AuctionId,
+    /// Absent from version-1 entries, where the creation was always version 0.
+    #[serde(default, with = "num")]
+    pub seq: u64,
+    pub title: String,
+    #[serde(with = "num")]
+    pub start_ms: i64,
+    #[serde(with = "num")]
+    pub end_ms: i64,
+    #[serde(with = "cents")]
+    pub starting_bid: Amount,
+    #[serde(rename = "ext_window_s", with = "num")]
+    pub extension_window_s: u32,
+    #[serde(rename = "ext_s", with = "num")]
+    pub extension_s: u32,
+    #[serde(with = "num")]
+    pub created_ms: i64,
+}
+
+/// An accepted bid. Also the stored outcome of the bid, so a retry replays it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bid {
+    pub auction_id: AuctionId,
+    #[serde(with = "num")]
+    pub seq: u64,
+    pub bid_id: BidId,
+    pub bidder: UserId,
+    #[serde(with = "cents")]
+    pub amount: Amount,
+    #[serde(with = "num")]
+    pub bid_count: u64,
+    /// Redis time of the acceptance, in microseconds.
+    #[serde(with = "num")]
+    pub placed_us: i64,
+    /// The close in force after this bid, and before it (they differ when the bid extended it).
+    #[serde(with = "num")]
+    pub end_ms: i64,
+    #[serde(with = "num")]
+    pub prev_end_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    pub auction_id: AuctionId,
+    #[serde(with = "num")]
+    pub seq: u64,
+    #[serde(with = "num")]
+    pub end_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extended {
+    pub auction_id: AuctionId,
+    #[serde(with = "num")]
+    pub seq: u64,
+    #[serde(with = "num")]
+    pub end_ms: i64,
+    #[serde(with = "num")]
+    pub prev_end_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ended {
+    pub auction_id: AuctionId,
+    #[serde(with = "num")]
+    pub seq: u64,
+    /// `None` (absent, or empty in version 1) when nobody bid.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional")]
+    pub winner: Option<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_cents")]
+    pub final_price: Option<Amount>,
+    #[serde(with = "num")]
+    pub bid_count: u64,
+    /// The close that ended it.
+    #[serde(with = "num")]
+    pub end_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancelled {
+    pub auction_id: AuctionId,
+    #[serde(with = "num")]
+    pub seq: u64,
+}
+
+impl Event {
+    pub fn auction_id(&self) -> &AuctionId {
+        match self {
+            Event::Created(e) => &e.auction_id,
+            Event::Bid(e) => &e.auction_id,
+            Event::Started(e) => &e.auction_id,
+            Event::Extended(e) => &e.auction_id,
+            Event::Ended(e) => &e.auction_id,
+            Event::Cancelled(e) => &e.auction_id,
+        }
+    }
+
+    pub fn seq(&self) -> u64 {
+        match self {
+            Event::Created(e) => e.seq,
+            Event::Bid(e) => e.seq,
+            Event::Started(e) => e.seq,
+            Event::Extended(e) => e.seq,
+            Event::Ended(e) => e.seq,
+            Event::Cancelled(e) => e.seq,
+        }
+    }
+
+    /// The event's `type` as written.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Created(_) => "created",
+            Event::Bid(_) => "bid",
+            Event::Started(_) => "started",
+            Event::Extended(_) => "extended",
+            Event::Ended(_) => "ended",
+            Event::Cancelled(_) => "cancelled",
+        }
+    }
+
+    /// Whether nothing can follow it: the auction is over.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Event::Ended(_) | Event::Cancelled(_))
+    }
+
+    /// Decodes the JSON the scripts write.
+    pub fn decode(text: &str) -> Result<Event, StoreError> {
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("event {text}: {e}")))
+    }
+
+    /// The JSON the scripts write for this event (tests and tools use it to write events).
+    pub fn encode(&self) -> String {
+        // Serializing these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Decodes a log entry's fields, of either version.
+    pub fn from_log_fields(fields: &HashMap<String, String>) -> Result<Event, StoreError> {
+        match fields.get("v").map(String::as_str) {
+            Some(LOG_VERSION) => {
+                let text = fields.get("event").ok_or_else(|| StoreError::Corrupt("log entry without event".into()))?;
+                Event::decode(text)
+            }
+            Some(other) => Err(StoreError::Corrupt(format!("log entry of unknown version {other:?}"))),
+            // Version 1: the same keys, one stream field each.
+            None => {
+                let object: serde_json::Map<String, serde_json::Value> =
+                    fields.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+                serde_json::from_value(serde_json::Value::Object(object))
+                    .map_err(|e| StoreError::Corrupt(format!("version 1 log entry {fields:?}: {e}")))
+            }
+        }
+    }
+}
+
+/// What the live channel carries: auction events, and notices that are not about one auction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Live {
+    Event(Event),
+    /// The increment table changed: reload it.
+    Rules,
+    /// A deadline was added or moved (on the deadline channel): wake the scheduler.
+    Deadline,
+}
+
+/// The notices' own shape: `{"type":"rules"}` and `{"type":"deadline"}`.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Notice {
+    Rules,
+    Deadline,
+}
+
+impl Live {
+    pub fn decode(text: &str) -> Result<Live, StoreError> {
+        // Events are nearly every message, so they are tried first.
+        if let Ok(event) = serde_json::from_str::<Event>(text) {
+            return Ok(Live::Event(event));
+        }
+        match serde_json::from_str::<Notice>(text) {
+            Ok(Notice::Rules) => Ok(Live::Rules),
+            Ok(Notice::Deadline) => Ok(Live::Deadline),
+            Err(_) => Event::decode(text).map(Live::Event),
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        match self {
+            Live::Event(event) => event.encode(),
+            Live::Rules => serde_json::to_string(&Notice::Rules).unwrap_or_default(),
+            Live::Deadline => serde_json::to_string(&Notice::Deadline).unwrap_or_default(),
+        }
+    }
+}
+
+/// A bid's stored outcome: the accepted bid's event, or why it was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Verdict {
+    Bid(Bid),
+    Rejected {
+        reason: RejectReason,
+        #[serde(default, with = "optional_cents")]
+        current: Option<Amount>,
+        #[serde(default, with = "optional_cents")]
+        min_next: Option<Amount>,
+    },
+}
+
+/// One entry of the recent-bids list: the bid's event (version 1 wrote only these four keys,
+/// which is all a snapshot shows).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecentEntry {
+    pub bidder: UserId,
+    #[serde(with = "cents")]
+    pub amount: Amount,
+    #[serde(with = "num")]
+    pub seq: u64,
+    #[serde(with = "num")]
+    pub placed_us: i64,
+}
+
+/// Integers as decimal strings (and, read, as JSON numbers too).
+mod num {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::de::{Unexpected, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<T: Display, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
+    }
+
+    pub fn deserialize<'de, T: FromStr, D: Deserializer<'de>>(deserializer: D) -> Result<T, D::Error> {
+        deserializer.deserialize_any(Integer(std::marker::PhantomData))
+    }
+
+    struct Integer<T>(std::marker::PhantomData<T>);
+
+    impl<T: FromStr> Visitor<'_> for Integer<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer in range, as a decimal string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
+            text.parse().map_err(|_| E::invalid_value(Unexpected::Str(text), &self))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<T, E> {
+            n.to_string().parse().map_err(|_| E::invalid_value(Unexpected::Signed(n), &self))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<T, E> {
+            n.to_string().parse().map_err(|_| E::invalid_value(Unexpected::Unsigned(n), &self))
+        }
+    }
+}
+
+/// An amount as its cents, a decimal string.
+mod cents {
+    use auction_proto::Amount;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(amount: &Amount, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&amount.cents())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Amount, D::Error> {
+        let cents: i64 = super::num::deserialize(deserializer)?;
+        Amount::from_cents(cents).ok_or_else(|| serde::de::Error::custom("not an amount in cents"))
+    }
+}
+
+/// An optional amount in cents; absent or empty is `None`.
+mod optional_cents {
+    use auction_proto::Amount;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(amount: &Option<Amount>, serializer: S) -> Result<S::Ok, S::Error> {
+        match amount {
+            Some(amount) => super::cents::serialize(amount, serializer),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Amount>, D::Error> {
+        match Option::<String>::deserialize(deserializer)?.filter(|text| !text.is_empty()) {
+            None => Ok(None),
+            Some(text) => text
+                .parse()
+                .ok()
+                .and_then(Amount::from_cents)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom("not an amount in cents")),
+        }
+    }
+}
+
+/// An optional id; absent or empty is `None`.
+mod optional {
+    use auction_proto::UserId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &Option<UserId>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(id.as_ref().map_or("", UserId::as_str))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<UserId>, D::Error> {
+        match Option::<String>::deserialize(deserializer)?.filter(|text| !text.is_empty()) {
+            None => Ok(None),
+            Some(text) => UserId::parse(&text).map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(text: &str) -> AuctionId {
+        AuctionId::parse(text).unwrap()
+    }
+
+    fn bid() -> Event {
+        Event::Bid(Bid {
+            auction_id: id("a-1"),
+            seq: 7,
+            bid_id: BidId::parse("b-1").unwrap(),
+            bidder: UserId::parse("alice").unwrap(),
+            amount: Amount::from_cents(1_000_000_000_001).unwrap(),
+            bid_count: 6,
+            placed_us: 1_790_000_000_123_456,
+            end_ms: 1_790_000_030_123,
+            prev_end_ms: 1_790_000_020_000,
+        })
+    }
+
+    #[test]
+    fn decodes_what_the_scripts_write() {
+        // As cjson prints it: any key order, every integer a string.
+        let text = r#"{"prev_end_ms":"1790000020000","amount":"1000000000001","type":"bid","seq":"7",
+            "bidder":"alice","bid_id":"b-1","auction_id":"a-1","bid_count":"6",
+            "placed_us":"1790000000123456","end_ms":"1790000030123"}"#;
+        assert_eq!(Event::decode(text).unwrap(), bid());
+        assert_eq!(Event::decode(&bid().encode()).unwrap(), bid());
+        let ended = r#"{"type":"ended","auction_id":"a-1","seq":"3","bid_count":"0","end_ms":"5"}"#;
+        let Event::Ended(ended) = Event::decode(ended).unwrap() else { panic!("not ended") };
+        assert_eq!((ended.winner, ended.final_price), (None, None));
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_event() {
+        for bad in [
+            r#"{"type":"bid","auction_id":"a-1"}"#,
+            r#"{"type":"started","auction_id":"a:1","seq":"1","end_ms":"5"}"#,
+            r#"{"type":"started","auction_id":"a-1","seq":"-1","end_ms":"5"}"#,
+            r#"{"type":"launched","auction_id":"a-1","seq":"1"}"#,
+            "not json",
+        ] {
+            assert!(Event::decode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_both_log_versions_alike() {
+        let v2: HashMap<String, String> =
+            [("v".to_owned(), "2".to_owned()), ("event".to_owned(), bid().encode())].into_iter().collect();
+        assert_eq!(Event::from_log_fields(&v2).unwrap(), bid());
+        let v1 = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        let old_bid = v1(&[
+            ("type", "bid"),
+            ("auction_id", "a-1"),
+            ("bid_id", "b-1"),
+            ("bidder", "alice"),
+            ("amount", "1000000000001"),
+            ("seq", "7"),
+            ("bid_count", "6"),
+            ("placed_us", "1790000000123456"),
+            ("end_ms", "1790000030123"),
+            ("prev_end_ms", "1790000020000"),
+        ]);
+        assert_eq!(Event::from_log_fields(&old_bid).unwrap(), bid());
+        let old_created = v1(&[
+            ("type", "created"),
+            ("auction_id", "a-1"),
+            ("title", "Lamp"),
+            ("start_ms", "1"),
+            ("end_ms", "2"),
+            ("starting_bid", "100"),
+            ("ext_window_s", "30"),
+            ("ext_s", "15"),
+            ("created_ms", "1"),
+        ]);
+        let Event::Created(created) = Event::from_log_fields(&old_created).unwrap() else { panic!("not created") };
+        assert_eq!((created.seq, created.extension_s, created.title.as_str()), (0, 15, "Lamp"));
+        let old_ended = v1(&[
+            ("type", "ended"),
+            ("auction_id", "a-1"),
+            ("seq", "9"),
+            ("winner", ""),
+            ("final_price", ""),
+            ("bid_count", "0"),
+            ("end_ms", "2"),
+        ]);
+        assert!(matches!(Event::from_log_fields(&old_ended).unwrap(), Event::Ended(Ended { winner: None, .. })));
+        assert!(Event::from_log_fields(&v1(&[("v", "3"), ("event", "{}")])).is_err());
+    }
+
+    #[test]
+    fn live_messages_and_verdicts() {
+        assert_eq!(Live::decode(&bid().encode()).unwrap(), Live::Event(bid()));
+        assert_eq!(Live::decode(r#"{"type":"rules"}"#).unwrap(), Live::Rules);
+        assert_eq!(Live::decode(&Live::Deadline.encode()).unwrap(), Live::Deadline);
+        assert!(Live::decode(r#"{"type":"gossip"}"#).is_err());
+        let Event::Bid(accepted) = bid() else { unreachable!() };
+        let verdict: Verdict = serde_json::from_str(&bid().encode()).unwrap();
+        assert_eq!(verdict, Verdict::Bid(accepted));
+        let rejected: Verdict =
+            serde_json::from_str(r#"{"type":"rejected","reason":"bid_too_low","current":"500","min_next":"525"}"#)
+                .unwrap();
+        assert_eq!(
+            rejected,
+            Verdict::Rejected {
+                reason: RejectReason::BidTooLow,
+                current: Amount::from_cents(500),
+                min_next: Amount::from_cents(525)
+            }
+        );
+        let recent: RecentEntry = serde_json::from_str(&bid().encode()).unwrap();
+        assert_eq!((recent.seq, recent.amount.cents()), (7, 1_000_000_000_001));
+    }
+}

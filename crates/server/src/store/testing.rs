@@ -1,0 +1,58 @@
+//! Store calls for tests and tools only (behind the `testing` feature): reading a log whole,
+//! writing a log entry of the old format, and deleting a prefix.
+
+use std::collections::HashMap;
+
+use auction_proto::AuctionId;
+use redis::AsyncCommands;
+
+use super::event::Event;
+use super::{Store, StoreError};
+
+impl Store {
+    /// Every event on an auction's durable log, oldest first (an unreadable entry is an error).
+    pub async fn log_events(&self, id: &AuctionId) -> Result<Vec<Event>, StoreError> {
+        self.log_fields(id).await?.iter().map(Event::from_log_fields).collect()
+    }
+
+    /// The `type` of every entry on an auction's durable log, oldest first.
+    pub async fn log_types(&self, id: &AuctionId) -> Result<Vec<String>, StoreError> {
+        Ok(self.log_events(id).await?.iter().map(|e| e.kind().to_owned()).collect())
+    }
+
+    /// Every entry of the log, with its fields as written.
+    pub async fn log_fields(&self, id: &AuctionId) -> Result<Vec<HashMap<String, String>>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = self.bounded(conn.xrange_all(self.keys.auction(id).log)).await?;
+        Ok(reply
+            .ids
+            .iter()
+            .map(|e| e.map.keys().filter_map(|k| Some((k.clone(), e.get::<String>(k)?))).collect())
+            .collect())
+    }
+
+    /// Appends `fields` to an auction's log as they are, as an older version of the scripts (or
+    /// a foreign writer) would have.
+    pub async fn append_raw_log_entry(&self, id: &AuctionId, fields: &[(&str, &str)]) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = self.bounded(conn.xadd(self.keys.auction(id).log, "*", fields)).await?;
+        Ok(())
+    }
+
+    /// Deletes every key under this store's prefix. For tests, which each own a prefix.
+    pub async fn delete_all(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = {
+            let mut iter: redis::AsyncIter<String> = conn.scan_match(self.keys.all_pattern()).await?;
+            let mut keys = Vec::new();
+            while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
+                keys.push(key?);
+            }
+            keys
+        };
+        for chunk in keys.chunks(500) {
+            let _: () = conn.del(chunk).await?;
+        }
+        Ok(())
+    }
+}
