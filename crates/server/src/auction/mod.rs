@@ -77,18 +77,18 @@ impl App {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state;
         let tracker = TaskTracker::new();
-        let (records_tx, records_rx) = mpsc::channel(4096);
+        let (copies_tx, copies_rx) = mpsc::channel(4096);
         let scheduler = Scheduler {
             store: state.store.clone(),
             instance: state.instance_id.to_string(),
             lease: state.lease.clone(),
             wake: state.wake.clone(),
-            records: records_tx,
+            copies: copies_tx,
             metrics: state.metrics.clone(),
         };
         tracker.spawn(self.elector.run(shutdown.clone()));
         tracker.spawn(scheduler.run(shutdown.clone()));
-        tracker.spawn(scheduler::copy_to_mysql(state.db.clone(), records_rx));
+        tracker.spawn(scheduler::copy_to_mysql(state.db.clone(), copies_rx));
         let deadlines = state.store.deadline_feed();
         tracker.spawn(scheduler::listen_for_deadlines(deadlines, state.wake.clone(), shutdown.clone()));
         let router = router(state);

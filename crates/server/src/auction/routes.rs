@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::http::{ApiError, ApiJson};
-use crate::store::record::ms_to_time;
+use crate::store::stored::ms_to_time;
 use crate::store::{ChangeOutcome, ChangeRequest, Event, NewAuction};
 
 /// The longest title accepted, in characters.

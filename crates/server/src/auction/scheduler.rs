@@ -29,7 +29,7 @@ pub struct Scheduler {
     pub lease: LeaseWatch,
     pub wake: Arc<Notify>,
     /// Transitions to copy into MySQL (see [`copy_to_mysql`]).
-    pub records: mpsc::Sender<Event>,
+    pub copies: mpsc::Sender<Event>,
     pub metrics: Arc<super::metrics::AuctionMetrics>,
 }
 
@@ -140,7 +140,7 @@ impl Scheduler {
                     }
                     other => tracing::error!(auction = %id, kind = other.kind(), "advance made an unexpected event"),
                 }
-                self.record(event);
+                self.queue_copy(event);
             }
         }
         Ok(())
@@ -148,9 +148,9 @@ impl Scheduler {
 
     /// Queues a change for MySQL without waiting: the lifecycle must not wait on MySQL, and the
     /// change is on the auction's durable log in any case.
-    fn record(&self, event: Event) {
-        if let Err(e) = self.records.try_send(event) {
-            tracing::warn!(error = %e, "mysql record queue full; the event log still has it");
+    fn queue_copy(&self, event: Event) {
+        if let Err(e) = self.copies.try_send(event) {
+            tracing::warn!(error = %e, "mysql copy queue full; the event log still has it");
         }
     }
 }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::sequencer::{Arrival, Sequencer, Snapshot};
-use crate::store::record::{ms_to_time, us_to_time};
+use crate::store::stored::{ms_to_time, us_to_time};
 use crate::store::{Event, Store, StoreError};
 use crate::sync::lock;
 

@@ -1,38 +1,40 @@
-//! This node's limits on its bidders: bids per second per connection and per user (token
-//! buckets), and connections per node and per user. Per-user state is node-local: a user spread
+//! This node's limits on its bidders: bids per second per connection and per user (GCRA), and
+//! connections per node and per user. Per-user state is node-local: a user spread
 //! over several nodes gets each node's allowance.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use auction_proto::UserId;
-use tokio::time::Instant;
+use std::num::NonZeroU32;
 
-/// A token bucket: `rate` tokens a second, holding at most `rate` (so bursts up to one second's
-/// worth pass).
+use auction_proto::UserId;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+/// An allowance of `rate` bids a second with bursts of up to one second's worth: the GCRA of
+/// the `governor` crate, which keeps one timestamp instead of a count and a refill time.
 #[derive(Debug)]
-pub struct Bucket {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
+pub struct Bucket<C: Clock = DefaultClock> {
+    limiter: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
 }
 
 impl Bucket {
     pub fn new(rate: u32) -> Bucket {
-        Bucket { rate: f64::from(rate), tokens: f64::from(rate), last: Instant::now() }
+        Bucket::with_clock(rate, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> Bucket<C> {
+    fn with_clock(rate: u32, clock: C) -> Bucket<C> {
+        let quota = Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN));
+        Bucket { limiter: RateLimiter::direct_with_clock(quota, clock) }
     }
 
-    /// Takes a token if there is one.
-    pub fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+    /// Takes one bid's worth if the allowance has it.
+    pub fn take(&self) -> bool {
+        self.limiter.check().is_ok()
     }
 }
 
@@ -115,14 +117,18 @@ impl Limits {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn bucket_allows_a_burst_then_the_rate() {
-        let mut bucket = Bucket::new(2);
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let bucket = Bucket::with_clock(2, clock.clone());
         assert!(bucket.take() && bucket.take());
         assert!(!bucket.take());
-        tokio::time::advance(std::time::Duration::from_millis(500)).await;
+        clock.advance(std::time::Duration::from_millis(500));
         assert!(bucket.take());
         assert!(!bucket.take());
+        clock.advance(std::time::Duration::from_secs(5));
+        assert!(bucket.take() && bucket.take(), "the burst is back");
+        assert!(!bucket.take(), "but never more than a second's worth");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
 use super::hub::{Hub, Membership, encode};
-use crate::store::{BidOutcome, NewBid, StoreError, record::ms_to_time};
+use crate::store::{BidOutcome, NewBid, StoreError, stored::ms_to_time};
 
 /// Why a connection ended early; logged at debug level, since clients leave all the time.
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use auction_proto::{Amount, AuctionId, AuctionStatus};
 use redis::{AsyncCommands, Script};
 
 use super::event::Event;
-use super::{AuctionRecord, RECENT_BIDS, Store, StoreError};
+use super::{RECENT_BIDS, Store, StoreError, StoredAuction};
 
 static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("snapshot.lua")));
 static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create.lua")));
@@ -42,7 +42,7 @@ pub enum ChangeOutcome {
 
 impl Store {
     /// Reads an auction with Redis time; `None` if it does not exist.
-    pub async fn load(&self, id: &AuctionId) -> Result<Option<AuctionRecord>, StoreError> {
+    pub async fn load(&self, id: &AuctionId) -> Result<Option<StoredAuction>, StoreError> {
         let keys = self.keys.auction(id);
         let mut conn = self.conn.clone();
         let reply: Vec<redis::Value> =
@@ -53,7 +53,7 @@ impl Store {
         let (time, fields, recent): (Vec<String>, Vec<(String, String)>, Vec<String>) =
             redis::from_redis_value(redis::Value::Array(reply))
                 .map_err(|e| StoreError::Corrupt(format!("snapshot reply: {e}")))?;
-        AuctionRecord::parse(&time, fields, &recent).map(Some)
+        StoredAuction::parse(&time, fields, &recent).map(Some)
     }
 
     /// Creates an auction and indexes it for the list; its creation event, or `None` if the id is

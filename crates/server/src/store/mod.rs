@@ -15,9 +15,9 @@ mod keys;
 mod live;
 pub mod log;
 mod persistence;
-pub mod record;
 mod rules;
 mod schedule;
+pub mod stored;
 #[cfg(feature = "testing")]
 mod testing;
 
@@ -27,8 +27,8 @@ pub use event::{Event, Live};
 pub use keys::Keys;
 pub use live::{Received, Subscription};
 pub use persistence::{Persistence, warn_if_not_durable};
-pub use record::{AuctionRecord, StoredState};
 pub use schedule::{Advance, LeaseState};
+pub use stored::{StoredAuction, StoredState};
 
 use std::time::Duration;
 

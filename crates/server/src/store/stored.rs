@@ -23,7 +23,7 @@ pub enum StoredState {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct AuctionRecord {
+pub struct StoredAuction {
     pub id: AuctionId,
     pub title: String,
     pub state: StoredState,
@@ -51,7 +51,7 @@ pub fn us_to_time(us: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(us).ok_or_else(|| StoreError::Corrupt(format!("time {us} us")))
 }
 
-impl AuctionRecord {
+impl StoredAuction {
     /// Builds a record from the snapshot script's reply.
     pub fn parse(time: &[String], fields: Vec<(String, String)>, recent: &[String]) -> Result<Self, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("auction {what}"));
@@ -64,7 +64,7 @@ impl AuctionRecord {
             _ => return Err(corrupt("time")),
         };
         let id = AuctionId::parse(get("id")?).map_err(|_| corrupt("id"))?;
-        Ok(AuctionRecord {
+        Ok(StoredAuction {
             title: get("title")?.to_owned(),
             state: match get("state")? {
                 "open" => StoredState::Open,
