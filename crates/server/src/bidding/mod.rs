@@ -126,13 +126,13 @@ impl App {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/ws/auction/{auction_id}", get(connect))
         .route("/health", get(health))
         .route("/metrics", get(|State(state): State<AppState>| async move { state.metrics.render() }))
         .merge(web::router())
-        .fallback(not_found)
-        .with_state(state)
+        .fallback(not_found);
+    crate::request_log::traced(routes).with_state(state)
 }
 
 async fn health(State(state): State<AppState>) -> Response {
