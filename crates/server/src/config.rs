@@ -55,6 +55,7 @@ pub struct Config {
     pub port: u16,
     pub instance_id: String,
     pub log_level: String,
+    pub log_format: LogFormat,
     pub redis: RedisConfig,
     pub mysql: MySqlConnectOptions,
     pub leader_ttl: Duration,
@@ -62,6 +63,14 @@ pub struct Config {
     pub auction: AuctionConfig,
     pub analytics: AnalyticsConfig,
     pub auth: AuthConfig,
+}
+
+/// How log lines are written: `text` for people at a terminal, `json` (one object a line) for
+/// log collectors and `jq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Who may do what. Both unset is development mode (every service warns at start).
@@ -162,6 +171,7 @@ struct FileConfig {
     mysql: FileMySql,
     instance_id: Option<String>,
     log_level: Option<String>,
+    log_format: Option<String>,
     leader_ttl: Option<String>,
     #[serde(default)]
     bidding: FileBidding,
@@ -280,6 +290,7 @@ impl Config {
         let dsn = pick("MYSQL_DSN", "mysql.dsn", file.mysql.dsn);
         let instance_id = pick("INSTANCE_ID", "instance_id", file.instance_id);
         let log_level = pick("LOG_LEVEL", "log_level", file.log_level);
+        let log_format = pick("LOG_FORMAT", "log_format", file.log_format);
         let leader_ttl = pick("LEADER_TTL", "leader_ttl", file.leader_ttl);
         let b = file.bidding;
         let max_frame = pick("WS_MAX_FRAME_BYTES", "bidding.max_frame_bytes", b.max_frame_bytes.map(|v| v.to_string()));
@@ -337,6 +348,11 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
             return Err(bad(log_level.source_name, format!("{level:?} is not a log level or filter")));
         }
+        let log_format = match log_format.value.as_deref().map(str::trim) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(bad(log_format.source_name, format!("{other:?} is not text or json"))),
+        };
         let instance_id = match instance_id.value {
             Some(id) => {
                 auction_proto::ids::validate_id("instance_id", &id)
@@ -356,6 +372,7 @@ impl Config {
             port: number(port, service.default_port())?,
             instance_id,
             log_level: level,
+            log_format,
             redis: RedisConfig {
                 url: redis_url,
                 key_prefix: key_prefix_value,
@@ -533,6 +550,8 @@ mod tests {
         assert_eq!(config.redis.url, "redis://127.0.0.1:6379");
         assert_eq!(config.leader_ttl, Duration::from_secs(10));
         assert!(config.instance_id.starts_with("bidding-"));
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(load(&[("LOG_FORMAT", "json")]).unwrap().log_format, LogFormat::Json);
     }
 
     #[test]
@@ -561,6 +580,7 @@ mod tests {
         assert!(err(&[("MYSQL_DSN", "nonsense")]).starts_with("environment variable MYSQL_DSN:"));
         assert!(err(&[("REDIS_ADDRESS", "http://x")]).starts_with("environment variable REDIS_ADDRESS:"));
         assert!(err(&[("LOG_LEVEL", "loud[")]).starts_with("environment variable LOG_LEVEL:"));
+        assert!(err(&[("LOG_FORMAT", "xml")]).starts_with("environment variable LOG_FORMAT:"));
         assert!(err(&[("MAX_BID", "-5")]).starts_with("environment variable MAX_BID:"));
         assert!(err(&[("INSTANCE_ID", "a:b")]).starts_with("environment variable INSTANCE_ID:"));
         assert!(err(&[("WS_SEND_BUFFER", "16k")]).starts_with("environment variable WS_SEND_BUFFER:"));

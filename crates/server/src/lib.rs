@@ -13,6 +13,7 @@ pub mod bidding;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod request_log;
 mod retry;
 pub mod runtime;
 pub mod store;

@@ -10,13 +10,23 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 
-/// Installs the log subscriber at the configured level (`RUST_LOG` wins when set).
+/// Installs the log subscriber at the configured level (`RUST_LOG` wins when set) and format.
+///
+/// JSON lines carry the event's fields at the top level (beside `timestamp`, `level`, `target`
+/// and `message`) and, under `spans`, every open span from the outermost in, each with its
+/// `name` and fields: the request span (`request_id`, `route`, ...) or the WebSocket connection
+/// span (`conn_id`, `auction_id`, `user`). The innermost span alone would lose its parents'
+/// fields, so the list is what is printed.
 pub fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        LogFormat::Text => logs.with_target(false).init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).with_span_list(true).init(),
+    }
 }
 
 /// A token cancelled on SIGINT or SIGTERM: the one shutdown path of every service.

@@ -90,11 +90,9 @@ impl App {
             shutdown.clone(),
         ));
         tracker.spawn(self.consumer.run(shutdown.clone()));
-        let router = Router::new()
-            .route("/health", get(health))
-            .route("/metrics", get(metrics_text))
-            .fallback(not_found)
-            .with_state(self.state);
+        let routes =
+            Router::new().route("/health", get(health)).route("/metrics", get(metrics_text)).fallback(not_found);
+        let router = crate::request_log::traced(routes).with_state(self.state);
         crate::runtime::serve(self.listener, router, shutdown, tracker, Duration::from_secs(5), None).await
     }
 }

@@ -98,14 +98,14 @@ impl App {
 
 pub fn router(state: AppState) -> Router {
     let cors = cors(state.config.cors_origins.as_deref());
-    Router::new()
+    let routes = Router::new()
         .nest("/api/v1", routes::router(state.clone()))
         .route("/health", get(health))
         .route("/metrics", get(|State(state): State<AppState>| async move { state.metrics.render(&state.lease) }))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(cors)
-        .with_state(state)
+        .layer(cors);
+    crate::request_log::traced(routes).with_state(state)
 }
 
 /// CORS for pages served elsewhere (the web UI from the bidding service or any static server).

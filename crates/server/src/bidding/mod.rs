@@ -25,6 +25,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::{BiddingConfig, Config};
 use crate::http::{ApiError, check, health_response, not_found};
@@ -100,13 +101,13 @@ impl App {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/ws/auction/{auction_id}", get(connect))
         .route("/health", get(health))
         .route("/metrics", get(|State(state): State<AppState>| async move { state.metrics.render() }))
         .merge(web::router())
-        .fallback(not_found)
-        .with_state(state)
+        .fallback(not_found);
+    crate::request_log::traced(routes).with_state(state)
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -154,6 +155,7 @@ async fn connect(
     let record =
         state.store.load(&auction).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {auction}")))?;
     let snapshot = record.snapshot(&state.hubs.rules())?;
+    let span = connection_span(&auction, &user, &headers);
     let config = &state.config;
     let tracker = state.tracker.clone();
     // Small buffers: most connections are idle watchers, and the 128 KiB default read buffer
@@ -168,9 +170,19 @@ async fn connect(
             let bids = limits::Bucket::new(state.config.bid_rate_per_connection);
             let connection =
                 socket::Connection { socket, state, user, auction, membership, last_seq: 0, bids, _admitted: admitted };
-            tracker.track_future(connection.run(snapshot))
+            tracker.track_future(connection.run(snapshot).instrument(span))
         })
         .into_response())
+}
+
+/// The span of one connection, over everything logged while serving it. A root span, not a
+/// child of the handshake's request span: that one ends with the upgrade, and its status and
+/// latency would mislead on every line of a connection that lasts an hour. The handshake's
+/// `request_id` is copied instead, to find its line.
+fn connection_span(auction: &AuctionId, user: &UserId, headers: &axum::http::HeaderMap) -> tracing::Span {
+    let request_id = headers.get(&crate::request_log::REQUEST_ID).and_then(|id| id.to_str().ok()).unwrap_or_default();
+    let conn_id = format!("{:016x}", rand::random::<u64>());
+    tracing::info_span!(parent: None, "connection", auction_id = %auction, user = %user, conn_id, request_id)
 }
 
 /// An id error's text without the id kind, which the field name already gives.

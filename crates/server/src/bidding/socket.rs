@@ -1,4 +1,6 @@
 //! One bidder's WebSocket: the snapshot on connect, then client frames in and live events out.
+//! Everything here runs in the connection's span (`conn_id`, `auction_id`, `user`), opened in
+//! `bidding::connect`, so log lines name neither the user nor the auction themselves.
 
 use auction_proto::ws::{BidAccepted, BidRejected, ErrorFrame, PlaceBid, ServerFrame, Snapshot};
 use auction_proto::{Amount, AuctionId, BidId, ClientFrame, RejectReason, UserId};
@@ -71,7 +73,7 @@ impl Connection {
                         }
                         Ok(_) => {}
                         Err(RecvError::Lagged(missed)) => {
-                            tracing::debug!(user = %self.user, missed, "watcher fell behind; resyncing");
+                            tracing::debug!(missed, "watcher fell behind; resyncing");
                             self.state.metrics.resyncs.increment(1);
                             self.resync().await?;
                         }
@@ -83,7 +85,7 @@ impl Connection {
         .await;
         self.state.metrics.connections.decrement(1);
         if let Err(stop) = result {
-            tracing::debug!(user = %self.user, auction = %self.auction, ?stop, "connection ended");
+            tracing::debug!(?stop, "connection ended");
         }
     }
 
@@ -116,34 +118,44 @@ impl Connection {
             Err(e) => self.send_error(e.code, &e.message).await,
             Ok(ClientFrame::Ping) => self.send_frame(&ServerFrame::Pong).await,
             Ok(ClientFrame::Sync) => self.resync().await,
-            Ok(ClientFrame::PlaceBid(bid)) if !self.bids.take() || !self.state.limits.take_user_bid(&self.user) => {
-                let limit = self.state.config.bid_rate_per_connection;
-                let reply = ServerFrame::BidRejected(BidRejected {
-                    auction_id: self.auction.clone(),
-                    bid_id: bid.bid_id,
-                    reason: RejectReason::RateLimited,
-                    message: format!("too many bids; at most {limit} a second per connection"),
-                    min_next_bid: None,
-                    current_bid: None,
-                });
-                self.state.metrics.rejected.increment(1);
-                self.send_frame(&reply).await
-            }
             Ok(ClientFrame::PlaceBid(bid)) => {
-                let context = BidContext {
-                    state: &self.state,
-                    user: &self.user,
-                    auction: &self.auction,
-                    hub: &self.membership.hub,
-                };
-                let reply = context.place_bid(bid).await;
-                match &reply {
-                    ServerFrame::BidAccepted(_) => self.state.metrics.accepted.increment(1),
-                    _ => self.state.metrics.rejected.increment(1),
-                }
+                let reply = self.on_bid(bid).await;
                 self.send_frame(&reply).await
             }
         }
+    }
+
+    /// Answers one bid: counted, and logged at debug level (bids are too many for info) with its
+    /// `bid_id`, the client's or, when it sent none, the one the server made for it.
+    async fn on_bid(&mut self, bid: PlaceBid) -> ServerFrame {
+        let bid_id = bid.bid_id.clone().unwrap_or_else(new_bid_id);
+        let reply = if !self.bids.take() || !self.state.limits.take_user_bid(&self.user) {
+            let limit = self.state.config.bid_rate_per_connection;
+            ServerFrame::BidRejected(BidRejected {
+                auction_id: self.auction.clone(),
+                bid_id: Some(bid_id.clone()),
+                reason: RejectReason::RateLimited,
+                message: format!("too many bids; at most {limit} a second per connection"),
+                min_next_bid: None,
+                current_bid: None,
+            })
+        } else {
+            let context =
+                BidContext { state: &self.state, user: &self.user, auction: &self.auction, hub: &self.membership.hub };
+            context.place_bid(bid, &bid_id).await
+        };
+        match &reply {
+            ServerFrame::BidAccepted(accepted) => {
+                self.state.metrics.accepted.increment(1);
+                tracing::debug!(%bid_id, amount = %accepted.amount, seq = accepted.seq, "bid accepted");
+            }
+            ServerFrame::BidRejected(rejected) => {
+                self.state.metrics.rejected.increment(1);
+                tracing::debug!(%bid_id, reason = rejected.reason.as_str(), "bid rejected");
+            }
+            _ => {}
+        }
+        reply
     }
 }
 
@@ -156,9 +168,9 @@ struct BidContext<'a> {
 }
 
 impl BidContext<'_> {
-    async fn place_bid(&self, bid: PlaceBid) -> ServerFrame {
+    /// Places `bid` under `bid_id`, the client's or one made for it.
+    async fn place_bid(&self, bid: PlaceBid, bid_id: &BidId) -> ServerFrame {
         let client_bid_id = bid.bid_id.is_some();
-        let bid_id = bid.bid_id.unwrap_or_else(new_bid_id);
         let reject = |reason, message: String, min_next_bid, current_bid| {
             ServerFrame::BidRejected(BidRejected {
                 auction_id: self.auction.clone(),
@@ -190,7 +202,7 @@ impl BidContext<'_> {
             let min_next = rules.min_next_bid(current, Some(current));
             return reject(RejectReason::BidTooLow, too_low_message(min_next), Some(min_next), Some(current));
         }
-        let new_bid = NewBid { auction: self.auction, bidder: self.user, bid_id: &bid_id, amount, rules: &rules };
+        let new_bid = NewBid { auction: self.auction, bidder: self.user, bid_id, amount, rules: &rules };
         match self.state.store.place_bid(&new_bid).await {
             Ok(BidOutcome::Accepted { amount, seq, end_ms, .. }) => match ms_to_time(end_ms) {
                 Ok(end_time) => ServerFrame::BidAccepted(BidAccepted {
@@ -200,12 +212,12 @@ impl BidContext<'_> {
                     seq,
                     end_time,
                 }),
-                Err(e) => unavailable(reject, e),
+                Err(e) => unavailable(reject, bid_id, e),
             },
             Ok(BidOutcome::Rejected { reason, current, min_next }) => {
                 reject(reason, reject_message(reason, min_next), min_next, current)
             }
-            Err(e) => unavailable(reject, e),
+            Err(e) => unavailable(reject, bid_id, e),
         }
     }
 }
@@ -281,9 +293,10 @@ fn new_bid_id() -> BidId {
 
 fn unavailable<F: Fn(RejectReason, String, Option<Amount>, Option<Amount>) -> ServerFrame>(
     reject: F,
+    bid_id: &BidId,
     error: StoreError,
 ) -> ServerFrame {
-    tracing::warn!(error = %error, "bid failed: store unavailable");
+    tracing::warn!(%bid_id, error = %error, "bid failed: store unavailable");
     reject(RejectReason::Unavailable, "bidding is unavailable right now; try again".to_owned(), None, None)
 }
 

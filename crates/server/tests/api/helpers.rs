@@ -59,45 +59,94 @@ impl EnvExt for TestEnv {
         self.process(env!("CARGO_BIN_EXE_auction-service"), instance_id, &[]).await
     }
 
-    /// Starts a service binary as a separate process with extra environment variables.
+    /// Starts a service binary as a separate process with extra environment variables (which win
+    /// over the defaults here, `LOG_LEVEL=info` among them), and waits until it listens.
     async fn process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> Process {
         let mut command = tokio::process::Command::new(binary);
         command
+            .env("LOG_LEVEL", "info")
             .envs(self.vars())
             .envs(extra.iter().copied())
             .env("INSTANCE_ID", instance_id)
             .env("CONFIG_FILE", "/dev/null")
             .env("NO_COLOR", "1")
-            .env("LOG_LEVEL", "info")
             .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true);
         let mut child = command.spawn().expect("spawn service");
         let stdout = child.stdout.take().expect("stdout");
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(WAIT, async {
-            while let Some(line) = lines.next_line().await.expect("read stdout") {
-                if let Some(at) = line.find("address=") {
-                    let addr = line[at + 8..].split_whitespace().next().unwrap_or_default();
-                    return addr.parse::<SocketAddr>().expect("listening address");
-                }
+        // Read all along, so that the service never blocks on a full pipe, and kept for the test.
+        let (sender, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let _ = sender.send(line);
             }
-            panic!("{binary} exited before listening");
-        })
-        .await
-        .expect("service did not start");
-        // Keep draining its output so that it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Process { child, api: Api::new(addr), instance_id: instance_id.to_owned() }
+        });
+        let mut output = Output { lines, seen: Vec::new() };
+        let listening = output.line_matching(|line| listening_address(line).is_some()).await;
+        let addr = listening.as_deref().and_then(listening_address);
+        let addr = addr.unwrap_or_else(|| panic!("{binary} exited before listening: {:?}", output.seen));
+        Process { child, addr, api: Api::new(addr), instance_id: instance_id.to_owned(), output }
     }
 }
 
-/// An auction service running as a child process; killed (SIGKILL) on drop.
+/// The address in a service's "listening" line, in either log format.
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(json) if json["message"] == "listening" => json["address"].as_str()?.parse().ok(),
+        Ok(_) => None,
+        Err(_) => line.split_once("listening address=")?.1.split_whitespace().next()?.parse().ok(),
+    }
+}
+
+/// A service running as a child process; killed (SIGKILL) on drop.
 pub struct Process {
     pub child: tokio::process::Child,
+    pub addr: SocketAddr,
     pub api: Api,
     pub instance_id: String,
+    pub output: Output,
+}
+
+impl Process {
+    /// Stops the service as an operator would (SIGTERM) and returns everything it wrote to
+    /// stdout, once it has exited. Fails the test unless it exits cleanly within [`WAIT`].
+    pub async fn stop(mut self) -> Vec<String> {
+        let pid = self.child.id().expect("the service is still running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
+        let status = tokio::time::timeout(WAIT, self.child.wait()).await.expect("no exit after SIGTERM").unwrap();
+        assert!(status.success(), "{status}");
+        // Its stdout is closed now; the rest of the lines are on their way.
+        while self.output.line_matching(|_| false).await.is_some() {}
+        self.output.seen
+    }
+}
+
+/// What a child process writes to stdout, one line at a time.
+pub struct Output {
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every line read so far, in order.
+    pub seen: Vec<String>,
+}
+
+impl Output {
+    /// Reads (keeping every line in `seen`) until a line matches `pick`, or `None` once the
+    /// output has ended; fails the test after [`WAIT`].
+    pub async fn line_matching(&mut self, mut pick: impl FnMut(&str) -> bool) -> Option<String> {
+        let read = async {
+            while let Some(line) = self.lines.recv().await {
+                self.seen.push(line.clone());
+                if pick(&line) {
+                    return Some(line);
+                }
+            }
+            None
+        };
+        tokio::time::timeout(WAIT, read).await.expect("timed out reading the service's output")
+    }
 }
 
 /// A REST client for one auction service.

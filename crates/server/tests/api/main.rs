@@ -14,4 +14,5 @@ mod hostile;
 mod lifecycle;
 mod limits;
 mod loadgen;
+mod logs;
 mod rest;
