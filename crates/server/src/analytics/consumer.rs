@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::breaker::Breaker;
 use crate::config::AnalyticsConfig;
+use crate::store::event::LogEntryError;
 use crate::store::log::LogEntry;
-use crate::store::{Live, Received, Store, StoreError, Subscription};
+use crate::store::{Event, Live, Received, Store, StoreError, Subscription};
 
 /// Why draining one auction's log stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,9 @@ pub enum DrainError {
     Store(#[from] StoreError),
     #[error("mysql: {0}")]
     Db(#[from] sqlx::Error),
+    /// An entry this instance cannot read yet; the log waits there for a newer instance.
+    #[error("entry {entry}: {source}")]
+    Newer { entry: String, source: LogEntryError },
 }
 
 /// How many auctions' consumer groups the process remembers having made.
@@ -96,6 +100,9 @@ impl Consumer {
                         Err(DrainError::Db(e)) => {
                             tracing::warn!(auction = %id, error = %e, "cannot write events to mysql");
                             self.breaker.failure();
+                        }
+                        Err(e @ DrainError::Newer { .. }) => {
+                            tracing::error!(auction = %id, error = %e, "log left pending: upgrade this analytics instance");
                         }
                         Err(DrainError::Store(e)) => {
                             // Make sure of the group again next time (the log may have been
@@ -175,11 +182,16 @@ impl Consumer {
         Ok(finished)
     }
 
-    /// Writes one batch and acknowledges it; true if it holds the auction's final event.
+    /// Writes one batch and acknowledges it; true if it holds the auction's final event. Stops
+    /// before an entry of a newer log version, which stays pending for an instance that reads it.
     async fn write(&self, id: &AuctionId, entries: &[LogEntry]) -> Result<bool, DrainError> {
-        let events: Vec<_> = entries.iter().filter_map(|e| e.event.as_ref()).collect();
-        for bad in entries.iter().filter(|e| e.event.is_none()) {
-            tracing::error!(auction = %id, entry = %bad.id, "unreadable log entry; skipped");
+        let newer = entries.iter().position(|e| matches!(e.event, Err(LogEntryError::Newer(_))));
+        let (entries, rest) = entries.split_at(newer.unwrap_or(entries.len()));
+        let events: Vec<&Event> = entries.iter().filter_map(|e| e.event.as_ref().ok()).collect();
+        for bad in entries {
+            if let Err(e) = &bad.event {
+                tracing::error!(auction = %id, entry = %bad.id, error = %e, "log entry skipped");
+            }
         }
         crate::db::write_events(&self.db, &events).await?;
         self.breaker.success();
@@ -191,6 +203,9 @@ impl Consumer {
         }
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         self.store.ack(id, &ids).await?;
+        if let Some(LogEntry { id: entry, event: Err(source) }) = rest.first() {
+            return Err(DrainError::Newer { entry: entry.clone(), source: source.clone() });
+        }
         Ok(events.iter().any(|e| e.is_final()))
     }
 }

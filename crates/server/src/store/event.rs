@@ -172,22 +172,35 @@ impl Event {
     }
 
     /// Decodes a log entry's fields, of either version.
-    pub fn from_log_fields(fields: &HashMap<String, String>) -> Result<Event, StoreError> {
+    pub fn from_log_fields(fields: &HashMap<String, String>) -> Result<Event, LogEntryError> {
         match fields.get("v").map(String::as_str) {
             Some(LOG_VERSION) => {
-                let text = fields.get("event").ok_or_else(|| StoreError::Corrupt("log entry without event".into()))?;
-                Event::decode(text)
+                let text = fields.get("event").ok_or_else(|| LogEntryError::Corrupt("no event field".into()))?;
+                serde_json::from_str(text).map_err(|e| LogEntryError::Corrupt(format!("{text}: {e}")))
             }
-            Some(other) => Err(StoreError::Corrupt(format!("log entry of unknown version {other:?}"))),
+            Some(other) if other.parse::<u32>().is_ok_and(|v| v > 2) => Err(LogEntryError::Newer(other.to_owned())),
+            Some(other) => Err(LogEntryError::Corrupt(format!("version {other:?}"))),
             // Version 1: the same keys, one stream field each.
             None => {
                 let object: serde_json::Map<String, serde_json::Value> =
                     fields.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
                 serde_json::from_value(serde_json::Value::Object(object))
-                    .map_err(|e| StoreError::Corrupt(format!("version 1 log entry {fields:?}: {e}")))
+                    .map_err(|e| LogEntryError::Corrupt(format!("version 1 entry {fields:?}: {e}")))
             }
         }
     }
+}
+
+/// Why a log entry does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogEntryError {
+    /// Written by scripts newer than this code (a rolling upgrade): it must stay on the log for an
+    /// instance that reads it, never be acknowledged and lost.
+    #[error("log entry of version {0}, newer than this instance reads (version {LOG_VERSION})")]
+    Newer(String),
+    /// Not an event of any version (a bug or a foreign writer): nothing can ever write it.
+    #[error("unreadable log entry: {0}")]
+    Corrupt(String),
 }
 
 /// What the live channel carries: auction events, and notices that are not about one auction.
@@ -445,7 +458,9 @@ mod tests {
             ("end_ms", "2"),
         ]);
         assert!(matches!(Event::from_log_fields(&old_ended).unwrap(), Event::Ended(Ended { winner: None, .. })));
-        assert!(Event::from_log_fields(&v1(&[("v", "3"), ("event", "{}")])).is_err());
+        assert_eq!(Event::from_log_fields(&v1(&[("v", "3"), ("event", "{}")])), Err(LogEntryError::Newer("3".into())));
+        assert!(matches!(Event::from_log_fields(&v1(&[("v", "x")])), Err(LogEntryError::Corrupt(_))));
+        assert!(matches!(Event::from_log_fields(&v1(&[("v", "2"), ("event", "{}")])), Err(LogEntryError::Corrupt(_))));
     }
 
     #[test]

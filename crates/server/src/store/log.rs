@@ -9,7 +9,7 @@ use auction_proto::AuctionId;
 use redis::AsyncCommands;
 use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, StreamReadReply};
 
-use super::event::Event;
+use super::event::{Event, LogEntryError};
 use super::{Store, StoreError};
 
 /// The consumer group every analytics instance reads through.
@@ -38,14 +38,13 @@ static TRIM: std::sync::LazyLock<redis::Script> =
 pub struct LogEntry {
     /// The stream entry id, for acknowledging.
     pub id: String,
-    /// `None` when the entry cannot be read (it is acknowledged and reported, not retried forever).
-    pub event: Option<Event>,
+    /// Why it does not decode, when it does not: a corrupt entry is acknowledged and reported (it
+    /// can never be written), one of a newer version is left pending.
+    pub event: Result<Event, LogEntryError>,
 }
 
 fn entries(ids: Vec<StreamId>) -> Vec<LogEntry> {
-    ids.into_iter()
-        .map(|entry| LogEntry { event: Event::from_log_fields(&fields(&entry)).ok(), id: entry.id })
-        .collect()
+    ids.into_iter().map(|entry| LogEntry { event: Event::from_log_fields(&fields(&entry)), id: entry.id }).collect()
 }
 
 /// A log entry's fields as text (every field the scripts write is).

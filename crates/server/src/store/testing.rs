@@ -12,7 +12,8 @@ use super::{Store, StoreError};
 impl Store {
     /// Every event on an auction's durable log, oldest first (an unreadable entry is an error).
     pub async fn log_events(&self, id: &AuctionId) -> Result<Vec<Event>, StoreError> {
-        self.log_fields(id).await?.iter().map(Event::from_log_fields).collect()
+        let fields = self.log_fields(id).await?;
+        fields.iter().map(|f| Event::from_log_fields(f).map_err(|e| StoreError::Corrupt(e.to_string()))).collect()
     }
 
     /// The `type` of every entry on an auction's durable log, oldest first.
@@ -33,9 +34,14 @@ impl Store {
 
     /// Appends `fields` to an auction's log as they are, as an older version of the scripts (or
     /// a foreign writer) would have.
-    pub async fn append_raw_log_entry(&self, id: &AuctionId, fields: &[(&str, &str)]) -> Result<(), StoreError> {
+    pub async fn append_raw_log_entry<V: AsRef<str>>(
+        &self,
+        id: &AuctionId,
+        fields: &[(&str, V)],
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: String = self.bounded(conn.xadd(self.keys.auction(id).log, "*", fields)).await?;
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+        let _: String = self.bounded(conn.xadd(self.keys.auction(id).log, "*", &fields)).await?;
         Ok(())
     }
 

@@ -389,6 +389,23 @@ async fn an_extension_written_after_the_end_leaves_the_row_ended() {
     assert_eq!(after, ended, "a late write changed the ended auction's row");
 }
 
+/// A bid's log entry as version 1 of the scripts wrote it: one stream field per key.
+fn v1_bid(auction: &auction_proto::rest::Auction, seq: &str, bidder: &str, cents: &str) -> Vec<(&'static str, String)> {
+    let end_ms = auction.end_time.timestamp_millis().to_string();
+    vec![
+        ("type", "bid".into()),
+        ("auction_id", auction.auction_id.to_string()),
+        ("bid_id", format!("old-{seq}")),
+        ("bidder", bidder.into()),
+        ("amount", cents.into()),
+        ("seq", seq.into()),
+        ("bid_count", "1".into()),
+        ("placed_us", chrono::Utc::now().timestamp_micros().to_string()),
+        ("end_ms", end_ms.clone()),
+        ("prev_end_ms", end_ms),
+    ]
+}
+
 /// Logs written before the one event format (version 1: one stream field per key) are still
 /// consumed, so a running deployment upgrades without losing what its logs hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,23 +416,8 @@ async fn a_log_written_in_the_old_format_is_still_read() {
     let auction = api.create_open(600, "1", 0).await;
     let id = auction.auction_id.to_string();
     let store = env.store().await;
-    let placed_us = (chrono::Utc::now().timestamp_micros()).to_string();
-    let end_ms = auction.end_time.timestamp_millis().to_string();
     for (seq, bidder, cents) in [("101", "ann", "100"), ("102", "ben", "150")] {
-        let bid_id = format!("old-{seq}");
-        let fields = [
-            ("type", "bid"),
-            ("auction_id", id.as_str()),
-            ("bid_id", bid_id.as_str()),
-            ("bidder", bidder),
-            ("amount", cents),
-            ("seq", seq),
-            ("bid_count", "1"),
-            ("placed_us", placed_us.as_str()),
-            ("end_ms", end_ms.as_str()),
-            ("prev_end_ms", end_ms.as_str()),
-        ];
-        store.append_raw_log_entry(&auction.auction_id, &fields).await.unwrap();
+        store.append_raw_log_entry(&auction.auction_id, &v1_bid(&auction, seq, bidder, cents)).await.unwrap();
     }
     let cancelled = [("type", "cancelled"), ("auction_id", id.as_str()), ("seq", "103")];
     store.append_raw_log_entry(&auction.auction_id, &cancelled).await.unwrap();
@@ -438,4 +440,33 @@ async fn a_log_written_in_the_old_format_is_still_read() {
         [("old-101".into(), "ann".into(), "1.00".into(), 101), ("old-102".into(), "ben".into(), "1.50".into(), 102)]
     );
     assert_eq!(store.log_backlog(&auction.auction_id).await.unwrap(), 0, "every entry was read and acknowledged");
+}
+
+/// An entry written by newer scripts than this analytics instance reads (a rolling upgrade that
+/// reached the bidding nodes first) is never acknowledged and lost: the log waits there, with
+/// what follows it, for an instance that reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_of_a_newer_log_version_waits_for_an_instance_that_reads_it() {
+    let mut env = TestEnv::new().await;
+    env.set("ANALYTICS_SWEEP", "200ms");
+    let api = env.auction_service().await;
+    let auction = api.create_open(600, "1", 0).await;
+    let id = auction.auction_id.to_string();
+    let store = env.store().await;
+    store.append_raw_log_entry(&auction.auction_id, &v1_bid(&auction, "101", "ann", "100")).await.unwrap();
+    store.append_raw_log_entry(&auction.auction_id, &[("v", "3"), ("event", "{\"type\":\"bid\"}")]).await.unwrap();
+    store.append_raw_log_entry(&auction.auction_id, &v1_bid(&auction, "103", "ben", "200")).await.unwrap();
+
+    env.analytics_service().await;
+    let deadline = Instant::now() + WAIT;
+    while store.log_backlog(&auction.auction_id).await.unwrap() != 2 {
+        assert!(Instant::now() < deadline, "the entries before the newer one were never written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut conn = env.mysql().await;
+    let seqs: Vec<(u64,)> =
+        sqlx::query_as("SELECT seq FROM bids WHERE auction_id = ?").bind(&id).fetch_all(&mut conn).await.unwrap();
+    assert_eq!(seqs, [(101,)], "written up to the newer entry, and not past it");
+    let fields = store.log_fields(&auction.auction_id).await.unwrap();
+    assert!(fields.iter().any(|f| f.get("v").map(String::as_str) == Some("3")), "the newer entry is kept");
 }
