@@ -15,6 +15,7 @@
 
 local function int(n) return string.format('%.0f', n) end
 
+-- Step 1: a retry gets the stored outcome; an auction that does not exist gets nothing stored.
 local outcome_field = ARGV[2] .. ':' .. ARGV[3]
 local prior = redis.call('HGET', KEYS[3], outcome_field)
 if prior then return prior end

@@ -1,4 +1,5 @@
-//! One test per bid rule of DESIGN.md section 6, through the real WebSocket.
+//! One test per bid rule of the bid script (docs/protocol.md, "The bid script"), through the real
+//! WebSocket.
 
 use auction_proto::rest::CreateAuction;
 use auction_proto::ws::{BidAccepted, BidRejected, ServerFrame};
