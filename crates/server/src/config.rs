@@ -446,27 +446,8 @@ fn amount(setting: Setting) -> Result<Amount, ConfigError> {
 fn duration(setting: Setting, default: Duration) -> Result<Duration, ConfigError> {
     match setting.value {
         None => Ok(default),
-        Some(text) => parse_duration(&text).map_err(|m| bad(setting.source_name, m)),
+        Some(text) => auction_proto::duration::parse(&text).map_err(|e| bad(setting.source_name, e.to_string())),
     }
-}
-
-/// Parses `500ms`, `10s`, `5m`, `2h`, `1d`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration; use a number with ms, s, m, h or d, such as \"10s\""))?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        "d" => n.checked_mul(86_400_000),
-        _ => return Err(format!("{text:?} has an unknown unit {unit:?}; use ms, s, m, h or d")),
-    };
-    ms.map(Duration::from_millis).ok_or_else(|| format!("{text:?} is too long"))
 }
 
 /// Builds the Redis URL from `host:port` or a full `redis://` URL plus password and database.
