@@ -57,7 +57,7 @@ pub struct App {
 impl App {
     /// Connects to Redis, subscribes to the live channel and binds the port. Fails fast if Redis
     /// does not answer.
-    pub async fn build(config: Config) -> anyhow::Result<App> {
+    pub async fn build(config: Config<BiddingConfig>) -> anyhow::Result<App> {
         let store = Store::connect(&config.redis).await.context("cannot connect to redis")?;
         crate::store::warn_if_not_durable(&store).await;
         let channel = store.keys().live_channel();
@@ -68,7 +68,7 @@ impl App {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let hubs =
-            Hubs::new(store.clone(), rules.clone(), config.bidding.watcher_queue, tracker.clone(), shutdown.clone());
+            Hubs::new(store.clone(), rules.clone(), config.service.watcher_queue, tracker.clone(), shutdown.clone());
         let listener = crate::runtime::bind(&config).await?;
         let listener_task = live::Listener {
             config: config.redis.clone(),
@@ -80,14 +80,14 @@ impl App {
         let state = AppState {
             store,
             hubs,
-            config: Arc::new(config.bidding.clone()),
+            config: Arc::new(config.service.clone()),
             channel: channel.into(),
             instance_id: config.instance_id.clone().into(),
             auth_secret: config.auth.secret.clone().map(Into::into),
             limits: limits::Limits::new(
-                config.bidding.max_connections,
-                config.bidding.max_connections_per_user,
-                config.bidding.bid_rate_per_user,
+                config.service.max_connections,
+                config.service.max_connections_per_user,
+                config.service.bid_rate_per_user,
             ),
             metrics: Arc::new(metrics::BidMetrics::new()),
             shutdown,

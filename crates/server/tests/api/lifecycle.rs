@@ -196,8 +196,7 @@ async fn a_hundred_closes_over_ten_seconds_each_end_once_and_on_time() {
     let mut env = TestEnv::new().await;
     let api = env.auction_service().await;
     let store = env.store().await;
-    let config = env.config(auction_server::config::Service::Bidding);
-    let pubsub = auction_server::store::subscribe(&config.redis, &store.keys().live_channel()).await.unwrap();
+    let pubsub = auction_server::store::subscribe(&env.redis(), &store.keys().live_channel()).await.unwrap();
     let mut messages = pubsub.into_on_message();
 
     let base = Utc::now() + chrono::Duration::seconds(2);
