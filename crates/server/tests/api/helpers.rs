@@ -62,6 +62,9 @@ impl EnvExt for TestEnv {
     /// Starts a service binary as a separate process with extra environment variables.
     async fn process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> Process {
         let mut command = tokio::process::Command::new(binary);
+        for name in self.unset_vars() {
+            command.env_remove(name);
+        }
         command
             .envs(self.vars())
             .envs(extra.iter().copied())
@@ -89,13 +92,15 @@ impl EnvExt for TestEnv {
         .expect("service did not start");
         // Keep draining its output so that it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Process { child, api: Api::new(addr), instance_id: instance_id.to_owned() }
+        Process { child, addr, api: Api::new(addr), instance_id: instance_id.to_owned() }
     }
 }
 
-/// An auction service running as a child process; killed (SIGKILL) on drop.
+/// A service running as a child process; killed (SIGKILL) on drop.
 pub struct Process {
     pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    /// A REST client for it (meaningful for the auction service).
     pub api: Api,
     pub instance_id: String,
 }
