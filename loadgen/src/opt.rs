@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use auction_proto::duration;
 use clap::{Parser, ValueEnum};
 
 /// Measures bid throughput and latency of the auction system: opens bidder and watcher
@@ -11,7 +12,7 @@ use clap::{Parser, ValueEnum};
 /// Latency is measured from each bid's scheduled send time, so a stalled server shows up in the
 /// percentiles instead of hiding behind fewer requests (no coordinated omission).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "auction-loadgen", version)]
+#[command(name = "auction-loadgen", version, after_help = duration::GRAMMAR)]
 pub struct Opt {
     /// The auction service, used to create the auctions (unless --auction-id is given).
     #[arg(long, env = "AUCTION_API_URL", default_value = "http://localhost:8081")]
@@ -46,7 +47,7 @@ pub struct Opt {
     pub concurrency: Option<usize>,
 
     /// How long to send bids (after the warm-up), such as 10s or 1m.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = duration::parse, default_value = "10s")]
     pub duration: Duration,
 
     /// Stop after this many bids instead (counted after the warm-up).
@@ -54,7 +55,7 @@ pub struct Opt {
     pub bids: Option<u64>,
 
     /// Sending time excluded from the results, while connections and caches warm up.
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    #[arg(long, value_parser = duration::parse, default_value = "2s")]
     pub warmup: Duration,
 
     /// How the report is printed.
@@ -74,7 +75,7 @@ pub struct Opt {
     pub admin_token: Option<String>,
 
     /// How long to wait for any single answer before counting an error.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = duration::parse, default_value = "10s")]
     pub timeout: Duration,
 }
 
@@ -84,21 +85,18 @@ pub enum Output {
     Json,
 }
 
-/// Parses `500ms`, `10s`, `5m` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 10s, 500ms or 2m"))?;
-    let seconds = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{text:?} has an unknown unit {unit:?}; use ms, s, m or h")),
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("{text:?} is not a duration"));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_the_shared_grammar() {
+        let opt = Opt::try_parse_from(["auction-loadgen", "--duration", "1m30s", "--warmup", "0.5", "--timeout", "2"])
+            .unwrap();
+        assert_eq!(opt.duration, Duration::from_secs(90));
+        assert_eq!(opt.warmup, Duration::from_millis(500));
+        assert_eq!(opt.timeout, Duration::from_secs(2));
+        let err = Opt::try_parse_from(["auction-loadgen", "--duration", "10 parsecs"]).unwrap_err().to_string();
+        assert!(err.contains("unknown unit \"parsecs\""), "{err}");
     }
-    Ok(Duration::from_secs_f64(seconds))
 }

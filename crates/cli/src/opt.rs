@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use auction_proto::duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Administer the auction system: create, inspect, extend and cancel auctions, watch them live,
@@ -10,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Exit codes: 0 success, 1 the server said no, 2 bad usage or input (nothing was sent),
 /// 3 a service could not be reached.
 #[derive(Debug, Parser)]
-#[command(name = "auctionctl", version)]
+#[command(name = "auctionctl", version, after_help = duration::GRAMMAR)]
 pub struct Opt {
     #[command(flatten)]
     pub global: Global,
@@ -40,7 +41,7 @@ pub struct Global {
     #[arg(long, global = true, env = "AUCTION_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// How long to wait for a service, such as 10s or 500ms.
-    #[arg(long, global = true, env = "AUCTION_TIMEOUT", default_value = "10s", value_parser = crate::time::parse_duration)]
+    #[arg(long, global = true, env = "AUCTION_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
     pub timeout: std::time::Duration,
 }
 
@@ -53,6 +54,7 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create an auction.
+    #[command(after_help = duration::GRAMMAR)]
     Create(Create),
     /// Show one auction.
     Get {
@@ -69,11 +71,12 @@ pub enum Command {
         limit: u32,
     },
     /// Move an auction's close later.
+    #[command(after_help = duration::GRAMMAR)]
     Extend {
         /// The auction id.
         id: String,
         /// How much later, such as 30s or 5m.
-        #[arg(long, value_parser = crate::time::parse_duration)]
+        #[arg(long, value_parser = duration::parse)]
         by: std::time::Duration,
     },
     /// Cancel an auction: bids are refused from then on.
@@ -111,12 +114,13 @@ pub enum Command {
     /// Check every service, one line each.
     Health,
     /// Mint a bidder token (HS256, signed with AUTH_SECRET).
+    #[command(after_help = duration::GRAMMAR)]
     Token {
         /// The bidder the token speaks for.
         #[arg(long)]
         user: String,
         /// How long it is valid, such as 1h or 30m.
-        #[arg(long, default_value = "1h", value_parser = crate::time::parse_duration)]
+        #[arg(long, default_value = "1h", value_parser = duration::parse)]
         ttl: std::time::Duration,
         /// The signing secret (the bidding service's AUTH_SECRET).
         #[arg(long, env = "AUTH_SECRET", hide_env_values = true)]
@@ -135,7 +139,7 @@ pub struct Create {
     #[arg(long, default_value = "now")]
     pub start: String,
     /// How long it runs from the start, such as 10m or 2h.
-    #[arg(long, conflicts_with = "end", value_parser = crate::time::parse_duration)]
+    #[arg(long, conflicts_with = "end", value_parser = duration::parse)]
     pub duration: Option<std::time::Duration>,
     /// When it closes: +1h (from now) or an RFC 3339 time.
     #[arg(long)]
@@ -144,10 +148,10 @@ pub struct Create {
     #[arg(long)]
     pub starting_bid: String,
     /// Bids this close to the close extend it, such as 30s; 0s turns extension off.
-    #[arg(long, value_parser = crate::time::parse_duration)]
+    #[arg(long, value_parser = duration::parse)]
     pub extension_window: Option<std::time::Duration>,
     /// How far past such a bid the close moves, such as 30s.
-    #[arg(long, value_parser = crate::time::parse_duration)]
+    #[arg(long, value_parser = duration::parse)]
     pub extension: Option<std::time::Duration>,
 }
 

@@ -5,7 +5,7 @@ use auction_proto::ws::ServerFrame;
 use auction_proto::{AuctionStatus, BidRules};
 use chrono::{DateTime, Utc};
 
-use crate::time::{compact, local_with_hint};
+use crate::time::{local_with_hint, span};
 
 fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map(|v| v.to_string()).unwrap_or_else(|| "-".to_owned())
@@ -66,11 +66,8 @@ pub fn auctions(list: &[Auction], now: DateTime<Utc>) -> String {
         .iter()
         .map(|a| {
             let left = a.end_time - now;
-            let ends = if left.num_seconds() >= 0 {
-                format!("in {}", compact(left))
-            } else {
-                format!("{} ago", compact(left))
-            };
+            let ends =
+                if left.num_seconds() >= 0 { format!("in {}", span(left)) } else { format!("{} ago", span(left)) };
             vec![
                 a.auction_id.to_string(),
                 a.status.as_str().to_owned(),
@@ -108,7 +105,7 @@ pub fn leader(info: &LeaderInfo) -> String {
         Some(holder) => format!(
             "leader {holder}, epoch {}, lease {} left\n",
             info.epoch,
-            compact(chrono::Duration::milliseconds(i64::try_from(info.lease_ms_left).unwrap_or(0)))
+            span(chrono::Duration::milliseconds(i64::try_from(info.lease_ms_left).unwrap_or(0)))
         ),
         None => format!("no leader right now (last epoch {})\n", info.epoch),
     }

@@ -1,6 +1,7 @@
 //! Wire types of the auction system: the only place that defines what crosses a process boundary.
 //!
 //! - [`amount`]: money as a strict decimal string on the wire, integer cents inside.
+//! - [`duration`]: the one duration grammar of every setting and flag, and its compact display.
 //! - [`ids`]: auction, user and bid ids and the character rule that keeps them inert.
 //! - [`ws`]: the bidding service's WebSocket frames.
 //! - [`rest`]: the auction service's REST bodies and the `/health` answer.
@@ -8,6 +9,7 @@
 
 pub mod amount;
 pub mod auth;
+pub mod duration;
 pub mod ids;
 pub mod rest;
 pub mod rules;

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, LogFormat, ServiceConfig};
 
 /// Installs the log subscriber at the configured level (`RUST_LOG` wins when set) and format.
 ///
@@ -19,7 +19,7 @@ use crate::config::{Config, LogFormat};
 /// `name` and fields: the request span (`request_id`, `route`, ...) or the WebSocket connection
 /// span (`conn_id`, `auction_id`, `user`). The innermost span alone would lose its parents'
 /// fields, so the list is what is printed.
-pub fn init_logging(config: &Config) {
+pub fn init_logging<S>(config: &Config<S>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
@@ -73,7 +73,7 @@ pub fn local_addr(listener: &TcpListener) -> SocketAddr {
 }
 
 /// Binds the configured address (port 0 picks a free port).
-pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
+pub async fn bind<S>(config: &Config<S>) -> anyhow::Result<TcpListener> {
     let address = format!("{}:{}", config.host, config.port);
     TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))
 }
@@ -111,14 +111,17 @@ pub async fn serve(
     Ok(())
 }
 
-/// Runs a service binary: loads config, logs, runs until a signal. `run` gets the config and the
-/// shutdown token. Errors are printed as one line with their causes, never as a backtrace.
-pub async fn main_with<F, Fut>(service: crate::config::Service, run: F) -> std::process::ExitCode
+/// Runs a service binary: loads the config of service `S` (and no other's), logs, runs until a
+/// signal. `run` gets the config and the shutdown token. Errors are printed as one line with their
+/// causes, never as a backtrace.
+pub async fn main_with<S, F, Fut>(run: F) -> std::process::ExitCode
 where
-    F: FnOnce(Config, CancellationToken) -> Fut,
+    S: ServiceConfig,
+    F: FnOnce(Config<S>, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let config = match Config::load(service) {
+    let service = S::SERVICE;
+    let config = match Config::<S>::load() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{}-service: invalid configuration: {e}", service.name());

@@ -10,7 +10,7 @@ use sqlx::Connection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Service};
+use crate::config::{AnalyticsConfig, AuctionConfig, BiddingConfig, Config, RedisConfig, ServiceConfig};
 use crate::store::Store;
 
 /// Redis for tests: `TEST_REDIS_ADDRESS`, default `127.0.0.1:6379`.
@@ -37,7 +37,8 @@ fn init_logging() {
 pub struct TestEnv {
     pub prefix: String,
     pub database: String,
-    overrides: HashMap<String, String>,
+    /// Settings this test changed: a value, or `None` for one it took away.
+    overrides: HashMap<String, Option<String>>,
     services: Vec<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
 }
 
@@ -56,7 +57,18 @@ impl TestEnv {
 
     /// Sets an environment-style setting for every service started after this call.
     pub fn set(&mut self, name: &str, value: &str) {
-        self.overrides.insert(name.to_owned(), value.to_owned());
+        self.overrides.insert(name.to_owned(), Some(value.to_owned()));
+    }
+
+    /// Takes a setting away (even one the environment sets by default, such as `MYSQL_DSN`) for
+    /// every service started after this call.
+    pub fn unset(&mut self, name: &str) {
+        self.overrides.insert(name.to_owned(), None);
+    }
+
+    /// The settings taken away with [`TestEnv::unset`], which a child process must not inherit.
+    pub fn unset_vars(&self) -> impl Iterator<Item = &str> {
+        self.overrides.iter().filter(|(_, value)| value.is_none()).map(|(name, _)| name.as_str())
     }
 
     /// The variables a service of this environment runs with.
@@ -74,23 +86,34 @@ impl TestEnv {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        vars.extend(self.overrides.clone());
+        for (name, value) in &self.overrides {
+            match value {
+                Some(value) => vars.insert(name.clone(), value.clone()),
+                None => vars.remove(name),
+            };
+        }
         vars
     }
 
-    pub fn config(&self, service: Service) -> Config {
+    /// The configuration service `S` would start with.
+    pub fn config<S: ServiceConfig>(&self) -> Config<S> {
         let vars = self.vars();
-        Config::from_env(service, |name| vars.get(name).cloned()).expect("test config")
+        Config::from_env(|name| vars.get(name).cloned()).expect("test config")
+    }
+
+    /// This test's Redis, as every service sees it.
+    pub fn redis(&self) -> RedisConfig {
+        self.config::<BiddingConfig>().redis
     }
 
     pub async fn store(&self) -> Store {
-        Store::connect(&self.config(Service::Bidding).redis).await.expect("redis is not reachable")
+        Store::connect(&self.redis()).await.expect("redis is not reachable")
     }
 
     /// The raw bytes (`DUMP`) of every Redis key of auction `id`, to compare states exactly.
     pub async fn dump_auction(&self, id: &str) -> Vec<Option<Vec<u8>>> {
         let auction = crate::store::Keys::new(&self.prefix).auction(&auction_proto::AuctionId::parse(id).expect("id"));
-        let client = redis::Client::open(self.config(Service::Bidding).redis.url).expect("redis url");
+        let client = redis::Client::open(self.redis().url).expect("redis url");
         let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
         let mut dumps = Vec::new();
         for key in [auction.state, auction.recent, auction.outcomes, auction.log] {
@@ -111,7 +134,7 @@ impl TestEnv {
 
     /// Starts an auction service; returns its address, instance id and the token that stops it.
     pub async fn start_auction(&mut self) -> (SocketAddr, String, CancellationToken) {
-        let config = self.config(Service::Auction);
+        let config = self.config::<AuctionConfig>();
         let instance = config.instance_id.clone();
         let app = crate::auction::App::build(config).await.expect("auction service");
         let addr = app.local_addr();
@@ -129,7 +152,7 @@ impl TestEnv {
     /// is still held by a service that is stopping; returns its address and the token that stops
     /// it.
     pub async fn start_bidding_on(&mut self, port: u16) -> (SocketAddr, CancellationToken) {
-        let mut config = self.config(Service::Bidding);
+        let mut config = self.config::<BiddingConfig>();
         config.port = port;
         let mut attempts = 0;
         let app = loop {
@@ -151,7 +174,7 @@ impl TestEnv {
 
     /// Starts an analytics service; returns its address and the token that stops it.
     pub async fn start_analytics(&mut self) -> (SocketAddr, CancellationToken) {
-        let app = crate::analytics::App::build(self.config(Service::Analytics)).await.expect("analytics service");
+        let app = crate::analytics::App::build(self.config::<AnalyticsConfig>()).await.expect("analytics service");
         let addr = app.local_addr();
         let token = CancellationToken::new();
         self.keep(&token, app.run(token.clone()));
@@ -167,14 +190,14 @@ impl Drop for TestEnv {
             token.cancel();
         }
         let database = self.database.clone();
-        let config = self.config(Service::Bidding);
+        let redis = self.redis();
         let cleanup = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             runtime.block_on(async move {
                 if let Ok(mut conn) = sqlx::MySqlConnection::connect(&format!("{}/auction", mysql_base())).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`")).execute(&mut conn).await;
                 }
-                if let Ok(store) = Store::connect(&config.redis).await {
+                if let Ok(store) = Store::connect(&redis).await {
                     let _ = store.delete_all().await;
                 }
             });

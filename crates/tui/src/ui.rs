@@ -11,14 +11,9 @@ use ratatui::widgets::{Block, Borders, Clear, List, ListItem, Paragraph, Row, Sp
 
 use crate::app::{App, Connection, Room, Screen};
 
-/// A compact duration: `2m13s`, `1h05m`.
-pub fn compact(d: chrono::Duration) -> String {
-    let s = d.num_seconds().max(0);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
+/// The time left until `d` runs out, compactly (`2m13s`); none left reads `0s`.
+fn compact(d: chrono::Duration) -> String {
+    auction_proto::duration::compact(d.to_std().unwrap_or_default())
 }
 
 pub fn draw(frame: &mut Frame, app: &App, now: DateTime<Utc>) {

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{AnalyticsConfig, Config};
 use crate::http::{check, health_response, not_found};
 use crate::store::Store;
 use breaker::{Breaker, State as BreakerState};
@@ -55,9 +55,10 @@ fn register(recorder: &PrometheusRecorder) -> Metrics {
 }
 
 impl App {
-    pub async fn build(config: Config) -> anyhow::Result<App> {
+    pub async fn build(config: Config<AnalyticsConfig>) -> anyhow::Result<App> {
         let store = crate::runtime::open_store(&config.redis).await?;
-        let db = crate::db::connect_and_migrate(&config.mysql).await.context("cannot prepare the mysql database")?;
+        let db =
+            crate::db::connect_and_migrate(&config.service.mysql).await.context("cannot prepare the mysql database")?;
         let listener = crate::runtime::bind(&config).await?;
         let recorder = PrometheusBuilder::new().build_recorder();
         let breaker = Arc::new(Breaker::new(3, Duration::from_millis(500), Duration::from_secs(10)));
@@ -65,7 +66,7 @@ impl App {
             store: store.clone(),
             db: db.clone(),
             instance: config.instance_id.clone(),
-            config: config.analytics.clone(),
+            config: config.service.clone(),
             breaker: breaker.clone(),
             metrics: register(&recorder),
             dirty: Arc::new(Mutex::new(HashSet::new())),

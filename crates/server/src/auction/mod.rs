@@ -50,15 +50,16 @@ pub struct App {
 
 impl App {
     /// Connects to Redis and MySQL (applying migrations) and binds the port.
-    pub async fn build(config: Config) -> anyhow::Result<App> {
+    pub async fn build(config: Config<AuctionConfig>) -> anyhow::Result<App> {
         let store = crate::runtime::open_store(&config.redis).await?;
-        let db = crate::db::connect_and_migrate(&config.mysql).await.context("cannot prepare the mysql database")?;
+        let db =
+            crate::db::connect_and_migrate(&config.service.mysql).await.context("cannot prepare the mysql database")?;
         let listener = crate::runtime::bind(&config).await?;
-        let (elector, lease) = Elector::new(store.clone(), config.instance_id.clone(), config.leader_ttl);
+        let (elector, lease) = Elector::new(store.clone(), config.instance_id.clone(), config.service.leader_ttl);
         let state = AppState {
             store,
             db,
-            config: Arc::new(config.auction.clone()),
+            config: Arc::new(config.service.clone()),
             instance_id: config.instance_id.clone().into(),
             lease,
             admin_token: config.auth.admin_token.clone().map(Into::into),

@@ -52,13 +52,13 @@ pub struct App {
     store: Store,
     feed: Subscription,
     rules: RulesCache,
-    config: Config,
+    config: Config<BiddingConfig>,
 }
 
 impl App {
     /// Connects to Redis, subscribes to the live channel and binds the port. Fails fast if Redis
     /// does not answer.
-    pub async fn build(config: Config) -> anyhow::Result<App> {
+    pub async fn build(config: Config<BiddingConfig>) -> anyhow::Result<App> {
         let store = crate::runtime::open_store(&config.redis).await?;
         let feed = store.subscribe_live().await.context("cannot subscribe to the live channel")?;
         let rules = RulesCache::default();
@@ -75,7 +75,7 @@ impl App {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let App { listener, store, feed, rules, config } = self;
         let tracker = TaskTracker::new();
-        let bidding = config.bidding;
+        let bidding = config.service;
         let hubs = Hubs::new(store.clone(), rules.clone(), bidding.watcher_queue, tracker.clone(), shutdown.clone());
         let listener_task = live::Listener { hubs: hubs.clone(), store: store.clone(), rules };
         tracker.spawn(listener_task.run(feed, shutdown.clone()));

@@ -1,11 +1,11 @@
 //! The analytics service binary: configuration from config.yaml and the environment, then run until
 //! SIGINT/SIGTERM.
 
-use auction_server::config::Service;
+use auction_server::config::AnalyticsConfig;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    auction_server::runtime::main_with(Service::Analytics, |config, shutdown| async move {
+    auction_server::runtime::main_with::<AnalyticsConfig, _, _>(|config, shutdown| async move {
         auction_server::analytics::App::build(config).await?.run(shutdown).await
     })
     .await

@@ -1,11 +1,11 @@
 //! The bidding service binary: configuration from config.yaml and the environment, then run until
 //! SIGINT/SIGTERM.
 
-use auction_server::config::Service;
+use auction_server::config::BiddingConfig;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    auction_server::runtime::main_with(Service::Bidding, |config, shutdown| async move {
+    auction_server::runtime::main_with::<BiddingConfig, _, _>(|config, shutdown| async move {
         auction_server::bidding::App::build(config).await?.run(shutdown).await
     })
     .await

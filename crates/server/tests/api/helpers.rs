@@ -63,6 +63,9 @@ impl EnvExt for TestEnv {
     /// over the defaults here, `LOG_LEVEL=info` among them), and waits until it listens.
     async fn process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> Process {
         let mut command = tokio::process::Command::new(binary);
+        for name in self.unset_vars() {
+            command.env_remove(name);
+        }
         command
             .env("LOG_LEVEL", "info")
             .envs(self.vars())
@@ -105,6 +108,7 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
 pub struct Process {
     pub child: tokio::process::Child,
     pub addr: SocketAddr,
+    /// A REST client for it (meaningful for the auction service).
     pub api: Api,
     pub instance_id: String,
     pub output: Output,

@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod bidding;
 mod concurrency;
+mod config;
 mod durability;
 mod helpers;
 mod hostile;

@@ -1,0 +1,98 @@
+//! The settings every service reads: where it listens, its name, its log level, Redis, and who
+//! may do what.
+
+use std::time::Duration;
+
+use super::ConfigError;
+use super::parse;
+use super::setting::{Setting, Sources, settings};
+
+settings! {
+    /// Where the service listens and what it calls itself.
+    pub(super) struct Server {
+        /// The address to listen on.
+        pub host: String = Setting::new("SERVER_HOST", "server.host", "0.0.0.0", parse::text),
+        /// Unset: the service's own port (8080, 8081, 8082); 0 picks a free one (tests).
+        pub port: Option<u16> = Setting::new("SERVER_PORT", "server.port", "", parse::optional_number),
+        /// Unset: `<service>-<random>`.
+        pub instance_id: Option<String> = Setting::new("INSTANCE_ID", "instance_id", "", parse::instance_id),
+        /// A level or any `tracing` filter; `RUST_LOG` wins when set.
+        pub log_level: String = Setting::new("LOG_LEVEL", "log_level", "info", parse::log_level),
+        /// `text`, or `json`: one JSON object a line.
+        pub log_format: LogFormat = Setting::new("LOG_FORMAT", "log_format", "text", parse::log_format),
+    }
+}
+
+/// How log lines are written: `text` for people at a terminal, `json` (one object a line) for
+/// log collectors and `jq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The Redis password; named, because the URL is built from it and a failure must blame it.
+const REDIS_PASSWORD: Setting<Option<String>> =
+    Setting::new("REDIS_PASSWORD", "redis.password", "", parse::optional_text);
+
+settings! {
+    /// Redis as the operator gives it; [`RedisConfig`] is what the services use.
+    pub(super) struct RedisSettings {
+        /// `host:port` or a `redis://` (`rediss://`) URL.
+        address: url::Url = Setting::new("REDIS_ADDRESS", "redis.address", "127.0.0.1:6379", parse::redis_address),
+        password: Option<String> = REDIS_PASSWORD,
+        /// The database number; unset leaves the URL's own (else 0).
+        db: Option<u32> = Setting::new("REDIS_DB", "redis.db", "", parse::redis_db),
+        /// Prepended to every key and channel, so deployments (or tests) can share one Redis.
+        key_prefix: String = Setting::new("REDIS_KEY_PREFIX", "redis.key_prefix", "", parse::key_prefix),
+        /// How long any one Redis call may take before it counts as failed.
+        timeout: Duration = Setting::new("REDIS_TIMEOUT", "redis.timeout", "2s", parse::duration),
+    }
+}
+
+/// Redis as the services use it, built from [`RedisSettings`].
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// A `redis://` URL with password and database folded in.
+    pub url: String,
+    /// Prepended to every key and channel, so deployments (or tests) can share one Redis.
+    pub key_prefix: String,
+    /// How long any one Redis call may take before it counts as failed.
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    pub(super) fn resolve(sources: &Sources<'_>) -> Result<RedisConfig, ConfigError> {
+        let RedisSettings { address: mut url, password, db, key_prefix, timeout } = RedisSettings::read(sources)?;
+        if let Some(password) = password {
+            url.set_password(Some(&password))
+                .map_err(|()| sources.blame(&REDIS_PASSWORD, "cannot be used in a URL"))?;
+        }
+        if let Some(db) = db {
+            url.set_path(&format!("/{db}"));
+        }
+        Ok(RedisConfig { url: url.to_string(), key_prefix, timeout })
+    }
+}
+
+settings! {
+    /// Who may do what. Both unset is development mode (every service warns at start). Neither
+    /// has a file key: secrets come from the environment.
+    #[derive(Clone, Default)]
+    pub struct AuthConfig {
+        /// Bidders must present an HS256 token signed with this (and `user_id` is ignored).
+        pub secret: Option<Vec<u8>> = Setting::env_only("AUTH_SECRET", "", parse::auth_secret),
+        /// State-changing REST calls must carry `Authorization: Bearer <this>`.
+        pub admin_token: Option<String> = Setting::env_only("ADMIN_TOKEN", "", parse::admin_token),
+    }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    /// Never prints the secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "set"))
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "set"))
+            .finish()
+    }
+}

@@ -1,0 +1,128 @@
+//! Each service's own settings, read only when that service starts: the bidding service never
+//! sees MySQL's, the analytics service no WebSocket limit.
+
+use std::time::Duration;
+
+use auction_proto::Amount;
+use sqlx::mysql::MySqlConnectOptions;
+
+use super::parse::{self, DEFAULT_MYSQL_DSN};
+use super::setting::{Setting, Sources, settings};
+use super::{ConfigError, Service, ServiceConfig};
+
+/// MySQL, the durable record, for the two services that write it (and only them).
+const MYSQL_DSN: Setting<MySqlConnectOptions> =
+    Setting::new("MYSQL_DSN", "mysql.dsn", DEFAULT_MYSQL_DSN, parse::mysql_dsn);
+
+/// Named, because it must be at least the frame limit and the error must blame it.
+const WS_MAX_MESSAGE_BYTES: Setting<usize> =
+    Setting::new("WS_MAX_MESSAGE_BYTES", "bidding.max_message_bytes", "65536", parse::number);
+
+settings! {
+    /// The bidding service's: WebSocket limits and the largest bid.
+    #[derive(Debug, Clone)]
+    pub struct BiddingConfig {
+        /// Frames above this size get an `error` frame and the connection stays open.
+        pub max_frame_bytes: usize =
+            Setting::new("WS_MAX_FRAME_BYTES", "bidding.max_frame_bytes", "4096", parse::number),
+        /// Frames above this size close the connection with code 1009 (the reader never buffers more).
+        pub max_message_bytes: usize = WS_MAX_MESSAGE_BYTES,
+        /// Live events a watcher may fall behind before it is resynced with a snapshot.
+        pub watcher_queue: usize = Setting::new("WS_WATCHER_QUEUE", "bidding.watcher_queue", "256", parse::number),
+        /// The largest bid accepted.
+        pub max_bid: Amount = Setting::new("MAX_BID", "bidding.max_bid", "100000000000.00", parse::amount),
+        /// How long a send to one client may block before that client is dropped.
+        pub send_timeout: Duration = Setting::new("WS_SEND_TIMEOUT", "bidding.send_timeout", "10s", parse::duration),
+        /// The kernel send buffer of each connection (`SO_SNDBUF`), bounding the memory a client that
+        /// does not read can hold; `None` (0) leaves the kernel's autotuning (up to megabytes each).
+        pub send_buffer: Option<usize> =
+            Setting::new("WS_SEND_BUFFER", "bidding.send_buffer", "0", parse::bytes_or_kernel_default),
+        /// Bids per second one connection may send (a burst of as many is allowed).
+        pub bid_rate_per_connection: u32 =
+            Setting::new("WS_BID_RATE", "bidding.bid_rate_per_connection", "20", parse::at_least_one),
+        /// Bids per second one user may send over all their connections to this node.
+        pub bid_rate_per_user: u32 =
+            Setting::new("WS_USER_BID_RATE", "bidding.bid_rate_per_user", "50", parse::at_least_one),
+        /// WebSocket connections this node accepts.
+        pub max_connections: usize =
+            Setting::new("WS_MAX_CONNECTIONS", "bidding.max_connections", "100000", parse::at_least_one),
+        /// WebSocket connections one user may hold on this node.
+        pub max_connections_per_user: usize =
+            Setting::new("WS_MAX_CONNECTIONS_PER_USER", "bidding.max_connections_per_user", "20", parse::at_least_one),
+        /// A connection with no frame from the client for this long (at least 100 ms) is closed; the
+        /// server pings at a third of it, so a live client always has something to answer.
+        pub idle_timeout: Duration = Setting::new("WS_IDLE_TIMEOUT", "bidding.idle_timeout", "60s", |text| {
+            parse::duration(text).map(|d| d.max(Duration::from_millis(100)))
+        }),
+        /// Origins whose pages may open WebSockets; `None` (`*`) allows any (and a missing Origin,
+        /// from a non-browser client, is always allowed).
+        pub allowed_origins: Option<Vec<String>> =
+            Setting::new("WS_ALLOWED_ORIGINS", "bidding.allowed_origins", "*", parse::origins),
+    }
+}
+
+impl ServiceConfig for BiddingConfig {
+    const SERVICE: Service = Service::Bidding;
+
+    fn resolve(sources: &Sources<'_>) -> Result<Self, ConfigError> {
+        let config = BiddingConfig::read(sources)?;
+        if config.max_message_bytes < config.max_frame_bytes {
+            return Err(sources.blame(&WS_MAX_MESSAGE_BYTES, "must be at least WS_MAX_FRAME_BYTES"));
+        }
+        Ok(config)
+    }
+}
+
+settings! {
+    /// The auction service's: what the REST API accepts, the leader lease, MySQL.
+    #[derive(Debug, Clone)]
+    pub struct AuctionConfig {
+        /// The largest starting bid accepted.
+        pub max_bid: Amount = Setting::new("MAX_BID", "auction.max_bid", "100000000000.00", parse::amount),
+        /// The longest an auction may run.
+        pub max_duration: Duration =
+            Setting::new("MAX_AUCTION_DURATION", "auction.max_duration", "365d", parse::duration),
+        /// The most one extend call may add.
+        pub max_extend: Duration = Setting::new("MAX_EXTEND", "auction.max_extend", "1d", parse::duration),
+        /// Origins whose pages may call the API (CORS); `None` (`*`) allows any.
+        pub cors_origins: Option<Vec<String>> =
+            Setting::new("CORS_ALLOWED_ORIGINS", "auction.cors_allowed_origins", "*", parse::origins),
+        /// The leader lease: how soon another instance takes over the scheduler of one that died.
+        pub leader_ttl: Duration = Setting::new("LEADER_TTL", "leader_ttl", "10s", parse::duration),
+        pub mysql: MySqlConnectOptions = MYSQL_DSN,
+    }
+}
+
+impl ServiceConfig for AuctionConfig {
+    const SERVICE: Service = Service::Auction;
+
+    fn resolve(sources: &Sources<'_>) -> Result<Self, ConfigError> {
+        AuctionConfig::read(sources)
+    }
+}
+
+settings! {
+    /// The analytics service's: how it drains the logs into MySQL.
+    #[derive(Debug, Clone)]
+    pub struct AnalyticsConfig {
+        /// How long an instance owns an auction's log after last touching it: how soon another
+        /// instance takes over the log of one that died.
+        pub claim_ttl: Duration = Setting::new("ANALYTICS_CLAIM_TTL", "analytics.claim_ttl", "10s", parse::duration),
+        /// Most log entries written to MySQL in one transaction.
+        pub batch: usize = Setting::new("ANALYTICS_BATCH", "analytics.batch", "500", parse::at_least_one),
+        /// How often every auction's log is looked at, besides the ones pub/sub says changed.
+        pub sweep: Duration = Setting::new("ANALYTICS_SWEEP", "analytics.sweep", "2s", parse::duration),
+        /// For failure testing only: abort the process right after the first MySQL commit, before
+        /// acknowledging, to prove that redelivery does not duplicate rows.
+        pub crash_after_commit: bool = Setting::env_only("ANALYTICS_CRASH_AFTER_COMMIT", "", parse::flag),
+        pub mysql: MySqlConnectOptions = MYSQL_DSN,
+    }
+}
+
+impl ServiceConfig for AnalyticsConfig {
+    const SERVICE: Service = Service::Analytics;
+
+    fn resolve(sources: &Sources<'_>) -> Result<Self, ConfigError> {
+        AnalyticsConfig::read(sources)
+    }
+}
