@@ -202,12 +202,6 @@ impl Api {
         (status, response.json().await.unwrap_or(serde_json::Value::Null))
     }
 
-    /// `GET /api/v1/leader`.
-    pub async fn leader(&self) -> Option<auction_proto::rest::LeaderInfo> {
-        let response = self.http.get(self.url("/api/v1/leader")).send().await.ok()?;
-        response.json().await.ok()
-    }
-
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         let response = self.http.post(self.url(path)).json(body).send().await.expect("post");
         let status = response.status().as_u16();
@@ -440,4 +434,52 @@ impl Proxy {
     pub fn restore(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+impl Api {
+    /// `GET /api/v1/leader`, with any failure (no answer within `timeout`, an error status, a body
+    /// that does not parse) as an error naming it, so that no check mistakes a broken endpoint for
+    /// "nobody leads".
+    pub async fn leader_info(&self, timeout: Duration) -> Result<auction_proto::rest::LeaderInfo, String> {
+        let response = self.http.get(self.url("/api/v1/leader")).timeout(timeout).send().await;
+        let response = response.map_err(|e| format!("GET {}/api/v1/leader: {e}", self.base))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| format!("GET {}/api/v1/leader: {e}", self.base))?;
+        if !status.is_success() {
+            return Err(format!("GET {}/api/v1/leader: {status}: {body}", self.base));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("GET {}/api/v1/leader: {e}: {body}", self.base))
+    }
+
+    /// The Prometheus text of `GET /metrics`, or the failure.
+    pub async fn metrics(&self, timeout: Duration) -> Result<String, String> {
+        let response = self.http.get(self.url("/metrics")).timeout(timeout).send().await;
+        let response = response.map_err(|e| format!("GET {}/metrics: {e}", self.base))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| format!("GET {}/metrics: {e}", self.base))?;
+        if status.is_success() { Ok(body) } else { Err(format!("GET {}/metrics: {status}: {body}", self.base)) }
+    }
+}
+
+/// Every entry of auction `id`'s durable log, oldest first, with the Redis time in ms at which it
+/// was appended (the entry id's first part): when a change happened, measured where it was
+/// decided rather than on the test's clock.
+pub async fn log_with_times(env: &TestEnv, id: &auction_proto::AuctionId) -> Vec<(i64, auction_server::store::Event)> {
+    let key = auction_server::store::Keys::new(&env.prefix).auction(id).log;
+    let client = redis::Client::open(env.redis().url).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let reply: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query_async(&mut conn).await.expect("xrange");
+    reply
+        .ids
+        .iter()
+        .map(|entry| {
+            let ms = entry.id.split_once('-').and_then(|(ms, _)| ms.parse().ok());
+            let ms = ms.unwrap_or_else(|| panic!("log entry id {:?}", entry.id));
+            let fields = entry.map.keys().filter_map(|k| Some((k.clone(), entry.get::<String>(k)?))).collect();
+            let event = auction_server::store::Event::from_log_fields(&fields)
+                .unwrap_or_else(|e| panic!("log entry {}: {e}", entry.id));
+            (ms, event)
+        })
+        .collect()
 }
