@@ -37,9 +37,10 @@ async fn believed_leader(apis: &[Api]) -> (usize, LeaderInfo) {
     loop {
         for (i, api) in apis.iter().enumerate() {
             let info = api.leader_info(PROBE_TIMEOUT).await.unwrap_or_else(|e| panic!("{e}"));
-            // `instance_id` (the lease in Redis) is read a moment before the belief, so right at
-            // a takeover it may still name nobody: the believer is `answered_by`.
-            if info.answered_by_leader == Some(true) {
+            // The lease (holder and epoch) is read a moment before the belief, so right at a
+            // takeover an answer may pair the new belief with the old lease: only an answer
+            // naming the believer as the holder carries the believer's epoch.
+            if info.answered_by_leader == Some(true) && info.instance_id == info.answered_by {
                 return (i, info);
             }
         }
