@@ -28,7 +28,12 @@ use crate::helpers::*;
 
 /// How long one look at an instance (its `/api/v1/leader` or `/metrics`) may take: generous, as a
 /// loaded machine may be slow to answer, which is no failure of the lease.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How soon after a monitor round starts its answers must come to show two beliefs at once: well
+/// under the 10% of the TTL (200 ms at the shortest TTL here) that separates one belief from the
+/// next (see [`Monitor`]).
+const CONCLUSIVE: Duration = Duration::from_millis(150);
 
 /// Waits (up to [`WAIT`]) until one of `apis` answers that it believes it leads; its index and its
 /// answer. Any failure of the endpoint fails the test: it must never read as "nobody leads".
@@ -188,10 +193,14 @@ impl Watched {
 
 /// Looks at every instance's own belief at once, every 50 ms, and fails if two believe they lead
 /// in the same round. A legitimate handover cannot show two: a belief ends at 90% of the TTL after
-/// its last renewal while the lease in Redis lasts the whole TTL, and a test's TTL leaves that 10%
-/// far longer than a round's answers take.
+/// its last renewal while the lease in Redis lasts the whole TTL, so a new belief starts at least
+/// 10% of the TTL (200 ms and more in these tests) after the old one ended. Two "yes" answers that
+/// both came within [`CONCLUSIVE`] of the round's start therefore show two beliefs at once; a
+/// round whose "yes" answers were slower proves nothing either way and is only counted.
 struct Monitor {
     stop: Arc<AtomicBool>,
+    /// Rounds with two "yes" answers too slow to prove an overlap.
+    inconclusive: Arc<std::sync::atomic::AtomicUsize>,
     /// The leader of the latest round.
     latest: tokio::sync::watch::Receiver<Option<String>>,
     task: JoinHandle<Vec<Option<String>>>,
@@ -202,31 +211,41 @@ impl Monitor {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let (latest_tx, latest) = tokio::sync::watch::channel(None);
+        let inconclusive = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let slow_rounds = inconclusive.clone();
         let task = tokio::spawn(async move {
             let mut rounds = Vec::new();
             while !flag.load(Ordering::SeqCst) {
+                let sent = Instant::now();
                 let looks = watched.iter().map(|w| async move {
                     let excused = w.excused.load(Ordering::SeqCst);
                     let belief = w.probe.believes(&w.api).await;
-                    (w, excused || w.excused.load(Ordering::SeqCst), belief)
+                    (w, excused || w.excused.load(Ordering::SeqCst), belief, sent.elapsed())
                 });
-                let mut leaders = Vec::new();
-                for (w, excused, belief) in futures_util::future::join_all(looks).await {
+                let (mut leaders, mut slowest) = (Vec::new(), Duration::ZERO);
+                for (w, excused, belief, took) in futures_util::future::join_all(looks).await {
                     match belief {
-                        Ok(true) => leaders.push(w.name.clone()),
+                        Ok(true) => {
+                            leaders.push(w.name.clone());
+                            slowest = slowest.max(took);
+                        }
                         Ok(false) => {}
                         Err(_) if excused => {}
                         Err(e) => panic!("the leader monitor could not read {}: {e}", w.name),
                     }
                 }
-                assert!(leaders.len() <= 1, "two instances believe they lead at once: {leaders:?}");
-                latest_tx.send_replace(leaders.first().cloned());
-                rounds.push(leaders.pop());
+                if leaders.len() > 1 && slowest > CONCLUSIVE {
+                    slow_rounds.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    assert!(leaders.len() <= 1, "two instances believe they lead at once: {leaders:?}");
+                    latest_tx.send_replace(leaders.first().cloned());
+                    rounds.push(leaders.pop());
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             rounds
         });
-        Monitor { stop, latest, task }
+        Monitor { stop, inconclusive, latest, task }
     }
 
     /// Waits (up to [`WAIT`]) until a round of the monitor has seen `name` lead, so that its
@@ -245,6 +264,10 @@ impl Monitor {
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
         assert!(rounds.len() > 10, "the leader monitor hardly ran: {} rounds", rounds.len());
+        let inconclusive = self.inconclusive.load(Ordering::SeqCst);
+        if inconclusive > 0 {
+            eprintln!("leader monitor: {inconclusive} rounds with two slow \"yes\" answers proved nothing");
+        }
         let mut turns: Vec<String> = Vec::new();
         for leader in rounds.into_iter().flatten() {
             if turns.last() != Some(&leader) {
