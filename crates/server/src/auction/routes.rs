@@ -1,44 +1,55 @@
-//! The `/api/v1` handlers: auctions and bid rules.
+//! The `/api/v1` handlers: auctions and bid rules. Each handler carries its part of the OpenAPI
+//! document (`#[utoipa::path]`), and the router takes each route's path and method from it, so
+//! the document and the routes cannot disagree.
 
-use auction_proto::rest::{Auction, AuctionList, BidsPage, CreateAuction, ExtendRequest, ExtendResponse, LeaderInfo};
+use auction_proto::rest::{
+    Auction, AuctionList, BidsPage, CreateAuction, ExtendRequest, ExtendResponse, LeaderInfo, MAX_EXTENSION_S,
+    MAX_TITLE_CHARS,
+};
 use auction_proto::{AuctionId, AuctionStatus, BidRules};
 use axum::Json;
-use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
+use super::openapi::{BadRequest, Conflict, NotFound, TooLarge, Unauthorized, Unavailable, limit_schema};
 use crate::http::{ApiError, ApiJson};
 use crate::store::record::ms_to_time;
 use crate::store::{ChangeOutcome, ChangeRequest, NewAuction};
 
-/// The longest title accepted, in characters.
-const MAX_TITLE: usize = 200;
-/// The most seconds an extension window or an extension may be.
-const MAX_EXTENSION_S: u32 = 86_400;
 /// The most auctions one list call returns.
 const MAX_LIST: usize = 1000;
+/// The most bids one page holds.
+const MAX_PAGE: u32 = 1000;
 
-pub fn router(state: AppState) -> Router<AppState> {
+fn list_limit() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    limit_schema(MAX_LIST)
+}
+
+fn page_limit() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    limit_schema(MAX_PAGE as usize)
+}
+
+pub fn router(state: AppState) -> OpenApiRouter<AppState> {
     // Every call that changes state needs the operator token (when one is configured); reads
     // stay open.
-    let changes = Router::new()
-        .route("/auctions", post(create))
-        .route("/auctions/{auction_id}/extend", post(extend))
-        .route("/auctions/{auction_id}/cancel", post(cancel))
-        .route("/rules", put(put_rules))
+    let changes = OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(extend))
+        .routes(routes!(cancel))
+        .routes(routes!(put_rules))
         .route_layer(axum::middleware::from_fn_with_state(state, require_operator));
-    Router::new()
-        .route("/auctions", get(list))
-        .route("/auctions/{auction_id}", get(get_one))
-        .route("/auctions/{auction_id}/bids", get(bids))
-        .route("/leader", get(leader))
-        .route("/rules", get(get_rules))
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_one))
+        .routes(routes!(bids))
+        .routes(routes!(leader))
+        .routes(routes!(get_rules))
         .merge(changes)
 }
 
@@ -70,6 +81,30 @@ async fn require_operator(
     Ok(next.run(request).await)
 }
 
+/// Creates an auction.
+///
+/// It starts and ends on time by itself; the answer is the auction as `GET` shows it.
+#[utoipa::path(
+    post,
+    path = "/auctions",
+    operation_id = "create_auction",
+    request_body = CreateAuction,
+    security(("operator_token" = [])),
+    responses(
+        (status = 201, description = "Created", body = Auction,
+            headers(("Location" = String, description = "The auction's URL path")),
+            links(
+                ("get" = (operation_id = "get_auction", parameters(("auction_id" = "$response.body#/auction_id")))),
+                ("bids" = (operation_id = "list_bids", parameters(("auction_id" = "$response.body#/auction_id")))),
+                ("extend" = (operation_id = "extend_auction", parameters(("auction_id" = "$response.body#/auction_id")))),
+                ("cancel" = (operation_id = "cancel_auction", parameters(("auction_id" = "$response.body#/auction_id")))),
+            )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuction>) -> Result<Response, ApiError> {
     let title = validate_title(body.title.as_deref())?;
     let extension_window_s = body.extension_window_s.unwrap_or(30);
@@ -134,8 +169,8 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
 
 fn validate_title(title: Option<&str>) -> Result<String, ApiError> {
     let title = title.unwrap_or("").trim();
-    if title.chars().count() > MAX_TITLE {
-        return Err(ApiError::field("title", format!("is longer than {MAX_TITLE} characters")));
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::field("title", format!("is longer than {MAX_TITLE_CHARS} characters")));
     }
     if title.chars().any(char::is_control) {
         return Err(ApiError::field("title", "contains control characters"));
@@ -153,18 +188,48 @@ fn parse_id(text: &str) -> Result<AuctionId, ApiError> {
     AuctionId::parse(text).map_err(|e| ApiError::field("auction_id", e))
 }
 
+/// The live state of one auction: the snapshot fields plus its settings; `winner` and
+/// `final_price` once it has ended.
+#[utoipa::path(
+    get,
+    path = "/auctions/{auction_id}",
+    operation_id = "get_auction",
+    params(("auction_id" = AuctionId, Path)),
+    responses(
+        (status = 200, description = "The auction", body = Auction),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Auction>, ApiError> {
     Ok(Json(load(&state, &parse_id(&id)?).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
+    /// Only auctions in this state.
+    #[param(value_type = Option<AuctionStatus>)]
     status: Option<String>,
+    /// How many auctions at most; default 100.
+    #[param(schema_with = list_limit)]
     limit: Option<usize>,
 }
 
-/// `GET /auctions?status=&limit=`: the newest auctions first.
+/// The auctions, newest first.
+#[utoipa::path(
+    get,
+    path = "/auctions",
+    operation_id = "list_auctions",
+    params(ListParams),
+    responses(
+        (status = 200, description = "The auctions", body = AuctionList),
+        (status = 400, response = BadRequest),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -195,10 +260,38 @@ async fn list(
     Ok(Json(AuctionList { auctions }))
 }
 
+/// The bid increment table in force.
+#[utoipa::path(
+    get,
+    path = "/rules",
+    operation_id = "get_rules",
+    responses(
+        (status = 200, description = "The increment bands", body = BidRules),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn get_rules(State(state): State<AppState>) -> Result<Json<BidRules>, ApiError> {
     Ok(Json(state.store.rules().await?))
 }
 
+/// Replaces the bid increment table.
+///
+/// Every bidding node picks the new table up at once and sends fresh snapshots, since every
+/// `min_next_bid` may change.
+#[utoipa::path(
+    put,
+    path = "/rules",
+    operation_id = "put_rules",
+    request_body = BidRules,
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The table now in force", body = BidRules),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn put_rules(
     State(state): State<AppState>,
     ApiJson(rules): ApiJson<BidRules>,
@@ -209,8 +302,26 @@ async fn put_rules(
     Ok(Json(rules))
 }
 
-/// `POST /auctions/{id}/extend {"seconds":N}`: moves the close N seconds later; only while the
-/// auction is scheduled or active.
+/// Moves an auction's close later.
+///
+/// Only while the auction is scheduled or active (409 otherwise).
+#[utoipa::path(
+    post,
+    path = "/auctions/{auction_id}/extend",
+    operation_id = "extend_auction",
+    params(("auction_id" = AuctionId, Path)),
+    request_body = ExtendRequest,
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The close now in force", body = ExtendResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn extend(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -242,7 +353,25 @@ async fn extend(
     Ok(Json(ExtendResponse { auction_id: id, end_time, previous_end_time: ms_to_time(prev_end_ms)? }))
 }
 
-/// `POST /auctions/{id}/cancel`: refuses bids from now on and tells every watcher.
+/// Cancels an auction.
+///
+/// Bids are refused from now on and every watcher is told. Only while the auction is scheduled or
+/// active (409 otherwise).
+#[utoipa::path(
+    post,
+    path = "/auctions/{auction_id}/cancel",
+    operation_id = "cancel_auction",
+    params(("auction_id" = AuctionId, Path)),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The cancelled auction", body = Auction),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Auction>, ApiError> {
     let id = parse_id(&id)?;
     change(&state, &id, ChangeRequest::Cancel).await?;
@@ -270,7 +399,16 @@ async fn change(state: &AppState, id: &AuctionId, request: ChangeRequest) -> Res
     }
 }
 
-/// `GET /leader`: who holds the lease, its epoch and how long it has left.
+/// Who holds the scheduler's lease, its epoch and how long it has left.
+#[utoipa::path(
+    get,
+    path = "/leader",
+    operation_id = "get_leader",
+    responses(
+        (status = 200, description = "The lease", body = LeaderInfo),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn leader(State(state): State<AppState>) -> Result<Json<LeaderInfo>, ApiError> {
     let (holder, epoch, ms_left) = state.store.leader().await?;
     let this_instance_leads = state.lease.borrow().is_some_and(|l| l.is_valid());
@@ -283,15 +421,34 @@ async fn leader(State(state): State<AppState>) -> Result<Json<LeaderInfo>, ApiEr
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct BidsParams {
+    /// How many bids at most; default 100.
+    #[param(schema_with = page_limit)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page; absent or empty for the first.
+    #[param(pattern = "^[0-9]{0,20}$")]
     cursor: Option<String>,
 }
 
-/// `GET /auctions/{id}/bids?limit=&cursor=`: the accepted bids from MySQL, oldest first. The
-/// cursor is the `seq` of the last bid of the previous page.
+/// The accepted bids of an auction, oldest first, a page at a time.
+///
+/// Read from MySQL, where bids arrive within about a second of being accepted. The cursor is the
+/// `seq` of the last bid of the previous page.
+#[utoipa::path(
+    get,
+    path = "/auctions/{auction_id}/bids",
+    operation_id = "list_bids",
+    params(("auction_id" = AuctionId, Path), BidsParams),
+    responses(
+        (status = 200, description = "A page of bids", body = BidsPage),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn bids(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -300,8 +457,8 @@ async fn bids(
     let id = parse_id(&id)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest { field: None, message: e.body_text() })?;
     let limit = params.limit.unwrap_or(100);
-    if limit == 0 || limit > 1000 {
-        return Err(ApiError::field("limit", "must be between 1 and 1000"));
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
     }
     let after: u64 = match params.cursor.as_deref() {
         None | Some("") => 0,
