@@ -107,7 +107,8 @@ fn parse_cents(text: &str) -> Result<i64, AmountError> {
         fraction_cents += i64::from(digit - b'0') * if i == 0 { 10 } else { 1 };
     }
     let cents = cents.checked_mul(100).and_then(|c| c.checked_add(fraction_cents)).ok_or_else(too_large)?;
-    if negative && cents != 0 {
+    // "-0" too: no amount, not even a zero lower bound, is written with a sign.
+    if negative {
         return Err(AmountError::NotPositive(text.to_owned()));
     }
     Ok(cents)
@@ -328,6 +329,16 @@ mod tests {
         assert_eq!(Amount::parse("-1"), Err(AmountError::NotPositive("-1".into())));
         assert_eq!(Amount::parse("100000000000.01"), Err(AmountError::TooLarge("100000000000.01".into())));
         assert!(matches!(Amount::parse("99999999999999999999999"), Err(AmountError::TooLarge(_))));
+    }
+
+    #[test]
+    fn non_negative_takes_zero_but_no_sign() {
+        assert_eq!(non_negative::parse("0"), Ok(0));
+        assert_eq!(non_negative::parse("0.00"), Ok(0));
+        assert_eq!(non_negative::parse("1.5"), Ok(150));
+        for bad in ["-0", "-0.00", "-1", "+1", ""] {
+            assert!(non_negative::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

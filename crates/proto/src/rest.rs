@@ -15,20 +15,23 @@ use crate::amount::AmountInput;
 use crate::ids::{AuctionId, BidId, UserId};
 use crate::ws::{AuctionStatus, RecentBid};
 
-/// The longest auction title, in characters (after trimming surrounding white space).
+/// The longest auction title, in characters, as sent (surrounding white space is trimmed after).
 pub const MAX_TITLE_CHARS: usize = 200;
+/// The latest time the API carries, 9999-12-31T23:59:59.999Z in Unix milliseconds: RFC 3339 has
+/// four-digit years, and chrono would write a later one as `+10000-...`.
+pub const LATEST_MS: i64 = 253_402_300_799_999;
 /// The most seconds an extension window or an extension may be: one day.
 pub const MAX_EXTENSION_S: u32 = 86_400;
 
 /// `POST /api/v1/auctions`: a new auction. Times are RFC 3339; the auction must end after it
-/// starts and in the future, and may run at most the service's `MAX_AUCTION_DURATION` (default a
-/// year).
+/// starts, in the future and before the year 10000, and may run at most the service's
+/// `MAX_AUCTION_DURATION` (default a year).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateAuction {
-    /// Shown to bidders; at most 200 characters, no control characters. Absent or blank:
-    /// "Untitled auction".
+    /// Shown to bidders; at most 200 characters as sent, no control characters; surrounding white
+    /// space is trimmed. Absent or blank: "Untitled auction".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = openapi::title))]
     pub title: Option<String>,

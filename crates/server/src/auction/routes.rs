@@ -3,13 +3,14 @@
 //! the document and the routes cannot disagree.
 
 use auction_proto::rest::{
-    Auction, AuctionList, BidsPage, CreateAuction, ExtendRequest, ExtendResponse, LeaderInfo, MAX_EXTENSION_S,
-    MAX_TITLE_CHARS,
+    Auction, AuctionList, BidsPage, CreateAuction, ExtendRequest, ExtendResponse, LATEST_MS, LeaderInfo,
+    MAX_EXTENSION_S, MAX_TITLE_CHARS,
 };
 use auction_proto::{AuctionId, AuctionStatus, BidRules};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -120,6 +121,9 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
     }
     let start_ms = body.start_time.timestamp_millis();
     let end_ms = body.end_time.timestamp_millis();
+    if end_ms > LATEST_MS {
+        return Err(ApiError::field("end_time", "must be before the year 10000"));
+    }
     if end_ms <= start_ms {
         return Err(ApiError::field("end_time", "must be after start_time"));
     }
@@ -167,14 +171,17 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(auction)).into_response())
 }
 
+/// Checks the title as sent (the limit is on what the client sends, white space included), then
+/// trims it.
 fn validate_title(title: Option<&str>) -> Result<String, ApiError> {
-    let title = title.unwrap_or("").trim();
+    let title = title.unwrap_or("");
     if title.chars().count() > MAX_TITLE_CHARS {
         return Err(ApiError::field("title", format!("is longer than {MAX_TITLE_CHARS} characters")));
     }
     if title.chars().any(char::is_control) {
         return Err(ApiError::field("title", "contains control characters"));
     }
+    let title = title.trim();
     Ok(if title.is_empty() { "Untitled auction".to_owned() } else { title.to_owned() })
 }
 
@@ -184,8 +191,19 @@ async fn load(state: &AppState, id: &AuctionId) -> Result<Auction, ApiError> {
     Ok(record.to_auction(&rules)?)
 }
 
-fn parse_id(text: &str) -> Result<AuctionId, ApiError> {
-    AuctionId::parse(text).map_err(|e| ApiError::field("auction_id", e))
+/// The `{auction_id}` of the path, validated. A segment that is not even UTF-8 gets the same JSON
+/// error as any other bad id, not axum's plain-text rejection.
+struct AuctionPath(AuctionId);
+
+impl<S: Send + Sync> FromRequestParts<S> for AuctionPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::field("auction_id", e.body_text()))?;
+        AuctionId::parse(&text).map(AuctionPath).map_err(|e| ApiError::field("auction_id", e))
+    }
 }
 
 /// The live state of one auction: the snapshot fields plus its settings; `winner` and
@@ -202,8 +220,8 @@ fn parse_id(text: &str) -> Result<AuctionId, ApiError> {
         (status = 503, response = Unavailable),
     )
 )]
-async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Auction>, ApiError> {
-    Ok(Json(load(&state, &parse_id(&id)?).await?))
+async fn get_one(State(state): State<AppState>, AuctionPath(id): AuctionPath) -> Result<Json<Auction>, ApiError> {
+    Ok(Json(load(&state, &id).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -324,13 +342,20 @@ async fn put_rules(
 )]
 async fn extend(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    AuctionPath(id): AuctionPath,
     ApiJson(body): ApiJson<ExtendRequest>,
 ) -> Result<Json<ExtendResponse>, ApiError> {
-    let id = parse_id(&id)?;
     let max = state.config.max_extend.as_secs();
     if body.seconds == 0 || u64::from(body.seconds) > max {
         return Err(ApiError::field("seconds", format!("must be between 1 and {max}")));
+    }
+    // Checked before the change, so two extensions racing each other could still cross the limit
+    // together; only an auction already closing in the year 9999 could, which is not worth a check
+    // inside the change script.
+    if let Some(record) = state.store.load(&id).await?
+        && record.end_ms.saturating_add(i64::from(body.seconds) * 1000) > LATEST_MS
+    {
+        return Err(ApiError::field("seconds", "would move the close past the year 9999"));
     }
     let ChangeOutcome::Extended { end_ms, prev_end_ms, .. } =
         change(&state, &id, ChangeRequest::Extend { seconds: body.seconds }).await?
@@ -372,8 +397,7 @@ async fn extend(
         (status = 503, response = Unavailable),
     )
 )]
-async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Auction>, ApiError> {
-    let id = parse_id(&id)?;
+async fn cancel(State(state): State<AppState>, AuctionPath(id): AuctionPath) -> Result<Json<Auction>, ApiError> {
     change(&state, &id, ChangeRequest::Cancel).await?;
     state.store.unschedule(&id).await?;
     let auction = load(&state, &id).await?;
@@ -429,7 +453,7 @@ struct BidsParams {
     #[param(schema_with = page_limit)]
     limit: Option<u32>,
     /// The `next_cursor` of the previous page; absent or empty for the first.
-    #[param(pattern = "^[0-9]{0,20}$")]
+    #[param(pattern = "^[0-9]*$")]
     cursor: Option<String>,
 }
 
@@ -451,10 +475,9 @@ struct BidsParams {
 )]
 async fn bids(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    AuctionPath(id): AuctionPath,
     params: Result<Query<BidsParams>, QueryRejection>,
 ) -> Result<Json<BidsPage>, ApiError> {
-    let id = parse_id(&id)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest { field: None, message: e.body_text() })?;
     let limit = params.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
@@ -462,9 +485,11 @@ async fn bids(
     }
     let after: u64 = match params.cursor.as_deref() {
         None | Some("") => 0,
-        Some(cursor) => {
-            cursor.parse().map_err(|_| ApiError::field("cursor", "is not a cursor from a previous page"))?
-        }
+        // Digits only: `u64::from_str` would also take a sign, which no cursor of ours has.
+        Some(cursor) => Some(cursor)
+            .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| ApiError::field("cursor", "is not a cursor from a previous page"))?,
     };
     if state.store.load(&id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no auction {id}")));
