@@ -333,7 +333,9 @@ async fn bids_endpoint_pages_through_the_accepted_bids_in_order() {
     let by_seq: BTreeMap<u64, &Accepted> = accepted.iter().map(|a| (a.seq, a)).collect();
     assert_eq!(by_seq.len(), 10);
 
-    for (query, field) in [("limit=0", "limit"), ("limit=5000", "limit"), ("cursor=abc", "cursor")] {
+    for (query, field) in
+        [("limit=0", "limit"), ("limit=5000", "limit"), ("cursor=abc", "cursor"), ("cursor=%2B3", "cursor")]
+    {
         let (status, body) = api.get(&format!("/api/v1/auctions/{id}/bids?{query}")).await;
         assert_eq!((status, body["error"]["field"].as_str()), (400, Some(field)), "{query}");
     }
