@@ -602,7 +602,8 @@ async fn with_mysql_down_the_lifecycle_goes_on_and_mysql_is_right_once_back() {
     let (mut doomed_ws, _) = node.connect(doomed.auction_id.as_str(), "watcher").await;
 
     proxy.down();
-    // The operator's calls all answer success, in Redis, though each first waits for MySQL.
+    // The operator's calls all answer success: each changes Redis, then fails to copy the change
+    // to MySQL, which the service only logs (the change is on the auction's log).
     let health = async {
         let response = api.http.get(api.url("/health")).send().await.unwrap();
         (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap())
