@@ -116,8 +116,12 @@ struct Silent {
 }
 
 impl Silent {
-    /// Opens the WebSocket by hand and reads the handshake's answer.
+    /// Opens the WebSocket by hand and reads the handshake's answer, within [`WAIT`].
     async fn connect(node: &Node, auction: &str, user: &str) -> Silent {
+        tokio::time::timeout(WAIT, Silent::handshake(node, auction, user)).await.expect("no answer to the upgrade")
+    }
+
+    async fn handshake(node: &Node, auction: &str, user: &str) -> Silent {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
         let request = format!(
@@ -165,7 +169,7 @@ impl Silent {
 async fn an_idle_connection_is_closed() {
     const IDLE: std::time::Duration = std::time::Duration::from_millis(600);
     let mut env = TestEnv::new().await;
-    env.set("WS_IDLE_TIMEOUT", "600ms");
+    env.set("WS_IDLE_TIMEOUT", &format!("{}ms", IDLE.as_millis()));
     let api = env.auction_service().await;
     let node = env.bidding_service().await;
     let auction = api.create_open(600, "10", 0).await;
