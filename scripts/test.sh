@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and every test, on a fresh Debian/Ubuntu machine with only Rust installed:
-# brings up Redis and MariaDB first (installing them if missing), then format, lints, tests, and
-# the whole stack running the README's own examples and the web UI's browser test.
+# brings up Redis and MariaDB first (installing them if missing), then format, lints, tests, the
+# REST API fuzzer, and the whole stack running the README's own examples and the web UI's browser
+# test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +15,5 @@ fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+scripts/api-fuzz.sh
 scripts/with-stack.sh bash -c 'scripts/readme-examples.sh && scripts/browser-test.sh'

@@ -107,7 +107,8 @@ fn parse_cents(text: &str) -> Result<i64, AmountError> {
         fraction_cents += i64::from(digit - b'0') * if i == 0 { 10 } else { 1 };
     }
     let cents = cents.checked_mul(100).and_then(|c| c.checked_add(fraction_cents)).ok_or_else(too_large)?;
-    if negative && cents != 0 {
+    // "-0" too: no amount, not even a zero lower bound, is written with a sign.
+    if negative {
         return Err(AmountError::NotPositive(text.to_owned()));
     }
     Ok(cents)
@@ -224,6 +225,80 @@ pub mod non_negative {
     }
 }
 
+/// The two schemas of money: what the server writes ([`Amount`]) and what it accepts in a request
+/// ([`AmountInput`]), which also takes one decimal place or none, and exact JSON numbers.
+#[cfg(feature = "openapi")]
+mod schema {
+    use std::borrow::Cow;
+
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+
+    use super::{Amount, AmountInput};
+
+    impl utoipa::PartialSchema for Amount {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(format!(
+                    "Money as the server writes it: a decimal string with exactly two places, above 0.00 and \
+                     at most {}.",
+                    Amount::MAX
+                )))
+                // `Display`: the whole units without leading zeros (at most 12 digits), then the cents.
+                .pattern(Some(r"^(0|[1-9][0-9]{0,11})\.[0-9]{2}$"))
+                .examples(["105.00"])
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for Amount {}
+
+    impl utoipa::PartialSchema for AmountInput {
+        fn schema() -> RefOr<Schema> {
+            let text = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[0-9]+(\.[0-9]{1,2})?$"))
+                .examples(["105.00", "105.5", "105"]);
+            // A number is taken when its shortest decimal text is a valid amount (see `visit_f64`).
+            let number = ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .exclusive_minimum(Some(0))
+                .maximum(Some(Amount::MAX.cents() / 100))
+                .examples([105.5]);
+            OneOfBuilder::new()
+                .item(text)
+                .item(number)
+                .description(Some(format!(
+                    "Money in a request: a decimal string with at most two places (preferred), or a JSON \
+                     number with at most two decimal places; above 0.00 and at most {} (or the service's \
+                     MAX_BID). Answers always carry the two-place string.",
+                    Amount::MAX
+                )))
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for AmountInput {
+        fn name() -> Cow<'static, str> {
+            Cow::Borrowed("AmountInput")
+        }
+    }
+
+    /// A non-negative amount such as a band's lower bound: a decimal string, zero allowed.
+    pub fn non_negative() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A decimal string with at most two places, 0.00 or more."))
+            .pattern(Some(r"^[0-9]+(\.[0-9]{1,2})?$"))
+            .examples(["0.00"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+pub use schema::non_negative as non_negative_schema;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +329,16 @@ mod tests {
         assert_eq!(Amount::parse("-1"), Err(AmountError::NotPositive("-1".into())));
         assert_eq!(Amount::parse("100000000000.01"), Err(AmountError::TooLarge("100000000000.01".into())));
         assert!(matches!(Amount::parse("99999999999999999999999"), Err(AmountError::TooLarge(_))));
+    }
+
+    #[test]
+    fn non_negative_takes_zero_but_no_sign() {
+        assert_eq!(non_negative::parse("0"), Ok(0));
+        assert_eq!(non_negative::parse("0.00"), Ok(0));
+        assert_eq!(non_negative::parse("1.5"), Ok(150));
+        for bad in ["-0", "-0.00", "-1", "+1", ""] {
+            assert!(non_negative::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -151,7 +151,7 @@ fn rest_bodies() {
         r#"{"instance_id":null,"epoch":3,"lease_ms_left":0,"answered_by":"auction-2","answered_by_leader":false}"#,
     );
     round_trip::<ErrorBody>(
-        r#"{"error":{"code":"invalid_field","message":"starting_bid: must be > 0","field":"starting_bid"}}"#,
+        r#"{"error":{"code":"invalid_request","message":"starting_bid: must be > 0","field":"starting_bid"}}"#,
     );
     round_trip::<ErrorBody>(r#"{"error":{"code":"not_found","message":"no auction a1"}}"#);
     round_trip::<Health>(

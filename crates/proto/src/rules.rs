@@ -12,18 +12,36 @@ pub const MAX_BANDS: usize = 100;
 
 /// One band: from `from` (inclusive) up to the next band's `from`, bids rise by at least `increment`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IncrementBand {
     #[serde(with = "non_negative")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::amount::non_negative_schema))]
     pub from: i64,
+    /// The table is a request body too (`PUT /api/v1/rules`), so its amounts take the request form.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::amount::AmountInput))]
     pub increment: Amount,
 }
 
 /// The increment table, bands in ascending order of `from`, the first starting at zero.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BidRules {
+    /// 1 to 100 bands; the first from "0.00", each next from higher.
+    #[cfg_attr(feature = "openapi", schema(schema_with = bands_schema))]
     pub increments: Vec<IncrementBand>,
+}
+
+/// The increment list's schema: its length limits come from [`MAX_BANDS`].
+#[cfg(feature = "openapi")]
+fn bands_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::ToSchema;
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(utoipa::openapi::Ref::from_schema_name(IncrementBand::name()))
+        .min_items(Some(1))
+        .max_items(Some(MAX_BANDS))
+        .into()
 }
 
 /// Why a rules table is not valid.

@@ -11,6 +11,7 @@ use crate::ids::{AuctionId, BidId, UserId};
 
 /// An auction's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AuctionStatus {
     Scheduled,
@@ -198,6 +199,7 @@ pub struct Snapshot {
 
 /// One accepted bid as listed in a snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecentBid {
     pub bidder: UserId,
     pub amount: Amount,

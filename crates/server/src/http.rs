@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use auction_proto::rest::{ErrorBody, ErrorDetail, Health};
+use auction_proto::rest::{ErrorBody, ErrorCode, ErrorDetail, Health};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -56,24 +56,24 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, field) = match &self {
-            ApiError::BadRequest { field, .. } => (StatusCode::BAD_REQUEST, "invalid_request", field.clone()),
-            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
-            ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections", None),
-            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "node_full", None),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
-            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", None),
+            ApiError::BadRequest { field, .. } => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, field.clone()),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, None),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden, None),
+            ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyConnections, None),
+            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NodeFull, None),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict, None),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::BodyTooLarge, None),
             ApiError::Unavailable(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "request failed: store unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None)
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, None)
             }
             ApiError::Internal(e) => {
                 tracing::error!(error = %format!("{e:#}"), "request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", None)
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, None)
             }
         };
-        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message: self.to_string(), field } };
+        let body = ErrorBody { error: ErrorDetail { code, message: self.to_string(), field } };
         (status, Json(body)).into_response()
     }
 }

@@ -193,6 +193,10 @@ impl Consumer {
                 tracing::error!(auction = %id, entry = %bad.id, error = %e, "log entry skipped");
             }
         }
+        if self.config.crash_before_commit {
+            tracing::error!("crash_before_commit is set: aborting after the read, before the commit");
+            std::process::abort();
+        }
         crate::db::write_events(&self.db, &events).await?;
         self.breaker.success();
         // Counted at the commit, so a log that is fully acknowledged is fully counted.

@@ -3,6 +3,8 @@
 
 mod leader;
 mod metrics;
+mod openapi;
+mod operator;
 mod routes;
 mod scheduler;
 
@@ -15,12 +17,14 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::Response;
-use axum::routing::get;
 use sqlx::MySqlPool;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::{AuctionConfig, Config};
 use crate::http::{MAX_BODY_BYTES, check, health_response, not_found};
@@ -97,12 +101,17 @@ impl App {
     }
 }
 
+/// Every route of the service, each with its part of the OpenAPI document, which is served too.
 pub fn router(state: AppState) -> Router {
     let cors = cors(state.config.cors_origins.as_deref());
-    let routes = Router::new()
-        .nest("/api/v1", routes::router(state.clone()))
-        .route("/health", get(health))
-        .route("/metrics", get(|State(state): State<AppState>| async move { state.metrics.render(&state.lease) }))
+    let api = routes::router(state.clone()).routes(routes!(openapi::document));
+    let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest("/api/v1", api)
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+        .split_for_parts();
+    let routes = router
+        .layer(axum::Extension(Arc::new(document)))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors);
@@ -123,9 +132,30 @@ fn cors(origins: Option<&[String]>) -> tower_http::cors::CorsLayer {
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
 }
 
+/// Whether Redis and MySQL answer.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "get_health",
+    responses(
+        (status = 200, description = "Every check passed", body = auction_proto::rest::Health),
+        (status = 503, description = "A check failed; `checks` says which", body = auction_proto::rest::Health),
+    )
+)]
 async fn health(State(state): State<AppState>) -> Response {
     let mut checks = BTreeMap::new();
     checks.insert("redis".to_owned(), check(state.store.ping().await));
     checks.insert("mysql".to_owned(), check(crate::db::ping(&state.db).await));
     health_response("auction", &state.instance_id, checks)
+}
+
+/// Prometheus metrics: leadership, lifecycle transitions, close lateness.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "get_metrics",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
+)]
+async fn metrics(State(state): State<AppState>) -> String {
+    state.metrics.render(&state.lease)
 }

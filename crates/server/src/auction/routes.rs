@@ -1,44 +1,54 @@
-//! The `/api/v1` handlers: auctions and bid rules.
+//! The `/api/v1` handlers: auctions and bid rules. Each handler carries its part of the OpenAPI
+//! document (`#[utoipa::path]`), and the router takes each route's path and method from it, so
+//! the document and the routes cannot disagree.
 
-use auction_proto::rest::{Auction, AuctionList, BidsPage, CreateAuction, ExtendRequest, ExtendResponse, LeaderInfo};
-use auction_proto::{AuctionId, AuctionStatus, BidRules};
+use auction_proto::rest::{
+    Auction, AuctionList, BidsPage, CreateAuction, LATEST_MS, LeaderInfo, MAX_EXTENSION_S, MAX_TITLE_CHARS,
+};
+use auction_proto::{AuctionId, AuctionStatus};
 use axum::Json;
-use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::AppState;
+use super::openapi::{BadRequest, NotFound, TooLarge, Unauthorized, Unavailable, limit_schema};
+use super::{AppState, operator};
 use crate::http::{ApiError, ApiJson};
-use crate::store::stored::ms_to_time;
-use crate::store::{ChangeOutcome, ChangeRequest, Event, NewAuction};
+use crate::store::NewAuction;
 
-/// The longest title accepted, in characters.
-const MAX_TITLE: usize = 200;
-/// The most seconds an extension window or an extension may be.
-const MAX_EXTENSION_S: u32 = 86_400;
 /// The most auctions one list call returns.
 const MAX_LIST: usize = 1000;
+/// The most bids one page holds.
+const MAX_PAGE: u32 = 1000;
 
-pub fn router(state: AppState) -> Router<AppState> {
+fn list_limit() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    limit_schema(MAX_LIST)
+}
+
+fn page_limit() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    limit_schema(MAX_PAGE as usize)
+}
+
+pub fn router(state: AppState) -> OpenApiRouter<AppState> {
     // Every call that changes state needs the operator token (when one is configured); reads
     // stay open.
-    let changes = Router::new()
-        .route("/auctions", post(create))
-        .route("/auctions/{auction_id}/extend", post(extend))
-        .route("/auctions/{auction_id}/cancel", post(cancel))
-        .route("/rules", put(put_rules))
+    let changes = OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(operator::extend))
+        .routes(routes!(operator::cancel))
+        .routes(routes!(operator::put_rules))
         .route_layer(axum::middleware::from_fn_with_state(state, require_operator));
-    Router::new()
-        .route("/auctions", get(list))
-        .route("/auctions/{auction_id}", get(get_one))
-        .route("/auctions/{auction_id}/bids", get(bids))
-        .route("/leader", get(leader))
-        .route("/rules", get(get_rules))
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_one))
+        .routes(routes!(bids))
+        .routes(routes!(leader))
+        .routes(routes!(operator::get_rules))
         .merge(changes)
 }
 
@@ -70,6 +80,30 @@ async fn require_operator(
     Ok(next.run(request).await)
 }
 
+/// Creates an auction.
+///
+/// It starts and ends on time by itself; the answer is the auction as `GET` shows it.
+#[utoipa::path(
+    post,
+    path = "/auctions",
+    operation_id = "create_auction",
+    request_body = CreateAuction,
+    security(("operator_token" = [])),
+    responses(
+        (status = 201, description = "Created", body = Auction,
+            headers(("Location" = String, description = "The auction's URL path")),
+            links(
+                ("get" = (operation_id = "get_auction", parameters(("auction_id" = "$response.body#/auction_id")))),
+                ("bids" = (operation_id = "list_bids", parameters(("auction_id" = "$response.body#/auction_id")))),
+                ("extend" = (operation_id = "extend_auction", parameters(("auction_id" = "$response.body#/auction_id")))),
+                ("cancel" = (operation_id = "cancel_auction", parameters(("auction_id" = "$response.body#/auction_id")))),
+            )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuction>) -> Result<Response, ApiError> {
     let title = validate_title(body.title.as_deref())?;
     let extension_window_s = body.extension_window_s.unwrap_or(30);
@@ -85,6 +119,9 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
     }
     let start_ms = body.start_time.timestamp_millis();
     let end_ms = body.end_time.timestamp_millis();
+    if end_ms > LATEST_MS {
+        return Err(ApiError::field("end_time", "must be before the year 10000"));
+    }
     if end_ms <= start_ms {
         return Err(ApiError::field("end_time", "must be after start_time"));
     }
@@ -122,45 +159,89 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
         tracing::warn!(auction = %id, error = %e, "cannot wake the scheduler; it looks again within a second");
     }
     state.wake.notify_one();
-    copy_to_mysql(&state, &created).await;
+    operator::copy_to_mysql(&state, &created).await;
     let auction = load(&state, &id).await?;
     let location = format!("/api/v1/auctions/{id}");
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(auction)).into_response())
 }
 
+/// Checks the title as sent (the limit is on what the client sends, white space included), then
+/// trims it.
 fn validate_title(title: Option<&str>) -> Result<String, ApiError> {
-    let title = title.unwrap_or("").trim();
-    if title.chars().count() > MAX_TITLE {
-        return Err(ApiError::field("title", format!("is longer than {MAX_TITLE} characters")));
+    let title = title.unwrap_or("");
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::field("title", format!("is longer than {MAX_TITLE_CHARS} characters")));
     }
     if title.chars().any(char::is_control) {
         return Err(ApiError::field("title", "contains control characters"));
     }
+    let title = title.trim();
     Ok(if title.is_empty() { "Untitled auction".to_owned() } else { title.to_owned() })
 }
 
-async fn load(state: &AppState, id: &AuctionId) -> Result<Auction, ApiError> {
+pub(super) async fn load(state: &AppState, id: &AuctionId) -> Result<Auction, ApiError> {
     let record = state.store.load(id).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {id}")))?;
     let rules = state.store.rules().await?;
     Ok(record.to_auction(&rules)?)
 }
 
-fn parse_id(text: &str) -> Result<AuctionId, ApiError> {
-    AuctionId::parse(text).map_err(|e| ApiError::field("auction_id", e))
+/// The `{auction_id}` of the path, validated. A segment that is not even UTF-8 gets the same JSON
+/// error as any other bad id, not axum's plain-text rejection.
+pub(super) struct AuctionPath(pub(super) AuctionId);
+
+impl<S: Send + Sync> FromRequestParts<S> for AuctionPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::field("auction_id", e.body_text()))?;
+        AuctionId::parse(&text).map(AuctionPath).map_err(|e| ApiError::field("auction_id", e))
+    }
 }
 
-async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Auction>, ApiError> {
-    Ok(Json(load(&state, &parse_id(&id)?).await?))
+/// The live state of one auction: the snapshot fields plus its settings; `winner` and
+/// `final_price` once it has ended.
+#[utoipa::path(
+    get,
+    path = "/auctions/{auction_id}",
+    operation_id = "get_auction",
+    params(("auction_id" = AuctionId, Path)),
+    responses(
+        (status = 200, description = "The auction", body = Auction),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn get_one(State(state): State<AppState>, AuctionPath(id): AuctionPath) -> Result<Json<Auction>, ApiError> {
+    Ok(Json(load(&state, &id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
+    /// Only auctions in this state.
+    #[param(value_type = Option<AuctionStatus>)]
     status: Option<String>,
+    /// How many auctions at most; default 100.
+    #[param(schema_with = list_limit)]
     limit: Option<usize>,
 }
 
-/// `GET /auctions?status=&limit=`: the newest auctions first.
+/// The auctions, newest first.
+#[utoipa::path(
+    get,
+    path = "/auctions",
+    operation_id = "list_auctions",
+    params(ListParams),
+    responses(
+        (status = 200, description = "The auctions", body = AuctionList),
+        (status = 400, response = BadRequest),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -191,87 +272,16 @@ async fn list(
     Ok(Json(AuctionList { auctions }))
 }
 
-async fn get_rules(State(state): State<AppState>) -> Result<Json<BidRules>, ApiError> {
-    Ok(Json(state.store.rules().await?))
-}
-
-async fn put_rules(
-    State(state): State<AppState>,
-    ApiJson(rules): ApiJson<BidRules>,
-) -> Result<Json<BidRules>, ApiError> {
-    rules.validate().map_err(|e| ApiError::field("increments", e))?;
-    state.store.set_rules(&rules).await?;
-    tracing::info!(bands = rules.increments.len(), "bid rules replaced");
-    Ok(Json(rules))
-}
-
-/// `POST /auctions/{id}/extend {"seconds":N}`: moves the close N seconds later; only while the
-/// auction is scheduled or active.
-async fn extend(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<ExtendRequest>,
-) -> Result<Json<ExtendResponse>, ApiError> {
-    let id = parse_id(&id)?;
-    let max = state.config.max_extend.as_secs();
-    if body.seconds == 0 || u64::from(body.seconds) > max {
-        return Err(ApiError::field("seconds", format!("must be between 1 and {max}")));
-    }
-    let event = change(&state, &id, ChangeRequest::Extend { seconds: body.seconds }).await?;
-    let Event::Extended(extended) = &event else {
-        return Err(ApiError::Internal(anyhow::anyhow!("extend answered with another change")));
-    };
-    // An active auction's next deadline is its close; a scheduled one keeps its start.
-    if let Some(next) = state.store.load(&id).await?.and_then(|r| r.next_deadline_ms()) {
-        state.store.schedule(&id, next).await?;
-    }
-    if let Err(e) = state.store.announce_deadline().await {
-        tracing::warn!(auction = %id, error = %e, "cannot wake the scheduler; it looks again within a second");
-    }
-    state.wake.notify_one();
-    copy_to_mysql(&state, &event).await;
-    Ok(Json(ExtendResponse {
-        end_time: ms_to_time(extended.end_ms)?,
-        previous_end_time: ms_to_time(extended.prev_end_ms)?,
-        auction_id: id,
-    }))
-}
-
-/// `POST /auctions/{id}/cancel`: refuses bids from now on and tells every watcher.
-async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Auction>, ApiError> {
-    let id = parse_id(&id)?;
-    let event = change(&state, &id, ChangeRequest::Cancel).await?;
-    state.store.unschedule(&id).await?;
-    copy_to_mysql(&state, &event).await;
-    Ok(Json(load(&state, &id).await?))
-}
-
-/// Writes a change made in Redis to MySQL at once, so the durable record does not wait for the
-/// analytics service; a failure is only logged, since the change is on the auction's log and the
-/// analytics service writes it with the same statements.
-async fn copy_to_mysql(state: &AppState, event: &Event) {
-    if let Err(e) = crate::db::write_events(&state.db, &[event]).await {
-        tracing::warn!(auction = %event.auction_id(), kind = event.kind(), error = %e, "not yet recorded in mysql");
-    }
-}
-
-/// Runs an operator's change, turning "no such auction" and "already over" into 404 and 409.
-async fn change(state: &AppState, id: &AuctionId, request: ChangeRequest) -> Result<Event, ApiError> {
-    let verb = match request {
-        ChangeRequest::Extend { .. } => "extended",
-        ChangeRequest::Cancel => "cancelled",
-    };
-    match state.store.change(id, request).await? {
-        ChangeOutcome::Missing => Err(ApiError::NotFound(format!("no auction {id}"))),
-        ChangeOutcome::Conflict(status) => Err(ApiError::Conflict(format!(
-            "auction {id} is {}; only a scheduled or active auction can be {verb}",
-            status.as_str()
-        ))),
-        ChangeOutcome::Changed(event) => Ok(event),
-    }
-}
-
-/// `GET /leader`: who holds the lease, its epoch and how long it has left.
+/// Who holds the scheduler's lease, its epoch and how long it has left.
+#[utoipa::path(
+    get,
+    path = "/leader",
+    operation_id = "get_leader",
+    responses(
+        (status = 200, description = "The lease", body = LeaderInfo),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn leader(State(state): State<AppState>) -> Result<Json<LeaderInfo>, ApiError> {
     let (holder, epoch, ms_left) = state.store.leader().await?;
     let this_instance_leads = state.lease.borrow().is_some_and(|l| l.is_valid());
@@ -284,31 +294,51 @@ async fn leader(State(state): State<AppState>) -> Result<Json<LeaderInfo>, ApiEr
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct BidsParams {
+    /// How many bids at most; default 100.
+    #[param(schema_with = page_limit)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page; absent or empty for the first.
+    #[param(pattern = "^[0-9]*$")]
     cursor: Option<String>,
 }
 
-/// `GET /auctions/{id}/bids?limit=&cursor=`: the accepted bids from MySQL, oldest first. The
-/// cursor is the `seq` of the last bid of the previous page.
+/// The accepted bids of an auction, oldest first, a page at a time.
+///
+/// Read from MySQL, where bids arrive within about a second of being accepted. The cursor is the
+/// `seq` of the last bid of the previous page.
+#[utoipa::path(
+    get,
+    path = "/auctions/{auction_id}/bids",
+    operation_id = "list_bids",
+    params(("auction_id" = AuctionId, Path), BidsParams),
+    responses(
+        (status = 200, description = "A page of bids", body = BidsPage),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn bids(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    AuctionPath(id): AuctionPath,
     params: Result<Query<BidsParams>, QueryRejection>,
 ) -> Result<Json<BidsPage>, ApiError> {
-    let id = parse_id(&id)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest { field: None, message: e.body_text() })?;
     let limit = params.limit.unwrap_or(100);
-    if limit == 0 || limit > 1000 {
-        return Err(ApiError::field("limit", "must be between 1 and 1000"));
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
     }
     let after: u64 = match params.cursor.as_deref() {
         None | Some("") => 0,
-        Some(cursor) => {
-            cursor.parse().map_err(|_| ApiError::field("cursor", "is not a cursor from a previous page"))?
-        }
+        // Digits only: `u64::from_str` would also take a sign, which no cursor of ours has.
+        Some(cursor) => Some(cursor)
+            .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| ApiError::field("cursor", "is not a cursor from a previous page"))?,
     };
     if state.store.load(&id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no auction {id}")));

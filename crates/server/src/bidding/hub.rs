@@ -5,7 +5,8 @@
 //! Invariants:
 //! - A hub forwards events in `seq` order with no gap. On a gap (pub/sub dropped a message) or a
 //!   request to resync, it reads a fresh snapshot and broadcasts that instead, then replays the
-//!   events that arrived meanwhile and are newer than the snapshot.
+//!   events that arrived meanwhile and are newer than the snapshot. The pure [`Sequencer`] decides
+//!   each step; the hub carries it out.
 //! - The broadcast channel is bounded: a watcher that falls behind gets `Lagged` and resyncs
 //!   itself from a snapshot; nobody waits for it.
 //! - The cached current bid never runs ahead of Redis, so `amount <= cached` is certainly too low.

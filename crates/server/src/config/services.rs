@@ -115,6 +115,10 @@ settings! {
         /// For failure testing only: abort the process right after the first MySQL commit, before
         /// acknowledging, to prove that redelivery does not duplicate rows.
         pub crash_after_commit: bool = Setting::env_only("ANALYTICS_CRASH_AFTER_COMMIT", "", parse::flag),
+        /// For failure testing only: abort the process once the first batch has been read (so its
+        /// entries are pending for this instance), before it is written, to prove that entries
+        /// delivered to an instance that dies are neither lost nor written twice.
+        pub crash_before_commit: bool = Setting::env_only("ANALYTICS_CRASH_BEFORE_COMMIT", "", parse::flag),
         pub mysql: MySqlConnectOptions = MYSQL_DSN,
     }
 }

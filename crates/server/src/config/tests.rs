@@ -90,6 +90,9 @@ fn env_overrides() {
     assert_eq!(auction.service.max_extend, Duration::from_secs(90), "a bare number is seconds");
     let analytics = load::<AnalyticsConfig>(&[("ANALYTICS_CRASH_AFTER_COMMIT", "1")]).unwrap();
     assert!(analytics.service.crash_after_commit);
+    assert!(!analytics.service.crash_before_commit);
+    let analytics = load::<AnalyticsConfig>(&[("ANALYTICS_CRASH_BEFORE_COMMIT", "1")]).unwrap();
+    assert!(analytics.service.crash_before_commit && !analytics.service.crash_after_commit);
 }
 
 #[test]

@@ -113,6 +113,13 @@ async fn bad_ids_and_unknown_auctions_are_refused_before_the_upgrade() {
     assert_eq!((status, body["error"]["field"].as_str()), (400, Some("auction_id")));
     let (status, _) = api.get(&format!("/api/v1/auctions/{long}")).await;
     assert_eq!(status, 400);
+    // Not even UTF-8: the same JSON error, on every route with an id.
+    for path in ["/api/v1/auctions/%FF", "/api/v1/auctions/%FF/bids"] {
+        let (status, body) = api.get(path).await;
+        assert_eq!((status, body["error"]["field"].as_str()), (400, Some("auction_id")), "{path}: {body}");
+    }
+    let (status, body) = api.post("/api/v1/auctions/%FF/extend", &json!({"seconds": 1})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("auction_id")), "{body}");
     assert_eq!(api.auction(id).await.bid_count, 0);
 }
 
@@ -141,10 +148,16 @@ async fn bad_create_requests_name_the_field_and_create_nothing() {
         (with("end_time", json!("2026-13-45T99:00:00Z")), "end_time"),
         (with("colour", json!("red")), "colour"),
         (with("title", json!("x".repeat(201))), "title"),
+        (with("title", json!(" ".repeat(201))), "title"),
         (with("title", json!("a\u{0007}b")), "title"),
         (with("extension_window_s", json!(-1)), "extension_window_s"),
         (with("extension_s", json!(0)), "extension_s"),
         (json!({"end_time": end, "starting_bid": "1"}), "start_time"),
+        // RFC 3339 has four-digit years; this close is in the year 10000 once in UTC.
+        (
+            json!({"start_time": "9999-12-31T20:00:00Z", "end_time": "9999-12-31T23:30:00-01:00", "starting_bid": "1"}),
+            "end_time",
+        ),
     ];
     for (body, field) in cases {
         let (status, answer) = api.post_auction(&body).await;
@@ -166,4 +179,21 @@ async fn bad_create_requests_name_the_field_and_create_nothing() {
     assert_eq!(status, 400);
     let (status, _) = api.get("/api/v1/nothing-here").await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_past_the_year_9999_is_refused() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let (status, auction) = api
+        .post_auction(
+            &json!({"start_time": "9999-12-31T00:00:00Z", "end_time": "9999-12-31T23:00:00Z", "starting_bid": "1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{auction}");
+    let id = auction["auction_id"].as_str().unwrap();
+    let (status, body) = api.post(&format!("/api/v1/auctions/{id}/extend"), &json!({"seconds": 86_400})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("seconds")), "{body}");
+    let (status, body) = api.post(&format!("/api/v1/auctions/{id}/extend"), &json!({"seconds": 3_599})).await;
+    assert_eq!((status, body["end_time"].as_str()), (200, Some("9999-12-31T23:59:59Z")), "{body}");
 }

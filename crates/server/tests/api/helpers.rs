@@ -430,3 +430,145 @@ impl Proxy {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// One row of the `bids` table, read back as the bidders were told of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BidRow {
+    pub seq: u64,
+    pub bid_id: String,
+    pub bidder: String,
+    pub amount: Amount,
+    pub placed_at: DateTime<Utc>,
+}
+
+/// Every bid of `auction` in MySQL, in `seq` order.
+pub async fn mysql_bid_rows(conn: &mut sqlx::MySqlConnection, auction: &str) -> Vec<BidRow> {
+    type Row = (u64, Vec<u8>, Vec<u8>, rust_decimal::Decimal, chrono::NaiveDateTime);
+    let rows: Vec<Row> =
+        sqlx::query_as("SELECT seq, bid_id, bidder, amount, placed_at FROM bids WHERE auction_id = ? ORDER BY seq")
+            .bind(auction)
+            .fetch_all(conn)
+            .await
+            .expect("read bids");
+    rows.into_iter()
+        .map(|(seq, bid_id, bidder, amount, placed_at)| BidRow {
+            seq,
+            bid_id: String::from_utf8(bid_id).expect("ascii bid id"),
+            bidder: String::from_utf8(bidder).expect("ascii bidder"),
+            amount: Amount::from_decimal(amount).expect("an amount"),
+            placed_at: placed_at.and_utc(),
+        })
+        .collect()
+}
+
+/// The value of metric `name` on the service at `addr` (0 when it has not been recorded yet).
+pub async fn scrape(addr: SocketAddr, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.expect("metrics").text().await.expect("text");
+    metric(&text, name).unwrap_or(0.0)
+}
+
+/// What a [`Relay`] does with the traffic it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Everything passes.
+    Up,
+    /// Open connections carry on; new ones are closed at once.
+    RefuseNew,
+    /// Nothing moves either way and nothing is closed, as in a network partition; what was sent
+    /// meanwhile is delivered once the link is up again.
+    Stalled,
+    /// Every open connection is cut and new ones are closed at once, as when the server died.
+    Down,
+}
+
+/// A TCP relay between one service and Redis (or any server), which a test can stall or cut
+/// without touching the server every other test shares. It knows the local address of each of
+/// its connections to the server, so the test can pick that service's own clients out of
+/// Redis's `CLIENT LIST`.
+pub struct Relay {
+    pub addr: SocketAddr,
+    link: tokio::sync::watch::Sender<Link>,
+    upstream: Arc<std::sync::Mutex<std::collections::HashSet<SocketAddr>>>,
+}
+
+impl Relay {
+    pub async fn start(target: &str) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let addr = listener.local_addr().expect("relay address");
+        let (link, _) = tokio::sync::watch::channel(Link::Up);
+        let upstream = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let (target, links, open) = (target.to_owned(), link.subscribe(), upstream.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if matches!(*links.borrow(), Link::RefuseNew | Link::Down) {
+                    continue; // dropped: closed at once
+                }
+                let (target, links, open) = (target.clone(), links.clone(), open.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(&target).await else { return };
+                    let Ok(local) = server.local_addr() else { return };
+                    open.lock().unwrap().insert(local);
+                    let (from_client, to_client) = client.into_split();
+                    let (from_server, to_server) = server.into_split();
+                    tokio::select! {
+                        () = relay_pump(from_client, to_server, links.clone()) => {}
+                        () = relay_pump(from_server, to_client, links) => {}
+                    }
+                    open.lock().unwrap().remove(&local);
+                });
+            }
+        });
+        Relay { addr, link, upstream }
+    }
+
+    pub fn set(&self, link: Link) {
+        self.link.send_replace(link);
+    }
+
+    /// The local addresses of the relay's open connections to the server: how the server sees
+    /// the service behind the relay (`addr=` in `CLIENT LIST`).
+    pub fn upstream(&self) -> Vec<SocketAddr> {
+        self.upstream.lock().unwrap().iter().copied().collect()
+    }
+}
+
+/// Copies one direction of a relayed connection, holding what it read while the link is stalled
+/// and returning (which closes the connection) once it is down or either side closes.
+async fn relay_pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut link: tokio::sync::watch::Receiver<Link>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        let read = tokio::select! {
+            read = from.read(&mut buffer) => read,
+            _ = link.wait_for(|l| *l == Link::Down) => return,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        match link.wait_for(|l| *l != Link::Stalled).await {
+            Ok(l) if *l != Link::Down => {}
+            _ => return,
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Connects as `user` with a 4 KiB receive buffer and no reading: once the test stops reading
+/// it, the frames for it back up into the server's send buffer (bounded with `WS_SEND_BUFFER`)
+/// within a few hundred bids, and its connection's task waits on the send.
+pub async fn stuck_client(node: Node, auction: &str, user: &str) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = socket.connect(node.addr).await.expect("connect");
+    let (stuck, _) = tokio_tungstenite::client_async(node.ws_url(auction, user), MaybeTlsStream::Plain(stream))
+        .await
+        .expect("stuck client connects");
+    Ws::from_stream(stuck)
+}

@@ -10,6 +10,7 @@ mod bidding;
 mod concurrency;
 mod config;
 mod durability;
+mod faults;
 mod helpers;
 mod hostile;
 mod lifecycle;

@@ -106,8 +106,7 @@ fn live_messages_and_verdicts() {
     let verdict: Verdict = serde_json::from_str(&bid().encode()).unwrap();
     assert_eq!(verdict, Verdict::Bid(accepted));
     let rejected: Verdict =
-        serde_json::from_str(r#"{"type":"rejected","reason":"bid_too_low","current":"500","min_next":"525"}"#)
-            .unwrap();
+        serde_json::from_str(r#"{"type":"rejected","reason":"bid_too_low","current":"500","min_next":"525"}"#).unwrap();
     assert_eq!(
         rejected,
         Verdict::Rejected {
