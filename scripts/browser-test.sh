@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The web UI's browser test: Debian's chromium driven by playwright-core (both installed here if
-# missing), against the stack on 8080/8081. The screenshot lands in target/browser-test/.
+# missing), against a stack of its own (scripts/with-stack.sh starts it from this checkout, unless
+# this already runs inside one). The screenshot lands in target/browser-test/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +15,5 @@ if ! command -v npm >/dev/null; then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
 (cd web/tests && npm ci --silent --no-audit --no-fund)
+[ -n "${WITH_STACK:-}" ] || exec scripts/with-stack.sh scripts/browser-test.sh "$@"
 BROWSER_TEST_OUT="$PWD/target/browser-test" node --test web/tests/

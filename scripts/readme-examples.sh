@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Proves the README's examples work exactly as printed: runs every shell block that README.md
-# marks with <!-- example --> in order, as one script, against the stack on 8080/8081 (start it
-# with scripts/dev.sh, or run this through scripts/with-stack.sh).
+# marks with <!-- example --> in order, as one script, against a stack of its own on 8080/8081
+# (scripts/with-stack.sh starts it from this checkout, unless this already runs inside one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ -n "${WITH_STACK:-}" ] || exec scripts/with-stack.sh scripts/readme-examples.sh "$@"
 
 examples=$(awk '
     /<!-- example -->/ { armed = 1; next }

@@ -142,27 +142,40 @@ fn check_shape(report: &serde_json::Value) {
     assert_eq!(n("accepted") + n("rejected_total") + n("errors"), n("attempted"));
 }
 
+/// Latency counts from each bid's scheduled send time, so a stall is charged to every bid
+/// scheduled during it, not only to the few already in flight when it began.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stall_shows_in_p99() {
+async fn a_stall_is_charged_to_the_bids_scheduled_during_it() {
     let smooth = loadgen(&stand_in(None, None).await).await;
     check_shape(&smooth);
     assert_eq!(smooth["mode"], "open");
     assert!(smooth["attempted"].as_u64().unwrap() >= 500, "{smooth}");
     assert_eq!(smooth["skipped"], 0, "{smooth}");
-    let smooth_p99 = smooth["ack_latency_ms"]["p99"].as_f64().unwrap();
-    assert!(smooth_p99 < 200.0, "a server that never stalls has p99 {smooth_p99} ms");
+    let smooth_p90 = smooth["ack_latency_ms"]["p90"].as_f64().unwrap();
+    assert!(smooth_p90 < 100.0, "a server that never stalls has p90 {smooth_p90} ms: {smooth}");
 
     let stalled = loadgen(&stand_in(Some(100), None).await).await;
     check_shape(&stalled);
-    // The stall delays every bid scheduled during it, about a third of the run: a tool that
-    // measured from the actual send would record one slow bid and a clean p99.
-    let p99 = stalled["ack_latency_ms"]["p99"].as_f64().unwrap();
-    let p90 = stalled["ack_latency_ms"]["p90"].as_f64().unwrap();
-    assert!(p99 >= 800.0, "p99 {p99} ms hides a one-second stall");
-    assert!(p90 >= 300.0, "p90 {p90} ms hides a one-second stall: {stalled}");
     assert_eq!(stalled["errors"], 0);
     assert_eq!(stalled["skipped"], 0, "{stalled}");
-    eprintln!("ack p99: {smooth_p99:.2} ms without a stall, {p99:.1} ms with one (p90 {p90:.1} ms)");
+    let p99 = stalled["ack_latency_ms"]["p99"].as_f64().unwrap();
+    let p90 = stalled["ack_latency_ms"]["p90"].as_f64().unwrap();
+    // The stall happened: the bids in flight when it began waited about a second. This alone
+    // proves little, since a tool that measured from the actual send would record them too.
+    assert!(p99 >= 800.0, "p99 {p99} ms: the stall never happened? {stalled}");
+    // The decisive check. The stall holds every reply for one second at the 100th bid, half a
+    // second into the 3 s run at 200 bids/s, so about 200 of the run's 600 bids are scheduled
+    // during it. Counted from their slots, they wait from a second down to nothing, and the
+    // slowest tenth of all samples (60) wait more than about 0.7 s: p90 is near 700 ms. A tool
+    // with coordinated omission counts from the actual send instead: then only the ten bids in
+    // flight when the stall began (one per bidder, under 2% of the samples) are slow, the bids
+    // queued behind them are sent after it and answered at once, and p90 stays that of the
+    // smooth run.
+    assert!(
+        p90 >= 300.0,
+        "p90 {p90} ms: the bids scheduled during a one-second stall were not charged for it: {stalled}"
+    );
+    eprintln!("ack p90: {smooth_p90:.2} ms without a stall, {p90:.1} ms with one (p99 {p99:.1} ms)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

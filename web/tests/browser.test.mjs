@@ -1,15 +1,28 @@
 // The web UI in headless Chromium against the real stack: list, room, a bid, another browser
 // context seeing it live, the extension in the countdown, a too-low bid's reason, a screenshot,
-// and no console errors.
+// no console errors; and a room that reconnects and resyncs when its bidding node restarts.
+// Run it through scripts/browser-test.sh, which starts a stack of its own (scripts/with-stack.sh).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import net from 'node:net';
 import { chromium } from 'playwright-core';
 
 const API = process.env.AUCTION_API_URL || 'http://localhost:8081';
 const WEB = process.env.AUCTION_WEB_URL || 'http://localhost:8080';
 const OUT = process.env.BROWSER_TEST_OUT || 'target/browser-test';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+// What scripts/with-stack.sh gives to start another node of its stack.
+const BIN_DIR = process.env.STACK_BIN_DIR;
+const ENV_FILE = process.env.STACK_ENV_FILE;
+
+const launch = () => chromium.launch({
+  executablePath: CHROMIUM,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+});
 
 async function createAuction(body) {
   const response = await fetch(`${API}/api/v1/auctions`, {
@@ -22,11 +35,7 @@ async function createAuction(body) {
 }
 
 test('bid in the browser, watch it live, see extensions and refusals', { timeout: 60000 }, async () => {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   const errors = [];
   const track = (page, who) => {
     page.on('console', (m) => { if (m.type() === 'error') errors.push(`${who}: ${m.text()}`); });
@@ -46,14 +55,14 @@ test('bid in the browser, watch it live, see extensions and refusals', { timeout
 
     const alice = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
     track(alice, 'alice');
-    await alice.goto(`${WEB}/?user=alice`);
+    await alice.goto(`${WEB}/?user=alice&api=${API}`);
     await alice.getByText(auction.title).click();
     await alice.waitForSelector('#min-next:has-text("10.00")');
     await alice.waitForSelector('.state.live');
 
     const bob = await (await browser.newContext()).newPage();
     track(bob, 'bob');
-    await bob.goto(`${WEB}/?user=bob#/auction/${auction.auction_id}`);
+    await bob.goto(`${WEB}/?user=bob&api=${API}#/auction/${auction.auction_id}`);
     await bob.waitForSelector('.state.live');
     await bob.waitForSelector('#current:has-text("no bids yet")');
 
@@ -78,6 +87,108 @@ test('bid in the browser, watch it live, see extensions and refusals', { timeout
     await alice.screenshot({ path: `${OUT}/room.png`, fullPage: true });
     assert.deepEqual(errors, [], 'console errors');
   } finally {
+    await browser.close();
+  }
+});
+
+// A port nothing listens on now.
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+// Starts a bidding node of the stack on `port`, with the stack's own environment, and waits (20 s
+// at most) until it answers; `stop()` ends it with SIGTERM and waits for it to exit.
+async function startNode(port) {
+  assert.ok(BIN_DIR && ENV_FILE, 'STACK_BIN_DIR and STACK_ENV_FILE are unset: run scripts/browser-test.sh');
+  const env = { PATH: process.env.PATH };
+  for (const line of readFileSync(ENV_FILE, 'utf8').split('\n')) {
+    const at = line.indexOf('=');
+    if (at > 0) env[line.slice(0, at)] = line.slice(at + 1);
+  }
+  const instance = `browser-node-${port}-${Date.now()}`;
+  const child = spawn(`${BIN_DIR}/bidding-service`, [], {
+    env: { ...env, SERVER_PORT: String(port), INSTANCE_ID: instance },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stdout.on('data', (d) => { log += d; });
+  child.stderr.on('data', (d) => { log += d; });
+  let exited = false;
+  const exit = new Promise((resolve) => child.once('exit', () => { exited = true; resolve(); }));
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    assert.ok(!exited, `the bidding node on ${port} stopped:\n${log}`);
+    const health = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.text()).catch(() => '');
+    if (health.includes(instance)) break;
+    assert.ok(Date.now() < deadline, `the bidding node on ${port} never answered:\n${log}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    child,
+    async stop() {
+      child.kill('SIGTERM');
+      const stopped = await Promise.race([exit.then(() => true), new Promise((r) => setTimeout(r, 10000, false))]);
+      assert.ok(stopped, `the bidding node on ${port} did not stop within 10 s`);
+    },
+    kill() { if (!exited) child.kill('SIGKILL'); },
+  };
+}
+
+test('the room reconnects and resyncs after its bidding node restarts', { timeout: 90000 }, async () => {
+  const browser = await launch();
+  const nodes = [];
+  try {
+    const now = Date.now();
+    const auction = await createAuction({
+      title: `Restart lamp ${now}`,
+      start_time: new Date(now - 1000).toISOString(),
+      end_time: new Date(now + 600000).toISOString(),
+      starting_bid: '10.00',
+      extension_window_s: 0,
+    });
+    const port = await freePort();
+    nodes.push(await startNode(port));
+
+    // Carol's room talks to the extra node; Dave's to the stack's own.
+    const carol = await (await browser.newContext()).newPage();
+    const errors = [];
+    carol.on('pageerror', (e) => errors.push(`${e}`));
+    carol.on('console', (m) => {
+      // While the node is down the page's reconnect attempts fail, and Chromium says so.
+      const refused = new RegExp(`^WebSocket connection to 'ws://127\\.0\\.0\\.1:${port}/.*' failed`);
+      if (m.type() === 'error' && !refused.test(m.text())) errors.push(m.text());
+    });
+    await carol.goto(`${WEB}/?user=carol&api=${API}&ws=ws://127.0.0.1:${port}#/auction/${auction.auction_id}`);
+    await carol.waitForSelector('.state.live');
+    await carol.waitForSelector('#current:has-text("no bids yet")');
+    // Set on this very document: still there at the end means the page was never reloaded.
+    await carol.evaluate(() => { window.sameDocument = true; });
+
+    await nodes[0].stop();
+    await carol.waitForSelector('.state.down');
+
+    // Meanwhile Dave bids on another node.
+    const dave = await (await browser.newContext()).newPage();
+    await dave.goto(`${WEB}/?user=dave&api=${API}#/auction/${auction.auction_id}`);
+    await dave.waitForSelector('.state.live');
+    await dave.click('#bid-min');
+    await dave.waitForSelector('#outcome:has-text("Accepted: your bid of 10.00 leads")');
+    // The node stays down while Dave's bid is placed: Carol's page cannot have seen it live.
+    assert.match(await carol.textContent('#current'), /no bids yet/);
+
+    nodes.push(await startNode(port));
+    await carol.waitForSelector('.state.live', { timeout: 20000 });
+    await carol.waitForSelector('#current:has-text("10.00")');
+    await carol.waitForSelector('#bidder:has-text("dave")');
+    await carol.waitForSelector('#min-next:has-text("10.50")');
+    assert.equal(await carol.evaluate(() => window.sameDocument), true, 'the page was reloaded');
+    assert.deepEqual(errors, [], 'console errors');
+  } finally {
+    for (const node of nodes) node.kill();
     await browser.close();
   }
 });

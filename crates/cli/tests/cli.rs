@@ -11,7 +11,23 @@ use auction_server::testing::TestEnv;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+
+/// How long any one step (a command, a frame, a line of output) may take before the test fails:
+/// a server bug must fail the test, never hang CI. Longer than `auctionctl`'s own default
+/// `--timeout` (10 s), so that a command that gives up by itself is seen doing so.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Awaits `step`, failing the test with `what` after [`WAIT`].
+async fn within<T>(what: impl std::fmt::Display, step: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, step).await.unwrap_or_else(|_| panic!("{what}: nothing after {WAIT:?}"))
+}
+
+/// The next line of a child's output, which must come within [`WAIT`].
+async fn next_line(lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>) -> String {
+    within("the next line of output", lines.next_line()).await.unwrap().expect("the output ended")
+}
 
 struct Stack {
     env: TestEnv,
@@ -52,12 +68,13 @@ impl Stack {
             .env_remove("AUTH_SECRET")
             .env_remove("AUCTION_TOKEN")
             .env_remove("AUCTION_ADMIN_TOKEN")
-            .stdin(Stdio::null());
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
         command
     }
 
     async fn run(&self, args: &[&str]) -> Outcome {
-        let output = self.command(args).output().await.unwrap();
+        let output = within(format!("auctionctl {args:?}"), self.command(args).output()).await.unwrap();
         Outcome {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -85,18 +102,23 @@ impl Stack {
         out.json()["auction_id"].as_str().unwrap().to_owned()
     }
 
-    async fn bid(&self, auction: &str, user: &str, amount: &str) {
-        let url = format!("ws://{}/ws/auction/{auction}?user_id={user}", self.ws);
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        ws.next().await.unwrap().unwrap(); // the snapshot
-        ws.send(Message::text(format!(r#"{{"type":"place_bid","amount":"{amount}"}}"#))).await.unwrap();
-        loop {
-            let Message::Text(text) = ws.next().await.unwrap().unwrap() else { continue };
-            if text.contains("bid_accepted") {
-                return;
+    /// Places a bid that must be accepted; returns when it was sent.
+    async fn bid(&self, auction: &str, user: &str, amount: &str) -> Instant {
+        within(format!("{user}'s bid of {amount}"), async {
+            let url = format!("ws://{}/ws/auction/{auction}?user_id={user}", self.ws);
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            ws.next().await.unwrap().unwrap(); // the snapshot
+            let sent = Instant::now();
+            ws.send(Message::text(format!(r#"{{"type":"place_bid","amount":"{amount}"}}"#))).await.unwrap();
+            loop {
+                let Message::Text(text) = ws.next().await.unwrap().unwrap() else { continue };
+                if text.contains("bid_accepted") {
+                    return sent;
+                }
+                assert!(!text.contains("bid_rejected"), "{text}");
             }
-            assert!(!text.contains("bid_rejected"), "{text}");
-        }
+        })
+        .await
     }
 }
 
@@ -214,23 +236,21 @@ async fn watch_prints_another_clients_bid_within_a_second() {
         let mut child =
             s.command(&["watch", &id, "--output", output]).stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next_line().await.unwrap().unwrap();
+        let first = next_line(&mut lines).await;
         assert!(first.contains("snapshot") || first.contains("active"), "{first}");
         let amount = if output == "json" { "100" } else { "200" };
         let bidder = if output == "json" { "carol" } else { "dave" };
-        let sent = tokio::time::Instant::now();
-        s.bid(&id, bidder, amount).await;
-        let line = tokio::time::timeout(Duration::from_secs(1), async {
-            loop {
-                let line = lines.next_line().await.unwrap().unwrap();
-                if line.contains(bidder) {
-                    return line;
-                }
+        // The second runs from the bid's frame leaving this test (connecting the bidder is not
+        // part of it) to the line reaching it.
+        let sent = s.bid(&id, bidder, amount).await;
+        let line = loop {
+            let line = next_line(&mut lines).await;
+            if line.contains(bidder) {
+                break line;
             }
-        })
-        .await
-        .expect("watch did not print the bid within a second");
-        assert!(sent.elapsed() < Duration::from_secs(1));
+        };
+        let took = sent.elapsed();
+        assert!(took < Duration::from_secs(1), "watch printed the bid {took:?} after it was sent");
         if output == "json" {
             let frame: Value = serde_json::from_str(&line).unwrap();
             assert_eq!((frame["type"].as_str(), frame["bidder"].as_str()), (Some("bid_placed"), Some(bidder)));
@@ -242,9 +262,9 @@ async fn watch_prints_another_clients_bid_within_a_second() {
     // Watching ends by itself when the auction is cancelled.
     let mut child = s.command(&["watch", &id]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    lines.next_line().await.unwrap();
+    next_line(&mut lines).await;
     assert_eq!(s.run(&["cancel", &id, "-y"]).await.code, 0);
-    let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("watch should end").unwrap();
+    let status = within("watch ending after the cancel", child.wait()).await.unwrap();
     assert!(status.success());
 }
 
@@ -334,9 +354,14 @@ async fn tokens_admin_calls_and_minted_bidder_tokens() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let token = out.stdout.trim().to_owned();
     assert_eq!(auction_proto::auth::verify(SECRET.as_bytes(), &token).unwrap().as_str(), "alice");
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/ws/auction/{id}?token={token}", s.ws)).await.unwrap();
-    assert!(socket.next().await.unwrap().unwrap().to_text().unwrap().contains("snapshot"));
+    let (mut socket, _) = within(
+        "connecting with the minted token",
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/auction/{id}?token={token}", s.ws)),
+    )
+    .await
+    .unwrap();
+    let first = within("the snapshot", socket.next()).await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains("snapshot"));
     let out = s.run(&["token", "--user", "a:b", "--auth-secret", SECRET]).await;
     assert_eq!(out.code, 2);
     let out = s.run(&["token", "--user", "alice"]).await;
@@ -347,7 +372,7 @@ async fn tokens_admin_calls_and_minted_bidder_tokens() {
     let mut child =
         s.command(&["watch", &id, "--token", &token]).stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    assert!(lines.next_line().await.unwrap().unwrap().contains("active"));
+    assert!(next_line(&mut lines).await.contains("active"));
     child.kill().await.unwrap();
     let mut child = s
         .command(&["watch", &id])
@@ -357,7 +382,7 @@ async fn tokens_admin_calls_and_minted_bidder_tokens() {
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    assert!(lines.next_line().await.unwrap().unwrap().contains("active"));
+    assert!(next_line(&mut lines).await.contains("active"));
     child.kill().await.unwrap();
     let out = s.run(&["watch", &id]).await;
     assert_eq!(out.code, 1, "no token: {}", out.stderr);
@@ -414,7 +439,7 @@ async fn https_and_wss_behind_a_tls_front() {
         command
     };
 
-    let out = command(&["get", &id, "--output", "json"], true).output().await.unwrap();
+    let out = within("get over https", command(&["get", &id, "--output", "json"], true).output()).await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let auction: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(auction["auction_id"], id.as_str());
@@ -422,13 +447,13 @@ async fn https_and_wss_behind_a_tls_front() {
     let mut child =
         command(&["watch", &id, "--output", "json"], true).stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let first = next_line(&mut lines).await;
     let frame: Value = serde_json::from_str(&first).unwrap();
     assert_eq!((frame["type"].as_str(), frame["auction_id"].as_str()), (Some("snapshot"), Some(id.as_str())));
     child.kill().await.unwrap();
 
     // A certificate nobody here trusts is refused, and the message says why.
-    let out = command(&["get", &id], false).output().await.unwrap();
+    let out = within("get with an untrusted certificate", command(&["get", &id], false).output()).await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("certificate"), "{stderr}");

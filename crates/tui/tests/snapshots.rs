@@ -35,12 +35,27 @@ fn render(app: &App, name: &str) {
         text.push('\n');
     }
     let path = format!("{}/tests/snapshots/{name}.txt", env!("CARGO_MANIFEST_DIR"));
-    if std::env::var("UPDATE_SNAPSHOTS").is_ok() {
+    if updating(std::env::var("UPDATE_SNAPSHOTS").ok().as_deref()) {
         std::fs::write(&path, &text).unwrap();
     }
     let expected =
         std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("no snapshot {path}; run with UPDATE_SNAPSHOTS=1"));
     assert_eq!(text, expected, "screen {name} differs from {path}:\n{text}");
+}
+
+/// Whether `UPDATE_SNAPSHOTS` (its value, if set) asks to rewrite the stored screens: only `1`
+/// does. Anything else, `0` and empty included, leaves them alone and compares, so a variable
+/// left over in a shell or a CI setting can never turn the checks off.
+fn updating(value: Option<&str>) -> bool {
+    value == Some("1")
+}
+
+#[test]
+fn only_update_snapshots_1_rewrites_the_screens() {
+    assert!(updating(Some("1")));
+    for value in [None, Some("0"), Some(""), Some("false"), Some("no"), Some(" 1"), Some("yes")] {
+        assert!(!updating(value), "UPDATE_SNAPSHOTS={value:?} would rewrite the screens and check nothing");
+    }
 }
 
 fn auction(id: &str, title: &str, status: AuctionStatus, current: Option<&str>, ends: &str) -> Auction {

@@ -1,15 +1,29 @@
 //! The real `auction-tui` in tmux against the real stack: bid by keystrokes, see another client's
-//! bid, survive the bidding service going away, quit leaving the terminal usable.
+//! bid, survive the bidding service going away, resend an unanswered bid after a reconnect, quit
+//! leaving the terminal usable.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use auction_server::testing::TestEnv;
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+
+/// How long any one expected event may take before the test fails: a bug must fail the test,
+/// never hang CI.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Awaits `step`, failing the test with `what` after [`WAIT`].
+async fn within<T>(what: &str, step: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, step).await.unwrap_or_else(|_| panic!("{what}: nothing after {WAIT:?}"))
+}
 
 /// A private tmux server with one shell, removed on drop.
 struct Tmux {
@@ -18,7 +32,9 @@ struct Tmux {
 
 impl Tmux {
     fn start() -> Tmux {
-        let socket = format!("auction-tui-test-{}", std::process::id());
+        // One server per test: the tests of this file run in parallel in one process.
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let socket = format!("auction-tui-test-{}-{}", std::process::id(), STARTED.fetch_add(1, Ordering::Relaxed));
         let ok = Command::new("tmux")
             .args(["-L", &socket, "new-session", "-d", "-s", "t", "-x", "100", "-y", "32", "bash --norc --noprofile"])
             .env("PS1", "$ ")
@@ -41,7 +57,7 @@ impl Tmux {
 
     /// Waits until the screen shows every one of `texts`.
     async fn wait_for(&self, texts: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + WAIT;
         loop {
             let screen = self.screen();
             if texts.iter().all(|t| screen.contains(t)) {
@@ -60,25 +76,24 @@ impl Drop for Tmux {
 }
 
 async fn bid(ws_base: &str, auction: &str, user: &str, amount: &str) {
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("{ws_base}/ws/auction/{auction}?user_id={user}")).await.unwrap();
-    ws.next().await.unwrap().unwrap();
-    ws.send(Message::text(format!(r#"{{"type":"place_bid","amount":"{amount}"}}"#))).await.unwrap();
-    loop {
-        let Message::Text(text) = ws.next().await.unwrap().unwrap() else { continue };
-        assert!(!text.contains("bid_rejected"), "{text}");
-        if text.contains("bid_accepted") {
-            return;
+    within(&format!("{user}'s bid of {amount}"), async {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("{ws_base}/ws/auction/{auction}?user_id={user}")).await.unwrap();
+        ws.next().await.unwrap().unwrap();
+        ws.send(Message::text(format!(r#"{{"type":"place_bid","amount":"{amount}"}}"#))).await.unwrap();
+        loop {
+            let Message::Text(text) = ws.next().await.unwrap().unwrap() else { continue };
+            assert!(!text.contains("bid_rejected"), "{text}");
+            if text.contains("bid_accepted") {
+                return;
+            }
         }
-    }
+    })
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bid_watch_reconnect_and_quit_in_a_real_terminal() {
-    let mut env = TestEnv::new().await;
-    let (api, _, _) = env.start_auction().await;
-    let (node, stop_node) = env.start_bidding_on(0).await;
-    let (other, _) = env.start_bidding_on(0).await;
+/// Creates an auction open for ten minutes, starting at 10.00; returns its id.
+async fn create_auction(api: SocketAddr) -> String {
     let now = chrono::Utc::now();
     let body = serde_json::json!({
         "title": "Brass lamp",
@@ -87,23 +102,40 @@ async fn bid_watch_reconnect_and_quit_in_a_real_terminal() {
         "starting_bid": "10.00",
         "extension_window_s": 0
     });
-    let created: serde_json::Value = reqwest::Client::new()
-        .post(format!("http://{api}/api/v1/auctions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["auction_id"].as_str().unwrap().to_owned();
+    let created: serde_json::Value = within("creating the auction", async {
+        reqwest::Client::new()
+            .post(format!("http://{api}/api/v1/auctions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+    .await;
+    created["auction_id"].as_str().unwrap().to_owned()
+}
 
-    let tmux = Tmux::start();
+/// Starts the TUI in `tmux`, in the room of `auction`, bidding as alice.
+fn start_tui(tmux: &Tmux, api: SocketAddr, ws: SocketAddr, auction: &str) {
     let command = format!(
-        "{} --user alice --auction {id} --api-url http://{api} --ws-url ws://{node}",
+        "{} --user alice --auction {auction} --api-url http://{api} --ws-url ws://{ws}",
         env!("CARGO_BIN_EXE_auction-tui")
     );
     tmux.keys(&[&command, "Enter"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bid_watch_reconnect_and_quit_in_a_real_terminal() {
+    let mut env = TestEnv::new().await;
+    let (api, _, _) = env.start_auction().await;
+    let (node, stop_node) = env.start_bidding_on(0).await;
+    let (other, _) = env.start_bidding_on(0).await;
+    let id = create_auction(api).await;
+
+    let tmux = Tmux::start();
+    start_tui(&tmux, api, node, &id);
     tmux.wait_for(&["Brass lamp", "min next   10.00", "live"]).await;
 
     // One key bids the minimum; the outcome shows inline.
@@ -128,4 +160,128 @@ async fn bid_watch_reconnect_and_quit_in_a_real_terminal() {
     tmux.keys(&["echo usable-$((40+2))", "Enter"]);
     let screen = tmux.wait_for(&["usable-42"]).await;
     assert!(!screen.contains("min next"), "the TUI's screen is still there:\n{screen}");
+}
+
+/// A TCP proxy in front of a bidding node that can hold back everything the node says (so a bid
+/// goes out and its answer never comes back) and cut every connection through it.
+struct Proxy {
+    addr: SocketAddr,
+    muted: Arc<AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let muted = Arc::new(AtomicBool::new(false));
+        let (cuts, _) = tokio::sync::watch::channel(0);
+        let (mute, cut) = (muted.clone(), cuts.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else { continue };
+                let (mute, mut cut) = (mute.clone(), cut.subscribe());
+                tokio::spawn(async move {
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    // Both sockets close when this task ends: at a cut, or when either side does.
+                    tokio::select! {
+                        () = pipe(client_read, server_write, None) => {}
+                        () = pipe(server_read, client_write, Some(mute)) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, muted, cuts }
+    }
+
+    /// From now on, what the node sends is read and dropped.
+    fn mute(&self) {
+        self.muted.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes every connection through the proxy; new ones pass everything again.
+    fn cut(&self) {
+        self.muted.store(false, Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+}
+
+/// Copies bytes from `from` to `to` until either closes, dropping them while `mute` is set.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mute: Option<Arc<AtomicBool>>,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if mute.as_ref().is_some_and(|m| m.load(Ordering::SeqCst)) {
+            continue;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bid_unanswered_when_the_connection_drops_is_resent_and_placed_once() {
+    let mut env = TestEnv::new().await;
+    let (api, _, _) = env.start_auction().await;
+    let node = env.start_bidding().await;
+    // The accepted bids as REST serves them come from MySQL, through the analytics service.
+    env.start_analytics().await;
+    let id = create_auction(api).await;
+    let proxy = Proxy::start(node).await;
+
+    let tmux = Tmux::start();
+    start_tui(&tmux, api, proxy.addr, &id);
+    tmux.wait_for(&["Brass lamp", "min next   10.00", "live"]).await;
+
+    // The bid reaches the node and is placed, but its answer never reaches the TUI.
+    proxy.mute();
+    tmux.keys(&["m"]);
+    let http = reqwest::Client::new();
+    let auction = |http: reqwest::Client| {
+        let url = format!("http://{api}/api/v1/auctions/{id}");
+        async move { http.get(url).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let deadline = Instant::now() + WAIT;
+    while auction(http.clone()).await["highest_bidder"] != "alice" {
+        assert!(Instant::now() < deadline, "the bid never reached the node");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let screen = tmux.wait_for(&["bidding 10.00"]).await;
+    assert!(!screen.contains("accepted"), "the answer got through the muted proxy:\n{screen}");
+
+    // The connection drops with the bid unanswered. After the reconnect the TUI resends it with
+    // the same bid_id and the node answers with the first outcome: accepted. A bid resent under a
+    // new id would be refused instead (alice already holds the high bid), and one never resent
+    // would leave "bidding 10.00" on the screen.
+    proxy.cut();
+    tmux.wait_for(&["accepted: your bid of 10.00 leads", "alice (you)", "live"]).await;
+
+    // Placed once: one bid on the auction, and one accepted bid in the durable record.
+    let state = auction(http.clone()).await;
+    assert_eq!((state["bid_count"].as_u64(), state["current_bid"].as_str()), (Some(1), Some("10.00")), "{state}");
+    let deadline = Instant::now() + WAIT;
+    let bids = loop {
+        let url = format!("http://{api}/api/v1/auctions/{id}/bids");
+        let page: serde_json::Value = http.get(url).send().await.unwrap().json().await.unwrap();
+        let bids = page["bids"].as_array().unwrap().clone();
+        if !bids.is_empty() {
+            break bids;
+        }
+        assert!(Instant::now() < deadline, "the bid never reached mysql");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(bids.len(), 1, "{bids:?}");
+    assert_eq!((bids[0]["bidder"].as_str(), bids[0]["amount"].as_str()), (Some("alice"), Some("10.00")));
+    assert!(bids[0]["bid_id"].as_str().unwrap().starts_with("tui-"), "{bids:?}");
+    tmux.keys(&["q"]);
 }

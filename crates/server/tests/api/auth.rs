@@ -102,7 +102,7 @@ async fn missing_forged_none_and_expired_tokens_get_401_before_the_upgrade() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changes_need_the_operator_token_and_reads_stay_open() {
+async fn changes_need_the_operator_token_and_happen_with_it_and_reads_stay_open() {
     let (_env, api, _node) = secured().await;
     let id = create(&api).await;
     let before = api.auction(&id).await;
@@ -111,19 +111,25 @@ async fn changes_need_the_operator_token_and_reads_stay_open() {
     let new_auction = json!({
         "start_time": now.to_rfc3339(), "end_time": (now + chrono::Duration::minutes(5)).to_rfc3339(), "starting_bid": "1"
     });
+    let new_rules =
+        json!({"increments": [{"from": "0.00", "increment": "1.00"}, {"from": "50.00", "increment": "7.00"}]});
+    // In this order, so that each call with the right token still finds the auction open.
     let calls = [
         ("POST", "/api/v1/auctions".to_owned(), new_auction),
         ("POST", format!("/api/v1/auctions/{id}/extend"), json!({"seconds": 30})),
+        ("PUT", "/api/v1/rules".to_owned(), new_rules.clone()),
         ("POST", format!("/api/v1/auctions/{id}/cancel"), json!({})),
-        ("PUT", "/api/v1/rules".to_owned(), json!({"increments": [{"from": "0.00", "increment": "1.00"}]})),
     ];
+    let call = |method: &str, path: &str, body: &serde_json::Value, auth: Option<&str>| {
+        let mut request = api.http.request(method.parse().unwrap(), api.url(path)).json(body);
+        if let Some(token) = auth {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
     for (method, path, body) in &calls {
         for auth in [None, Some("wrong-token-0123456789"), Some("")] {
-            let mut request = api.http.request(method.parse().unwrap(), api.url(path)).json(body);
-            if let Some(token) = auth {
-                request = request.bearer_auth(token);
-            }
-            let response = request.send().await.unwrap();
+            let response = call(method, path, body, auth).await.unwrap();
             assert_eq!(response.status(), 401, "{method} {path} with {auth:?}");
             let error: serde_json::Value = response.json().await.unwrap();
             assert_eq!(error["error"]["code"], "unauthorized");
@@ -134,17 +140,22 @@ async fn changes_need_the_operator_token_and_reads_stay_open() {
     assert_eq!(api.get("/api/v1/rules").await.1, rules_before);
     let (_, list) = api.get("/api/v1/auctions").await;
     assert_eq!(list["auctions"].as_array().unwrap().len(), 1);
-    // Reads need nothing, and the right token works.
+    // Reads need nothing.
     for path in ["/api/v1/auctions", "/api/v1/rules", "/api/v1/leader"] {
         assert_eq!(api.get(path).await.0, 200, "{path}");
     }
-    let response = api
-        .http
-        .post(api.url(&format!("/api/v1/auctions/{id}/extend")))
-        .bearer_auth(ADMIN)
-        .json(&json!({"seconds": 30}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+
+    // The right token: every call succeeds, and its change is really made.
+    for (method, path, body) in &calls {
+        let response = call(method, path, body, Some(ADMIN)).await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, if path == "/api/v1/auctions" { 201 } else { 200 }, "{method} {path}: {text}");
+    }
+    let (_, list) = api.get("/api/v1/auctions").await;
+    assert_eq!(list["auctions"].as_array().unwrap().len(), 2, "the auction was created: {list}");
+    let after = api.auction(&id).await;
+    assert_eq!(after.end_time, before.end_time + chrono::Duration::seconds(30), "the close moved");
+    assert_eq!(after.status, auction_proto::AuctionStatus::Cancelled);
+    assert_eq!(api.get("/api/v1/rules").await.1, new_rules, "the rules were replaced");
 }

@@ -350,17 +350,6 @@ impl Ws {
         .await
     }
 
-    /// Reads until the server closes the connection; its close code and reason.
-    pub async fn close_frame(&mut self) -> Option<(u16, String)> {
-        loop {
-            match tokio::time::timeout(WAIT, self.stream.next()).await.expect("timed out waiting for close") {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| (u16::from(f.code), f.reason.to_string())),
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return None,
-            }
-        }
-    }
-
     /// Sends `text` while reading, for a frame the server refuses mid-send; returns the close code.
     pub async fn send_expecting_close(self, text: String) -> Option<u16> {
         let (mut sink, mut stream) = self.stream.split();

@@ -46,12 +46,7 @@ async fn create_get_list_and_mysql_copy() {
     assert_eq!(limited["auctions"].as_array().unwrap().len(), 1);
 
     // The durable copy in MySQL.
-    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&format!(
-        "mysql://auction:auction@127.0.0.1:3306/{}",
-        env.database
-    ))
-    .await
-    .unwrap();
+    let mut conn = env.mysql().await;
     let row: (String, rust_decimal::Decimal, String) =
         sqlx::query_as("SELECT title, starting_bid, status FROM auctions WHERE auction_id = ?")
             .bind(&id)
@@ -67,6 +62,7 @@ async fn create_get_list_and_mysql_copy() {
 async fn rules_get_put_and_validation() {
     let mut env = TestEnv::new().await;
     let api = env.auction_service().await;
+    let node = env.bidding_service().await;
     let (status, rules) = api.get("/api/v1/rules").await;
     assert_eq!(status, 200);
     assert_eq!(rules["increments"].as_array().unwrap().len(), 10, "the default bands");
@@ -91,6 +87,19 @@ async fn rules_get_put_and_validation() {
     }
     let (_, unchanged) = api.get("/api/v1/rules").await;
     assert_eq!(unchanged, rules, "refused rules change nothing");
+
+    // Valid rules replace the old ones, and the next minimum of a live auction follows them.
+    let auction = api.create_open(600, "10", 0).await;
+    let id = auction.auction_id.as_str();
+    let (mut ws, _) = node.connect(id, "alice").await;
+    assert!(matches!(ws.bid("10", None).await, auction_proto::ws::ServerFrame::BidAccepted(_)));
+    assert_eq!(api.auction(id).await.min_next_bid, amount("10.50"), "the default band for 10.00");
+    let new = json!({"increments": [{"from": "0.00", "increment": "1.00"}, {"from": "50.00", "increment": "7.00"}]});
+    let response = api.http.put(api.url("/api/v1/rules")).json(&new).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap(), new);
+    assert_eq!(api.get("/api/v1/rules").await.1, new);
+    assert_eq!(api.auction(id).await.min_next_bid, amount("11.00"), "the new band for 10.00");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
