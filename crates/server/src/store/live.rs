@@ -4,6 +4,7 @@
 //! in between (pub/sub keeps nothing for a subscriber that is away).
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -23,7 +24,7 @@ pub enum Received {
 
 /// One subscription to one channel, on a connection of its own.
 pub struct Subscription {
-    client: redis::Client,
+    client: Arc<redis::Client>,
     channel: String,
     timeout: Duration,
     messages: Option<Pin<Box<dyn Stream<Item = redis::Msg> + Send>>>,

@@ -30,6 +30,7 @@ pub use persistence::{Persistence, warn_if_not_durable};
 pub use schedule::{Advance, LeaseState};
 pub use stored::{StoredAuction, StoredState};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -56,8 +57,10 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     conn: ConnectionManager,
-    /// For the pub/sub connections, which are each their own.
-    client: redis::Client,
+    /// For the pub/sub connections, which are each their own. Shared, not copied: every
+    /// WebSocket connection holds a clone of the store, and a client's settings are a few
+    /// hundred bytes.
+    client: Arc<redis::Client>,
     keys: Keys,
     timeout: Duration,
 }
@@ -74,7 +77,7 @@ impl Store {
         let conn = tokio::time::timeout(config.timeout * 3, client.get_connection_manager_with_config(manager_config))
             .await
             .map_err(|_| StoreError::Timeout(config.timeout * 3))??;
-        Ok(Store { conn, client, keys: Keys::new(&config.key_prefix), timeout: config.timeout })
+        Ok(Store { conn, client: Arc::new(client), keys: Keys::new(&config.key_prefix), timeout: config.timeout })
     }
 
     pub fn keys(&self) -> &Keys {
