@@ -146,8 +146,8 @@ async fn a_crash_between_commit_and_ack_duplicates_nothing() {
     let accepted = bid_rounds(node, &id, &["ann", "ben"], 30).await;
 
     let mut doomed =
-        env.process(env!("CARGO_BIN_EXE_analytics-service"), "doomed", &[("ANALYTICS_CRASH_AFTER_COMMIT", "1")]).await;
-    let status = tokio::time::timeout(WAIT, doomed.child.wait()).await.expect("it should crash").unwrap();
+        env.doomed_process(env!("CARGO_BIN_EXE_analytics-service"), "doomed", &[("ANALYTICS_CRASH_AFTER_COMMIT", "1")]);
+    let status = tokio::time::timeout(WAIT, doomed.wait()).await.expect("it should crash").unwrap();
     assert!(!status.success(), "the failpoint aborts the process");
     let mut conn = env.mysql().await;
     assert_eq!(mysql_totals(&mut conn, &id).await, totals(&accepted), "committed before the crash");
@@ -187,9 +187,12 @@ async fn a_crash_between_read_and_commit_loses_nothing() {
     let id = auction.auction_id.to_string();
     let accepted = bid_rounds(node, &id, &["ann", "ben"], 30).await;
 
-    let mut doomed =
-        env.process(env!("CARGO_BIN_EXE_analytics-service"), "doomed", &[("ANALYTICS_CRASH_BEFORE_COMMIT", "1")]).await;
-    let status = tokio::time::timeout(WAIT, doomed.child.wait()).await.expect("it should crash").unwrap();
+    let mut doomed = env.doomed_process(
+        env!("CARGO_BIN_EXE_analytics-service"),
+        "doomed",
+        &[("ANALYTICS_CRASH_BEFORE_COMMIT", "1")],
+    );
+    let status = tokio::time::timeout(WAIT, doomed.wait()).await.expect("it should crash").unwrap();
     assert!(!status.success(), "the failpoint aborts the process");
     let mut conn = env.mysql().await;
     assert_eq!(mysql_bids(&mut conn, &id).await, [], "nothing was committed before the crash");

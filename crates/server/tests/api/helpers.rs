@@ -30,6 +30,8 @@ pub trait EnvExt {
     async fn analytics_instance(&mut self) -> (SocketAddr, CancellationToken);
     async fn auction_process(&self, instance_id: &str) -> Process;
     async fn process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> Process;
+    fn command(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> tokio::process::Command;
+    fn doomed_process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> tokio::process::Child;
 }
 
 impl EnvExt for TestEnv {
@@ -62,21 +64,7 @@ impl EnvExt for TestEnv {
     /// Starts a service binary as a separate process with extra environment variables (which win
     /// over the defaults here, `LOG_LEVEL=info` among them), and waits until it listens.
     async fn process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> Process {
-        let mut command = tokio::process::Command::new(binary);
-        for name in self.unset_vars() {
-            command.env_remove(name);
-        }
-        command
-            .env("LOG_LEVEL", "info")
-            .envs(self.vars())
-            .envs(extra.iter().copied())
-            .env("INSTANCE_ID", instance_id)
-            .env("CONFIG_FILE", "/dev/null")
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
+        let mut command = self.command(binary, instance_id, extra);
         let mut child = command.spawn().expect("spawn service");
         let stdout = child.stdout.take().expect("stdout");
         // Read all along, so that the service never blocks on a full pipe, and kept for the test.
@@ -92,6 +80,34 @@ impl EnvExt for TestEnv {
         let addr = listening.as_deref().and_then(listening_address);
         let addr = addr.unwrap_or_else(|| panic!("{binary} exited before listening: {:?}", output.seen));
         Process { child, addr, api: Api::new(addr), instance_id: instance_id.to_owned(), output }
+    }
+
+    /// Starts a service binary that is meant to die (a failure-testing switch), without waiting
+    /// for it to listen: it may well die first.
+    fn doomed_process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> tokio::process::Child {
+        let mut command = self.command(binary, instance_id, extra);
+        command.stdout(std::process::Stdio::null());
+        command.spawn().expect("spawn service")
+    }
+
+    /// The command that runs a service binary with this environment's settings.
+    fn command(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(binary);
+        for name in self.unset_vars() {
+            command.env_remove(name);
+        }
+        command
+            .env("LOG_LEVEL", "info")
+            .envs(self.vars())
+            .envs(extra.iter().copied())
+            .env("INSTANCE_ID", instance_id)
+            .env("CONFIG_FILE", "/dev/null")
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        command
     }
 }
 
