@@ -71,9 +71,18 @@ async fn events_written(addr: std::net::SocketAddr) -> f64 {
 
 /// Waits until every entry of `auction`'s log has been written and acknowledged.
 async fn wait_acknowledged(store: &auction_server::store::Store, auction: &AuctionId) {
+    wait_backlog(store, auction, 0).await;
+}
+
+/// Waits until exactly `left` entries of `auction`'s log are not yet written and acknowledged.
+async fn wait_backlog(store: &auction_server::store::Store, auction: &AuctionId, left: u64) {
     let deadline = Instant::now() + WAIT;
-    while store.log_backlog(auction).await.unwrap() > 0 {
-        assert!(Instant::now() < deadline, "the log of {auction} was never fully acknowledged");
+    loop {
+        let backlog = store.log_backlog(auction).await.unwrap();
+        if backlog == left {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the log of {auction} still holds {backlog} entries, not {left}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -514,11 +523,7 @@ async fn a_log_written_in_the_old_format_is_still_read() {
         [("old-101".into(), "ann".into(), "1.00".into(), 101), ("old-102".into(), "ben".into(), "1.50".into(), 102)]
     );
     // Acknowledged after the commit that made the rows visible: wait for it.
-    let deadline = Instant::now() + WAIT;
-    while store.log_backlog(&auction.auction_id).await.unwrap() > 0 {
-        assert!(Instant::now() < deadline, "entries were left unacknowledged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_acknowledged(&store, &auction.auction_id).await;
 }
 
 /// An entry written by newer scripts than this analytics instance reads (a rolling upgrade that
@@ -537,11 +542,8 @@ async fn an_entry_of_a_newer_log_version_waits_for_an_instance_that_reads_it() {
     store.append_raw_log_entry(&auction.auction_id, &v1_bid(&auction, "103", "ben", "200")).await.unwrap();
 
     env.analytics_service().await;
-    let deadline = Instant::now() + WAIT;
-    while store.log_backlog(&auction.auction_id).await.unwrap() != 2 {
-        assert!(Instant::now() < deadline, "the entries before the newer one were never written");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The newer entry and the one after it stay; everything before is written.
+    wait_backlog(&store, &auction.auction_id, 2).await;
     let mut conn = env.mysql().await;
     let seqs: Vec<(u64,)> =
         sqlx::query_as("SELECT seq FROM bids WHERE auction_id = ?").bind(&id).fetch_all(&mut conn).await.unwrap();
