@@ -26,6 +26,25 @@ pub async fn connect_and_migrate(options: &MySqlConnectOptions) -> Result<MySqlP
     Ok(pool)
 }
 
+/// Whether a failure to connect (or to migrate, on a connection that then broke) is one that time
+/// may cure: the server is not up or not reachable yet, is starting or stopping, or is full. A
+/// refused password, a missing database or a failed migration is not: waiting would only hide it.
+pub fn may_recover(error: &sqlx::Error) -> bool {
+    /// Too many connections; server shutdown in progress; connection killed.
+    const PASSING: [u16; 3] = [1040, 1053, 1927];
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(e) => {
+            e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some_and(|e| PASSING.contains(&e.number()))
+        }
+        sqlx::Error::Migrate(e) => match e.as_ref() {
+            sqlx::migrate::MigrateError::Execute(e) => may_recover(e),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 pub async fn ping(pool: &MySqlPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::serve::ListenerExt;
+use sqlx::MySqlPool;
+use sqlx::mysql::MySqlConnectOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -59,12 +61,94 @@ pub fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-/// Connects to Redis, failing start-up if it does not answer, and warns about settings that would
-/// lose accepted bids.
-pub async fn open_store(config: &crate::config::RedisConfig) -> anyhow::Result<crate::store::Store> {
-    let store = crate::store::Store::connect(config).await.context("cannot connect to redis")?;
+/// Start-up ended by the shutdown signal while a server it needs was still unreachable: the
+/// operator asked the service to stop, which is not a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped while waiting for {0}")]
+pub struct Interrupted(&'static str);
+
+/// Connects to Redis, waiting while it cannot be reached (see [`patiently`]), and warns about
+/// settings that would lose accepted bids.
+pub async fn open_store(
+    config: &crate::config::RedisConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<crate::store::Store> {
+    let connect = || crate::store::Store::connect(config);
+    let store = patiently("redis", shutdown, redis_may_recover, connect).await.context("cannot connect to redis")?;
     crate::store::warn_if_not_durable(&store).await;
     Ok(store)
+}
+
+/// Connects to MySQL and applies the migrations, waiting while it cannot be reached (see
+/// [`patiently`]).
+pub async fn open_database(options: &MySqlConnectOptions, shutdown: &CancellationToken) -> anyhow::Result<MySqlPool> {
+    let connect = || crate::db::connect_and_migrate(options);
+    patiently("mysql", shutdown, crate::db::may_recover, connect).await.context("cannot prepare the mysql database")
+}
+
+/// Whether a failure to connect to Redis is one that time may cure: the server is not up or not
+/// reachable yet (in a deployment whose containers start in any order, its name may not even
+/// resolve yet), is loading its data, or its cluster is not formed yet. Anything else, such as a
+/// refused password, is a configuration error that waiting would only hide.
+fn redis_may_recover(error: &crate::store::StoreError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    match error {
+        crate::store::StoreError::Timeout(_) => true,
+        crate::store::StoreError::Redis(e) => matches!(
+            e.kind(),
+            ErrorKind::Io
+                | ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                )
+        ),
+        crate::store::StoreError::Corrupt(_) => false,
+    }
+}
+
+/// Runs `connect` until it succeeds, at the services' one retry pace, logging each failure at
+/// warn, for as long as the failure is one `may_recover` says time can cure: a service started
+/// before its servers (as containers are, in any order) waits for them instead of exiting. Any
+/// other failure is returned at once, so a bad configuration still stops the service with its
+/// error. Each attempt is bounded by the client's own timeouts; the waiting ends with `shutdown`.
+async fn patiently<T, E, F, Fut>(
+    what: &'static str,
+    shutdown: &CancellationToken,
+    may_recover: fn(&E) -> bool,
+    mut connect: F,
+) -> anyhow::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut backoff = crate::retry::backoff();
+    let mut attempt: u64 = 0;
+    loop {
+        attempt += 1;
+        let outcome = tokio::select! {
+            outcome = connect() => outcome,
+            _ = shutdown.cancelled() => return Err(Interrupted(what).into()),
+        };
+        match outcome {
+            Ok(connected) => {
+                if attempt > 1 {
+                    tracing::info!(attempts = attempt, "{what} answered");
+                }
+                return Ok(connected);
+            }
+            Err(e) if may_recover(&e) => {
+                tracing::warn!(error = %e, attempt, "{what} is not reachable yet; retrying");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if !crate::retry::pause(&mut backoff, shutdown).await {
+            return Err(Interrupted(what).into());
+        }
+    }
 }
 
 /// The address a service listens on (what tests connect to when they bound port 0).
@@ -138,6 +222,10 @@ where
     }
     match run(config, shutdown_on_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(ref e) if let Some(stopped) = e.chain().find_map(|cause| cause.downcast_ref::<Interrupted>()) => {
+            tracing::info!("{stopped}");
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("{}-service: {e:#}", service.name());

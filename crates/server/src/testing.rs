@@ -136,9 +136,9 @@ impl TestEnv {
     pub async fn start_auction(&mut self) -> (SocketAddr, String, CancellationToken) {
         let config = self.config::<AuctionConfig>();
         let instance = config.instance_id.clone();
-        let app = crate::auction::App::build(config).await.expect("auction service");
-        let addr = app.local_addr();
         let token = CancellationToken::new();
+        let app = crate::auction::App::build(config, &token).await.expect("auction service");
+        let addr = app.local_addr();
         self.keep(&token, app.run(token.clone()));
         (addr, instance, token)
     }
@@ -154,9 +154,10 @@ impl TestEnv {
     pub async fn start_bidding_on(&mut self, port: u16) -> (SocketAddr, CancellationToken) {
         let mut config = self.config::<BiddingConfig>();
         config.port = port;
+        let token = CancellationToken::new();
         let mut attempts = 0;
         let app = loop {
-            match crate::bidding::App::build(config.clone()).await {
+            match crate::bidding::App::build(config.clone(), &token).await {
                 Ok(app) => break app,
                 Err(e) if attempts < 50 => {
                     attempts += 1;
@@ -167,16 +168,16 @@ impl TestEnv {
             }
         };
         let addr = app.local_addr();
-        let token = CancellationToken::new();
         self.keep(&token, app.run(token.clone()));
         (addr, token)
     }
 
     /// Starts an analytics service; returns its address and the token that stops it.
     pub async fn start_analytics(&mut self) -> (SocketAddr, CancellationToken) {
-        let app = crate::analytics::App::build(self.config::<AnalyticsConfig>()).await.expect("analytics service");
-        let addr = app.local_addr();
         let token = CancellationToken::new();
+        let app =
+            crate::analytics::App::build(self.config::<AnalyticsConfig>(), &token).await.expect("analytics service");
+        let addr = app.local_addr();
         self.keep(&token, app.run(token.clone()));
         (addr, token)
     }

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
@@ -55,10 +54,11 @@ fn register(recorder: &PrometheusRecorder) -> Metrics {
 }
 
 impl App {
-    pub async fn build(config: Config<AnalyticsConfig>) -> anyhow::Result<App> {
-        let store = crate::runtime::open_store(&config.redis).await?;
-        let db =
-            crate::db::connect_and_migrate(&config.service.mysql).await.context("cannot prepare the mysql database")?;
+    /// Connects to Redis and MySQL (applying migrations), waiting while they cannot be reached
+    /// until `shutdown`, and binds the port.
+    pub async fn build(config: Config<AnalyticsConfig>, shutdown: &CancellationToken) -> anyhow::Result<App> {
+        let store = crate::runtime::open_store(&config.redis, shutdown).await?;
+        let db = crate::runtime::open_database(&config.service.mysql, shutdown).await?;
         let listener = crate::runtime::bind(&config).await?;
         let recorder = PrometheusBuilder::new().build_recorder();
         let breaker = Arc::new(Breaker::new(3, Duration::from_millis(500), Duration::from_secs(10)));

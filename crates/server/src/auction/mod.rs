@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::Response;
@@ -53,11 +52,11 @@ pub struct App {
 }
 
 impl App {
-    /// Connects to Redis and MySQL (applying migrations) and binds the port.
-    pub async fn build(config: Config<AuctionConfig>) -> anyhow::Result<App> {
-        let store = crate::runtime::open_store(&config.redis).await?;
-        let db =
-            crate::db::connect_and_migrate(&config.service.mysql).await.context("cannot prepare the mysql database")?;
+    /// Connects to Redis and MySQL (applying migrations), waiting while they cannot be reached
+    /// until `shutdown`, and binds the port.
+    pub async fn build(config: Config<AuctionConfig>, shutdown: &CancellationToken) -> anyhow::Result<App> {
+        let store = crate::runtime::open_store(&config.redis, shutdown).await?;
+        let db = crate::runtime::open_database(&config.service.mysql, shutdown).await?;
         let listener = crate::runtime::bind(&config).await?;
         let (elector, lease) = Elector::new(store.clone(), config.instance_id.clone(), config.service.leader_ttl);
         let state = AppState {

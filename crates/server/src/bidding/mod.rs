@@ -56,10 +56,10 @@ pub struct App {
 }
 
 impl App {
-    /// Connects to Redis, subscribes to the live channel and binds the port. Fails fast if Redis
-    /// does not answer.
-    pub async fn build(config: Config<BiddingConfig>) -> anyhow::Result<App> {
-        let store = crate::runtime::open_store(&config.redis).await?;
+    /// Connects to Redis (waiting while it cannot be reached, until `shutdown`), subscribes to the
+    /// live channel and binds the port.
+    pub async fn build(config: Config<BiddingConfig>, shutdown: &CancellationToken) -> anyhow::Result<App> {
+        let store = crate::runtime::open_store(&config.redis, shutdown).await?;
         let feed = store.subscribe_live().await.context("cannot subscribe to the live channel")?;
         let rules = RulesCache::default();
         reload_rules(&store, &rules).await.context("cannot read the bid rules")?;

@@ -6,7 +6,7 @@ use auction_server::config::AnalyticsConfig;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     auction_server::runtime::main_with::<AnalyticsConfig, _, _>(|config, shutdown| async move {
-        auction_server::analytics::App::build(config).await?.run(shutdown).await
+        auction_server::analytics::App::build(config, &shutdown).await?.run(shutdown).await
     })
     .await
 }

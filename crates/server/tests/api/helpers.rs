@@ -30,6 +30,12 @@ pub trait EnvExt {
     async fn analytics_instance(&mut self) -> (SocketAddr, CancellationToken);
     async fn auction_process(&self, instance_id: &str) -> Process;
     async fn process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> Process;
+    fn starting_process(
+        &self,
+        binary: &str,
+        instance_id: &str,
+        extra: &[(&str, &str)],
+    ) -> (tokio::process::Child, Output);
     fn command(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> tokio::process::Command;
     fn doomed_process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> tokio::process::Child;
 }
@@ -64,8 +70,22 @@ impl EnvExt for TestEnv {
     /// Starts a service binary as a separate process with extra environment variables (which win
     /// over the defaults here, `LOG_LEVEL=info` among them), and waits until it listens.
     async fn process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> Process {
-        let mut command = self.command(binary, instance_id, extra);
-        let mut child = command.spawn().expect("spawn service");
+        let (child, mut output) = self.starting_process(binary, instance_id, extra);
+        let listening = output.line_matching(|line| listening_address(line).is_some()).await;
+        let addr = listening.as_deref().and_then(listening_address);
+        let addr = addr.unwrap_or_else(|| panic!("{binary} exited before listening: {:?}", output.seen));
+        Process { child, addr, api: Api::new(addr), instance_id: instance_id.to_owned(), output }
+    }
+
+    /// Starts a service binary as a separate process and returns at once, with its output to
+    /// read: for a test that watches it start.
+    fn starting_process(
+        &self,
+        binary: &str,
+        instance_id: &str,
+        extra: &[(&str, &str)],
+    ) -> (tokio::process::Child, Output) {
+        let mut child = self.command(binary, instance_id, extra).spawn().expect("spawn service");
         let stdout = child.stdout.take().expect("stdout");
         // Read all along, so that the service never blocks on a full pipe, and kept for the test.
         let (sender, lines) = tokio::sync::mpsc::unbounded_channel();
@@ -75,11 +95,7 @@ impl EnvExt for TestEnv {
                 let _ = sender.send(line);
             }
         });
-        let mut output = Output { lines, seen: Vec::new() };
-        let listening = output.line_matching(|line| listening_address(line).is_some()).await;
-        let addr = listening.as_deref().and_then(listening_address);
-        let addr = addr.unwrap_or_else(|| panic!("{binary} exited before listening: {:?}", output.seen));
-        Process { child, addr, api: Api::new(addr), instance_id: instance_id.to_owned(), output }
+        (child, Output { lines, seen: Vec::new() })
     }
 
     /// Starts a service binary that is meant to die (a failure-testing switch), without waiting
@@ -112,7 +128,7 @@ impl EnvExt for TestEnv {
 }
 
 /// The address in a service's "listening" line, in either log format.
-fn listening_address(line: &str) -> Option<SocketAddr> {
+pub fn listening_address(line: &str) -> Option<SocketAddr> {
     match serde_json::from_str::<serde_json::Value>(line) {
         Ok(json) if json["message"] == "listening" => json["address"].as_str()?.parse().ok(),
         Ok(_) => None,
@@ -394,6 +410,39 @@ impl Ws {
 pub async fn sleep_past(at: DateTime<Utc>, server_time: DateTime<Utc>, observed: tokio::time::Instant) {
     let wait = (at - server_time).to_std().unwrap_or_default() + Duration::from_millis(20);
     tokio::time::sleep_until(observed + wait).await;
+}
+
+/// The test Redis as host:port, for a proxy in front of it.
+pub fn redis_target() -> String {
+    let url = redis_url();
+    format!("{}:{}", url.host_str().expect("redis host"), url.port().unwrap_or(6379))
+}
+
+/// The test Redis's address with `proxy` in place of its host and port.
+pub fn redis_through(proxy: SocketAddr) -> String {
+    let mut url = redis_url();
+    url.set_host(Some(&proxy.ip().to_string())).expect("proxy host");
+    url.set_port(Some(proxy.port())).expect("proxy port");
+    url.to_string()
+}
+
+fn redis_url() -> url::Url {
+    let address = auction_server::testing::redis_address();
+    let address = if address.contains("://") { address } else { format!("redis://{address}") };
+    url::Url::parse(&address).expect("TEST_REDIS_ADDRESS")
+}
+
+/// This test's database, reached through `proxy`.
+pub fn mysql_through(env: &TestEnv, proxy: SocketAddr) -> String {
+    let base = mysql_base();
+    let (credentials, _) = base.rsplit_once('@').expect("TEST_MYSQL_URL has user@host");
+    format!("{credentials}@{proxy}/{}", env.database)
+}
+
+/// The MySQL server of the tests as host:port, for a proxy in front of it.
+pub fn mysql_target() -> String {
+    let base = mysql_base();
+    base.rsplit('@').next().expect("TEST_MYSQL_URL").trim_end_matches('/').to_owned()
 }
 
 /// A TCP proxy in front of MySQL that a test can cut, to make MySQL unreachable for one service

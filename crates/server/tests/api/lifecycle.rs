@@ -9,7 +9,6 @@
 //! the tests without failing them.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -276,39 +275,6 @@ impl Monitor {
         }
         turns
     }
-}
-
-/// The test Redis as host:port, for a proxy in front of it.
-fn redis_target() -> String {
-    let url = redis_url();
-    format!("{}:{}", url.host_str().expect("redis host"), url.port().unwrap_or(6379))
-}
-
-/// The test Redis's address with `proxy` in place of its host and port.
-fn redis_through(proxy: SocketAddr) -> String {
-    let mut url = redis_url();
-    url.set_host(Some(&proxy.ip().to_string())).expect("proxy host");
-    url.set_port(Some(proxy.port())).expect("proxy port");
-    url.to_string()
-}
-
-fn redis_url() -> url::Url {
-    let address = auction_server::testing::redis_address();
-    let address = if address.contains("://") { address } else { format!("redis://{address}") };
-    url::Url::parse(&address).expect("TEST_REDIS_ADDRESS")
-}
-
-/// This test's database, reached through `proxy`.
-fn mysql_through(env: &TestEnv, proxy: SocketAddr) -> String {
-    let base = mysql_base();
-    let (credentials, _) = base.rsplit_once('@').expect("TEST_MYSQL_URL has user@host");
-    format!("{credentials}@{proxy}/{}", env.database)
-}
-
-/// The MySQL server of the tests as host:port, for a proxy in front of it.
-fn mysql_target() -> String {
-    let base = mysql_base();
-    base.rsplit('@').next().expect("TEST_MYSQL_URL").trim_end_matches('/').to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,3 +18,4 @@ mod limits;
 mod loadgen;
 mod logs;
 mod rest;
+mod startup;
