@@ -105,7 +105,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/auction/{auction_id}", get(connect))
         .route("/health", get(health))
         .route("/metrics", get(|State(state): State<AppState>| async move { state.metrics.render() }))
-        .merge(web::router())
+        .merge(web::router(state.config.web_api_url.as_deref()))
         .fallback(not_found);
     crate::request_log::traced(routes).with_state(state)
 }

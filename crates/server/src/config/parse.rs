@@ -20,6 +20,20 @@ pub fn optional_text(text: &str) -> Result<Option<String>, String> {
     Ok(Some(text.to_owned()).filter(|t| !t.is_empty()))
 }
 
+/// An http(s) URL, or an absolute path (resolved by the browser against the page); empty is unset.
+pub fn web_url(text: &str) -> Result<Option<String>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let absolute = url::Url::parse(text).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+    let path = text.starts_with('/') && !text.starts_with("//");
+    if !absolute && !path {
+        return Err(format!("{text:?} is not an http(s) URL or a path such as /"));
+    }
+    Ok(Some(text.to_owned()))
+}
+
 pub fn number<T: FromStr>(text: &str) -> Result<T, String> {
     text.trim().parse().map_err(|_| format!("{text:?} is not a valid number here"))
 }

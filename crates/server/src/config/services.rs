@@ -58,6 +58,10 @@ settings! {
         /// from a non-browser client, is always allowed).
         pub allowed_origins: Option<Vec<String>> =
             Setting::new("WS_ALLOWED_ORIGINS", "bidding.allowed_origins", "*", parse::origins),
+        /// Where the web UI this node serves finds the auction service's REST API: an http(s) URL,
+        /// or a path on the page's own origin (`/` behind a proxy that serves both on one origin);
+        /// `None` (unset): the page's host on port 8081.
+        pub web_api_url: Option<String> = Setting::new("WEB_API_URL", "bidding.web_api_url", "", parse::web_url),
     }
 }
 

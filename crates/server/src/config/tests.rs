@@ -84,6 +84,10 @@ fn env_overrides() {
     let origins = config.service.allowed_origins.unwrap();
     assert_eq!(origins, ["https://a.example", "http://b.example:8000"]);
     assert_eq!(config.auth.secret.as_deref(), Some(&b"0123456789abcdef0123456789abcdef"[..]));
+    assert_eq!(config.service.web_api_url, None, "unset: the page's host on port 8081");
+    for url in ["/", "/auction-api/", "https://api.example:8443"] {
+        assert_eq!(bidding(&[("WEB_API_URL", url)]).unwrap().service.web_api_url.as_deref(), Some(url));
+    }
 
     let auction = load::<AuctionConfig>(&[("LEADER_TTL", "1500ms"), ("MAX_EXTEND", "90")]).unwrap();
     assert_eq!(auction.service.leader_ttl, Duration::from_millis(1500));
@@ -100,7 +104,7 @@ fn bad_values_name_their_key() {
     fn err<S: ServiceConfig>(vars: &[(&str, &str)]) -> String {
         load::<S>(vars).err().map(|e| e.to_string()).unwrap_or_default()
     }
-    let cases: [(&str, &str, String); 15] = [
+    let cases: [(&str, &str, String); 17] = [
         ("SERVER_PORT", "http", err::<BiddingConfig>(&[("SERVER_PORT", "http")])),
         ("SERVER_PORT", "70000", err::<AnalyticsConfig>(&[("SERVER_PORT", "70000")])),
         ("REDIS_ADDRESS", "http://x", err::<AuctionConfig>(&[("REDIS_ADDRESS", "http://x")])),
@@ -115,6 +119,8 @@ fn bad_values_name_their_key() {
         ("LEADER_TTL", "10 parsecs", err::<AuctionConfig>(&[("LEADER_TTL", "10 parsecs")])),
         ("MYSQL_DSN", "nonsense", err::<AuctionConfig>(&[("MYSQL_DSN", "nonsense")])),
         ("MYSQL_DSN", "nonsense", err::<AnalyticsConfig>(&[("MYSQL_DSN", "nonsense")])),
+        ("WEB_API_URL", "localhost:8081", err::<BiddingConfig>(&[("WEB_API_URL", "localhost:8081")])),
+        ("WEB_API_URL", "//evil.example", err::<BiddingConfig>(&[("WEB_API_URL", "//evil.example")])),
         (
             "CORS_ALLOWED_ORIGINS",
             "bids.example.com",
