@@ -58,7 +58,24 @@ settings! {
         /// from a non-browser client, is always allowed).
         pub allowed_origins: Option<Vec<String>> =
             Setting::new("WS_ALLOWED_ORIGINS", "bidding.allowed_origins", "*", parse::origins),
+        /// `local`: a bid is acknowledged once its Redis primary has it. `replicated`: once a
+        /// replica has it too (`WAIT`), so the loss of the primary cannot lose it.
+        pub bid_durability: Durability =
+            Setting::new("BID_DURABILITY", "bidding.bid_durability", "local", parse::durability),
+        /// With `replicated`, how long a bid waits for a replica before it is answered
+        /// `unavailable` (a retry with the same `bid_id` gets the stored outcome).
+        pub replica_timeout: Duration =
+            Setting::new("BID_REPLICA_TIMEOUT", "bidding.replica_timeout", "1s", parse::duration),
     }
+}
+
+/// When the bidding service acknowledges an accepted bid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Once the Redis primary has it (it may be lost if the primary dies before replicating).
+    Local,
+    /// Once at least one replica has it too.
+    Replicated,
 }
 
 impl ServiceConfig for BiddingConfig {
