@@ -48,7 +48,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Corrupt(_) => ApiError::Internal(e.into()),
-            StoreError::Redis(_) | StoreError::Timeout(_) => ApiError::Unavailable(e.into()),
+            StoreError::Redis(_)
+            | StoreError::Timeout(_)
+            | StoreError::NotSubscribed(_)
+            | StoreError::NotReplicated(_) => ApiError::Unavailable(e.into()),
         }
     }
 }

@@ -105,7 +105,9 @@ fn redis_may_recover(error: &crate::store::StoreError) -> bool {
                         | ServerErrorKind::MasterDown
                 )
         ),
-        crate::store::StoreError::Corrupt(_) => false,
+        crate::store::StoreError::Corrupt(_)
+        | crate::store::StoreError::NotSubscribed(_)
+        | crate::store::StoreError::NotReplicated(_) => false,
     }
 }
 

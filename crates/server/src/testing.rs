@@ -18,6 +18,12 @@ pub fn redis_address() -> String {
     std::env::var("TEST_REDIS_ADDRESS").unwrap_or_else(|_| "127.0.0.1:6379".into())
 }
 
+/// A Redis Cluster for tests, when `TEST_REDIS_CLUSTER_NODES` names its seed nodes
+/// (`host:port,...`): every service and store of the tests then runs in cluster mode.
+pub fn redis_cluster_nodes() -> Option<String> {
+    std::env::var("TEST_REDIS_CLUSTER_NODES").ok().filter(|nodes| !nodes.trim().is_empty())
+}
+
 /// MySQL for tests, without a database: `TEST_MYSQL_URL`, default the development user.
 pub fn mysql_base() -> String {
     std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://auction:auction@127.0.0.1:3306".into())
@@ -86,6 +92,9 @@ impl TestEnv {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        if let Some(nodes) = redis_cluster_nodes() {
+            vars.insert("REDIS_CLUSTER_NODES".to_owned(), nodes);
+        }
         for (name, value) in &self.overrides {
             match value {
                 Some(value) => vars.insert(name.clone(), value.clone()),
@@ -106,6 +115,11 @@ impl TestEnv {
         self.config::<BiddingConfig>().redis
     }
 
+    /// A connection for raw commands on this test's Redis (one Redis or a cluster alike).
+    pub async fn redis_connection(&self) -> crate::store::Conn {
+        self.store().await.connection()
+    }
+
     pub async fn store(&self) -> Store {
         Store::connect(&self.redis()).await.expect("redis is not reachable")
     }
@@ -113,14 +127,8 @@ impl TestEnv {
     /// The raw bytes (`DUMP`) of every Redis key of auction `id`, to compare states exactly.
     pub async fn dump_auction(&self, id: &str) -> Vec<Option<Vec<u8>>> {
         let auction = crate::store::Keys::new(&self.prefix).auction(&auction_proto::AuctionId::parse(id).expect("id"));
-        let client = redis::Client::open(self.redis().url).expect("redis url");
-        let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-        let mut dumps = Vec::new();
-        for key in [auction.state, auction.recent, auction.outcomes, auction.log] {
-            let dump: Option<Vec<u8>> = redis::cmd("DUMP").arg(&key).query_async(&mut conn).await.expect("dump");
-            dumps.push(dump);
-        }
-        dumps
+        let keys = [auction.state, auction.recent, auction.outcomes, auction.log];
+        self.store().await.dump(&keys).await.expect("dump")
     }
 
     /// A connection to this test's database.

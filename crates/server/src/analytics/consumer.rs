@@ -9,6 +9,9 @@
 //!   which is how the work of a dead instance is picked up once its lease lapses.
 //! - The stream is trimmed only below what every consumer group has acknowledged.
 //! - While the MySQL breaker is open nothing is read: events wait in Redis.
+//! - The instance listens on the live channel of every auction the sweep found unfinished, so an
+//!   active auction's events reach MySQL within moments; an auction created since the last sweep
+//!   waits for the next one (`ANALYTICS_SWEEP`).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -25,7 +28,7 @@ use super::breaker::Breaker;
 use crate::config::AnalyticsConfig;
 use crate::store::event::LogEntryError;
 use crate::store::log::LogEntry;
-use crate::store::{Event, Live, Received, Store, StoreError, Subscription};
+use crate::store::{Event, Feed, Live, Received, Store, StoreError, Subscription};
 
 /// Why draining one auction's log stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -60,12 +63,16 @@ pub struct Consumer {
     pub wake: Arc<Notify>,
     /// Auctions whose consumer group this process has made sure of.
     pub grouped: Mutex<HashSet<AuctionId>>,
+    /// The live subscription's channels: one per unfinished auction.
+    pub feed: Feed,
 }
 
 impl Consumer {
     pub async fn run(self, shutdown: CancellationToken) {
         // Ended or cancelled auctions whose logs are fully written: nothing can follow.
         let mut done: HashSet<AuctionId> = HashSet::new();
+        // Auctions whose live channel this instance listens on.
+        let mut listening: HashSet<AuctionId> = HashSet::new();
         let mut next_sweep = tokio::time::Instant::now();
         loop {
             let sweep = tokio::time::Instant::now() >= next_sweep;
@@ -73,7 +80,15 @@ impl Consumer {
             let mut candidates: Vec<AuctionId> = dirty.iter().cloned().collect();
             if sweep {
                 match self.store.recent_ids(usize::MAX).await {
-                    Ok(ids) => candidates.extend(ids.into_iter().filter(|id| !done.contains(id))),
+                    Ok(ids) => {
+                        for id in ids.into_iter().filter(|id| !done.contains(id)) {
+                            if listening.insert(id.clone()) {
+                                // Confirmation is not awaited: the sweep covers what comes before.
+                                drop(self.feed.subscribe(self.store.live_channel(&id)));
+                            }
+                            candidates.push(id);
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot list auctions"),
                 }
                 next_sweep = tokio::time::Instant::now() + self.config.sweep;
@@ -95,6 +110,9 @@ impl Consumer {
                     match self.drain(id).await {
                         Ok(true) => {
                             done.insert(id.clone());
+                            if listening.remove(id) {
+                                self.feed.unsubscribe(self.store.live_channel(id));
+                            }
                         }
                         Ok(false) => {}
                         Err(DrainError::Db(e)) => {
@@ -214,8 +232,8 @@ impl Consumer {
     }
 }
 
-/// Marks auctions dirty as their events go by on the live channel, and wakes the consumer. What
-/// is published while the feed is away is found by the next sweep.
+/// Marks auctions dirty as their events go by on their live channels, and wakes the consumer.
+/// What is published while the feed is away is found by the next sweep.
 pub async fn watch_live(
     mut feed: Subscription,
     dirty: Arc<Mutex<HashSet<AuctionId>>>,

@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{AnalyticsConfig, Config};
 use crate::http::{check, health_response, not_found};
-use crate::store::Store;
+use crate::store::{Store, Subscription};
 use breaker::{Breaker, State as BreakerState};
 use consumer::{Consumer, Metrics};
 
@@ -40,6 +40,7 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     consumer: Consumer,
+    live: Subscription,
 }
 
 /// The instance's own recorder (not the process-wide one), so that several instances in one
@@ -62,7 +63,9 @@ impl App {
         let listener = crate::runtime::bind(&config).await?;
         let recorder = PrometheusBuilder::new().build_recorder();
         let breaker = Arc::new(Breaker::new(3, Duration::from_millis(500), Duration::from_secs(10)));
+        let live = store.subscribe(Vec::new());
         let consumer = Consumer {
+            feed: live.feed(),
             store: store.clone(),
             db: db.clone(),
             instance: config.instance_id.clone(),
@@ -75,7 +78,7 @@ impl App {
         };
         let state =
             AppState { store, db, instance_id: config.instance_id.clone().into(), breaker, metrics: recorder.handle() };
-        Ok(App { listener, state, consumer })
+        Ok(App { listener, state, consumer, live })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -85,7 +88,7 @@ impl App {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
         tracker.spawn(consumer::watch_live(
-            self.state.store.live_feed(),
+            self.live,
             self.consumer.dirty.clone(),
             self.consumer.wake.clone(),
             shutdown.clone(),

@@ -8,6 +8,10 @@
 //! - A failed renewal does not end leadership while the belief is still valid; the next renewal
 //!   may succeed. Past `valid_until` the instance stops acting.
 //! - On shutdown the lease is released at once, so a follower takes over without waiting out the TTL.
+//! - Each transition carries the lease's [`Fence`]: its epoch and the Redis time its lease runs
+//!   out, less a tenth of the TTL for clocks of different Redis nodes that disagree. Redis refuses
+//!   the transition past that time, whatever this process believes (a paused process wakes with
+//!   a belief its clock has not yet ended).
 
 use std::time::Duration;
 
@@ -15,13 +19,15 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{LeaseState, Store};
+use crate::store::{Fence, LeaseState, Store};
 
 /// This instance's leadership while it lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
     pub epoch: u64,
     pub valid_until: Instant,
+    /// What `advance.lua` checks, whatever this process believes.
+    pub fence: Fence,
 }
 
 impl Lease {
@@ -36,7 +42,11 @@ impl Lease {
     /// What a lease answer means for this instance: leadership until the send time of the call
     /// that won it plus 90% of the TTL (the lease in Redis outlives the belief), or none.
     fn from_answer(answer: &LeaseState, sent: Instant, ttl: Duration) -> Option<Lease> {
-        answer.held.then(|| Lease { epoch: answer.epoch, valid_until: sent + ttl.mul_f64(0.9) })
+        answer.held.then(|| Lease {
+            epoch: answer.epoch,
+            valid_until: sent + ttl.mul_f64(0.9),
+            fence: answer.fence(ttl / 10),
+        })
     }
 
     /// What is left of `lease` after a renewal failed at `now`: all of it while the belief is
@@ -130,7 +140,7 @@ mod tests {
     use super::*;
 
     fn answer(held: bool, epoch: u64) -> LeaseState {
-        LeaseState { held, epoch, holder: "other".into(), ms_left: 1000 }
+        LeaseState { held, epoch, holder: "other".into(), ms_left: 10_000, until_ms: 1_000_000 }
     }
 
     #[test]
@@ -140,6 +150,7 @@ mod tests {
         let lease = Lease::from_answer(&answer(true, 7), sent, ttl).unwrap();
         assert_eq!(lease.epoch, 7);
         assert_eq!(lease.valid_until, sent + Duration::from_secs(9));
+        assert_eq!(lease.fence, Fence { epoch: 7, until_ms: 999_000 }, "Redis refuses it a tenth of the TTL early");
         assert!(lease.is_valid_at(sent + Duration::from_millis(8999)));
         assert!(!lease.is_valid_at(sent + Duration::from_secs(9)), "never as long as Redis keeps it");
         assert_eq!(Lease::from_answer(&answer(false, 8), sent, ttl), None, "another holds it");
@@ -148,7 +159,8 @@ mod tests {
     #[test]
     fn a_failed_renewal_keeps_leadership_only_while_it_is_believed() {
         let now = Instant::now();
-        let lease = Lease { epoch: 3, valid_until: now + Duration::from_secs(1) };
+        let lease =
+            Lease { epoch: 3, valid_until: now + Duration::from_secs(1), fence: Fence { epoch: 3, until_ms: 0 } };
         assert_eq!(Lease::after_failure(Some(lease), now), Some(lease));
         assert_eq!(Lease::after_failure(Some(lease), now + Duration::from_secs(1)), None);
         assert_eq!(Lease::after_failure(None, now), None);

@@ -84,7 +84,6 @@ impl App {
         let (copies_tx, copies_rx) = mpsc::channel(4096);
         let scheduler = Scheduler {
             store: state.store.clone(),
-            instance: state.instance_id.to_string(),
             lease: state.lease.clone(),
             wake: state.wake.clone(),
             copies: copies_tx,
@@ -93,7 +92,7 @@ impl App {
         tracker.spawn(self.elector.run(shutdown.clone()));
         tracker.spawn(scheduler.run(shutdown.clone()));
         tracker.spawn(scheduler::copy_to_mysql(state.db.clone(), copies_rx));
-        let deadlines = state.store.deadline_feed();
+        let deadlines = state.store.subscribe(vec![state.store.deadline_channel()]);
         tracker.spawn(scheduler::listen_for_deadlines(deadlines, state.wake.clone(), shutdown.clone()));
         let router = router(state);
         crate::runtime::serve(self.listener, router, shutdown, tracker, Duration::from_secs(5), None).await

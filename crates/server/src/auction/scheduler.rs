@@ -14,7 +14,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::leader::{Lease, LeaseWatch};
-use crate::store::{Advance, Event, Store, StoreError, Subscription};
+use crate::store::{Advance, Event, Fence, Store, StoreError, Subscription};
 
 /// The longest the scheduler sleeps without looking at the index again.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -25,7 +25,6 @@ const BATCH: isize = 256;
 
 pub struct Scheduler {
     pub store: Store,
-    pub instance: String,
     pub lease: LeaseWatch,
     pub wake: Arc<Notify>,
     /// Transitions to copy into MySQL (see [`copy_to_mysql`]).
@@ -72,10 +71,12 @@ impl Scheduler {
             let now_ms = self.store.now_ms().await?;
             let due = self.store.due(now_ms, BATCH).await?;
             for id in &due {
-                if !self.lease.borrow().is_some_and(|l| l.is_valid()) {
-                    return Ok(());
-                }
-                self.advance(id, lease.epoch, now_ms).await?;
+                // The latest renewal's fence: the lease runs out later with each.
+                let fence = match *self.lease.borrow() {
+                    Some(now) if now.epoch == lease.epoch && now.is_valid() => now.fence,
+                    _ => return Ok(()),
+                };
+                self.advance(id, fence, now_ms).await?;
             }
             if due.len() == usize::try_from(BATCH).unwrap_or(usize::MAX) {
                 continue;
@@ -114,11 +115,11 @@ impl Scheduler {
     }
 
     /// One fenced transition of auction `id`, found due at Redis time `now_ms`.
-    async fn advance(&self, id: &AuctionId, epoch: u64, now_ms: i64) -> Result<(), StoreError> {
-        match self.store.advance(id, &self.instance, epoch).await? {
+    async fn advance(&self, id: &AuctionId, fence: Fence, now_ms: i64) -> Result<(), StoreError> {
+        match self.store.advance(id, fence).await? {
             Advance::Fenced => {
                 self.metrics.fenced.increment(1);
-                tracing::warn!(auction = %id, epoch, "transition refused: not the leader");
+                tracing::warn!(auction = %id, epoch = fence.epoch, "transition refused: not the leader");
             }
             Advance::Missing | Advance::Final => self.store.unschedule(id).await?,
             Advance::Wait { next_ms } => self.store.schedule(id, next_ms).await?,

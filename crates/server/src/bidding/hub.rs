@@ -3,6 +3,10 @@
 //! and broadcasts them to its watchers.
 //!
 //! Invariants:
+//! - A node is subscribed to the live channel of exactly the auctions it has hubs for: the hub's
+//!   first watcher subscribes (before the hub's first snapshot is read, so no event after that
+//!   snapshot is missed) and its last watcher unsubscribes. Both are queued under the map's lock,
+//!   so they reach Redis in the order the hub came and went.
 //! - A hub forwards events in `seq` order with no gap. On a gap (pub/sub dropped a message) or a
 //!   request to resync, it reads a fresh snapshot and broadcasts that instead, then replays the
 //!   events that arrived meanwhile and are newer than the snapshot. The pure [`Sequencer`] decides
@@ -17,13 +21,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use auction_proto::ws::{AuctionCancelled, AuctionEnded, AuctionExtended, AuctionStarted, BidPlaced, ServerFrame};
 use auction_proto::{Amount, AuctionId, BidRules};
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::sequencer::{Arrival, Sequencer, Snapshot};
 use crate::store::stored::{ms_to_time, us_to_time};
-use crate::store::{Event, Store, StoreError};
+use crate::store::{Event, Feed, Store, StoreError};
 use crate::sync::lock;
 
 /// One change of state, already encoded: the frames all share the auction version `seq`.
@@ -121,6 +125,8 @@ struct HubsInner {
     // A std Mutex, not a tokio one: nothing is awaited while it is held.
     map: Mutex<HashMap<AuctionId, Arc<Hub>>>,
     store: Store,
+    /// The live subscription's channels: one per hub.
+    feed: Feed,
     rules: RulesCache,
     capacity: usize,
     tracker: TaskTracker,
@@ -131,6 +137,9 @@ pub struct Hub {
     id: AuctionId,
     tx: broadcast::Sender<Arc<Outbound>>,
     state: Mutex<HubState>,
+    /// True once the node's subscription to this auction's live channel was answered (confirmed,
+    /// or refused while Redis is away, when the re-subscription's resync covers it).
+    subscribed: watch::Sender<bool>,
 }
 
 struct HubState {
@@ -147,6 +156,15 @@ pub struct Membership {
     hubs: Hubs,
 }
 
+impl Membership {
+    /// Waits until the node listens on this auction's live channel, so that a snapshot read
+    /// afterwards is followed by every later event.
+    pub async fn subscribed(&self) {
+        let mut subscribed = self.hub.subscribed.subscribe();
+        let _ = subscribed.wait_for(|subscribed| *subscribed).await;
+    }
+}
+
 impl Drop for Membership {
     fn drop(&mut self) {
         self.hubs.leave(&self.hub);
@@ -156,17 +174,18 @@ impl Drop for Membership {
 impl Hubs {
     pub fn new(
         store: Store,
+        feed: Feed,
         rules: RulesCache,
         capacity: usize,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Hubs {
-        Hubs { inner: Arc::new(HubsInner { map: Mutex::default(), store, rules, capacity, tracker, shutdown }) }
+        Hubs { inner: Arc::new(HubsInner { map: Mutex::default(), store, feed, rules, capacity, tracker, shutdown }) }
     }
 
     /// Joins the hub of `id`, creating it (and starting its first sync) if this is its first watcher.
     pub fn join(&self, id: &AuctionId) -> Membership {
-        let (hub, created) = {
+        let (hub, subscribed) = {
             let mut map = lock(&self.inner.map);
             let mut created = false;
             let hub = map
@@ -182,15 +201,25 @@ impl Hubs {
                             current_bid: None,
                             starting_bid: None,
                         }),
+                        subscribed: watch::Sender::new(false),
                     })
                 })
                 .clone();
             lock(&hub.state).watchers += 1;
-            (hub, created)
+            (hub, created.then(|| self.inner.feed.subscribe(self.inner.store.live_channel(id))))
         };
         let events = hub.tx.subscribe();
-        if created {
-            self.spawn_sync(hub.clone());
+        if let Some(subscribed) = subscribed {
+            let (hubs, hub) = (self.clone(), hub.clone());
+            self.inner.tracker.spawn(async move {
+                // Not subscribed (Redis is away): the channel stays wanted, and the subscription
+                // announces its return, which resyncs every hub; the snapshot below may still work.
+                if let Err(e) = subscribed.await {
+                    tracing::warn!(auction = %hub.id, error = %e, "cannot subscribe to the live channel yet");
+                }
+                hub.subscribed.send_replace(true);
+                hubs.sync(hub).await;
+            });
         }
         Membership { hub, events, hubs: self.clone() }
     }
@@ -201,6 +230,7 @@ impl Hubs {
         state.watchers = state.watchers.saturating_sub(1);
         if state.watchers == 0 && map.get(&hub.id).is_some_and(|h| Arc::ptr_eq(h, hub)) {
             map.remove(&hub.id);
+            self.inner.feed.unsubscribe(self.inner.store.live_channel(&hub.id));
         }
     }
 

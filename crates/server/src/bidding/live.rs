@@ -1,10 +1,6 @@
-//! The live listener: one subscription per node to the single live channel, feeding every event
-//! to the hubs.
-//!
-//! One channel for all auctions keeps subscription trivially race-free: it is in place before the
-//! node serves anyone, so a hub created later never misses an event published after it exists.
-//! The cost is that every node receives every auction's events; per-auction channels with dynamic
-//! subscription are the step up if that ever dominates.
+//! The live listener: the node's one subscription (the rules channel, and the live channel of
+//! each auction it has a hub for: see `hub`), feeding every event to the hubs. A node receives
+//! the events of the auctions its watchers watch, not every auction's.
 
 use std::time::Duration;
 

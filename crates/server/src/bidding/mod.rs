@@ -56,11 +56,13 @@ pub struct App {
 }
 
 impl App {
-    /// Connects to Redis (waiting while it cannot be reached, until `shutdown`), subscribes to the
-    /// live channel and binds the port.
+    /// Connects to Redis (waiting while it cannot be reached, until `shutdown`), starts the live
+    /// subscription (the rules channel; each hub adds its auction's) and binds the port.
     pub async fn build(config: Config<BiddingConfig>, shutdown: &CancellationToken) -> anyhow::Result<App> {
-        let store = crate::runtime::open_store(&config.redis, shutdown).await?;
-        let feed = store.subscribe_live().await.context("cannot subscribe to the live channel")?;
+        let store = crate::runtime::open_store(&config.redis, shutdown)
+            .await?
+            .with_durability(config.service.bid_durability, config.service.replica_timeout);
+        let feed = store.subscribe(vec![store.rules_channel()]);
         let rules = RulesCache::default();
         reload_rules(&store, &rules).await.context("cannot read the bid rules")?;
         let listener = crate::runtime::bind(&config).await?;
@@ -76,7 +78,14 @@ impl App {
         let App { listener, store, feed, rules, config } = self;
         let tracker = TaskTracker::new();
         let bidding = config.service;
-        let hubs = Hubs::new(store.clone(), rules.clone(), bidding.watcher_queue, tracker.clone(), shutdown.clone());
+        let hubs = Hubs::new(
+            store.clone(),
+            feed.feed(),
+            rules.clone(),
+            bidding.watcher_queue,
+            tracker.clone(),
+            shutdown.clone(),
+        );
         let listener_task = live::Listener { hubs: hubs.clone(), store: store.clone(), rules };
         tracker.spawn(listener_task.run(feed, shutdown.clone()));
         let send_buffer = bidding.send_buffer;
@@ -152,6 +161,7 @@ async fn connect(
         limits::Refusal::UserFull(n) => ApiError::TooMany(format!("{user} already has {n} connections here")),
     })?;
     let membership = state.hubs.join(&auction);
+    membership.subscribed().await;
     let record =
         state.store.load(&auction).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {auction}")))?;
     let snapshot = record.snapshot(&state.hubs.rules())?;

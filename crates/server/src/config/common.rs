@@ -35,11 +35,18 @@ pub enum LogFormat {
 const REDIS_PASSWORD: Setting<Option<String>> =
     Setting::new("REDIS_PASSWORD", "redis.password", "", parse::optional_text);
 
+/// Named, because a database number beside it must blame the pair.
+const REDIS_CLUSTER_NODES: Setting<Vec<url::Url>> =
+    Setting::new("REDIS_CLUSTER_NODES", "redis.cluster_nodes", "", parse::redis_cluster_nodes);
+
 settings! {
     /// Redis as the operator gives it; [`RedisConfig`] is what the services use.
     pub(super) struct RedisSettings {
         /// `host:port` or a `redis://` (`rediss://`) URL.
         address: url::Url = Setting::new("REDIS_ADDRESS", "redis.address", "127.0.0.1:6379", parse::redis_address),
+        /// Seed nodes of a Redis Cluster (`host:port,host:port,...`); when set, cluster mode and
+        /// `REDIS_ADDRESS` is not used.
+        cluster_nodes: Vec<url::Url> = REDIS_CLUSTER_NODES,
         password: Option<String> = REDIS_PASSWORD,
         /// The database number; unset leaves the URL's own (else 0).
         db: Option<u32> = Setting::new("REDIS_DB", "redis.db", "", parse::redis_db),
@@ -55,6 +62,9 @@ settings! {
 pub struct RedisConfig {
     /// A `redis://` URL with password and database folded in.
     pub url: String,
+    /// The cluster's seed nodes as `redis://` URLs with the password folded in; empty for a
+    /// single Redis at `url`.
+    pub cluster_nodes: Vec<String>,
     /// Prepended to every key and channel, so deployments (or tests) can share one Redis.
     pub key_prefix: String,
     /// How long any one Redis call may take before it counts as failed.
@@ -63,15 +73,26 @@ pub struct RedisConfig {
 
 impl RedisConfig {
     pub(super) fn resolve(sources: &Sources<'_>) -> Result<RedisConfig, ConfigError> {
-        let RedisSettings { address: mut url, password, db, key_prefix, timeout } = RedisSettings::read(sources)?;
-        if let Some(password) = password {
-            url.set_password(Some(&password))
-                .map_err(|()| sources.blame(&REDIS_PASSWORD, "cannot be used in a URL"))?;
+        let RedisSettings { address: mut url, cluster_nodes, password, db, key_prefix, timeout } =
+            RedisSettings::read(sources)?;
+        if let Some(password) = &password {
+            url.set_password(Some(password)).map_err(|()| sources.blame(&REDIS_PASSWORD, "cannot be used in a URL"))?;
         }
         if let Some(db) = db {
+            if !cluster_nodes.is_empty() && db != 0 {
+                return Err(sources.blame(&REDIS_CLUSTER_NODES, "a cluster has only database 0, but REDIS_DB is set"));
+            }
             url.set_path(&format!("/{db}"));
         }
-        Ok(RedisConfig { url: url.to_string(), key_prefix, timeout })
+        let mut nodes = Vec::with_capacity(cluster_nodes.len());
+        for mut node in cluster_nodes {
+            if let Some(password) = &password {
+                node.set_password(Some(password))
+                    .map_err(|()| sources.blame(&REDIS_PASSWORD, "cannot be used in a URL"))?;
+            }
+            nodes.push(node.to_string());
+        }
+        Ok(RedisConfig { url: url.to_string(), cluster_nodes: nodes, key_prefix, timeout })
     }
 }
 

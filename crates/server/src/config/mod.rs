@@ -19,7 +19,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use common::{AuthConfig, LogFormat, RedisConfig};
-pub use services::{AnalyticsConfig, AuctionConfig, BiddingConfig};
+pub use services::{AnalyticsConfig, AuctionConfig, BiddingConfig, Durability};
 pub use setting::Sources;
 
 use file::{FILE_NAME, FileSettings};

@@ -93,6 +93,26 @@ pub fn redis_address(text: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+/// Seed nodes of a Redis Cluster, comma-separated `host:port` (or `redis://` URLs); empty is unset
+/// (a single Redis at `REDIS_ADDRESS`).
+pub fn redis_cluster_nodes(text: &str) -> Result<Vec<url::Url>, String> {
+    let mut nodes = Vec::new();
+    for node in text.split(',').map(str::trim) {
+        if node.is_empty() {
+            if text.trim().is_empty() {
+                break;
+            }
+            return Err(format!("{text:?} has an empty node: give host:port,host:port,..."));
+        }
+        let url = redis_address(node)?;
+        if !url.path().trim_start_matches('/').is_empty() {
+            return Err(format!("{node:?}: a cluster has only database 0, so a node takes no database"));
+        }
+        nodes.push(url);
+    }
+    Ok(nodes)
+}
+
 /// A Redis database number; empty is unset (the URL's own, else 0).
 pub fn redis_db(text: &str) -> Result<Option<u32>, String> {
     optional_number(text).map_err(|_| format!("{text:?} is not a database number"))
@@ -111,6 +131,15 @@ pub fn log_level(text: &str) -> Result<String, String> {
     match tracing_subscriber::EnvFilter::try_new(text) {
         Ok(_) => Ok(text.to_owned()),
         Err(_) => Err(format!("{text:?} is not a log level or filter")),
+    }
+}
+
+/// `local` or `replicated`.
+pub fn durability(text: &str) -> Result<super::services::Durability, String> {
+    match text {
+        "local" => Ok(super::services::Durability::Local),
+        "replicated" => Ok(super::services::Durability::Replicated),
+        other => Err(format!("{other:?} is not local or replicated")),
     }
 }
 

@@ -58,11 +58,28 @@ settings! {
         /// from a non-browser client, is always allowed).
         pub allowed_origins: Option<Vec<String>> =
             Setting::new("WS_ALLOWED_ORIGINS", "bidding.allowed_origins", "*", parse::origins),
+        /// `local`: a bid is acknowledged once its Redis primary has it. `replicated`: once a
+        /// replica has it too (`WAIT`), so the loss of the primary cannot lose it.
+        pub bid_durability: Durability =
+            Setting::new("BID_DURABILITY", "bidding.bid_durability", "local", parse::durability),
+        /// With `replicated`, how long a bid waits for a replica before it is answered
+        /// `unavailable` (a retry with the same `bid_id` gets the stored outcome).
+        pub replica_timeout: Duration =
+            Setting::new("BID_REPLICA_TIMEOUT", "bidding.replica_timeout", "1s", parse::duration),
         /// Where the web UI this node serves finds the auction service's REST API: an http(s) URL,
         /// or a path on the page's own origin (`/` behind a proxy that serves both on one origin);
         /// `None` (unset): the page's host on port 8081.
         pub web_api_url: Option<String> = Setting::new("WEB_API_URL", "bidding.web_api_url", "", parse::web_url),
     }
+}
+
+/// When the bidding service acknowledges an accepted bid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Once the Redis primary has it (it may be lost if the primary dies before replicating).
+    Local,
+    /// Once at least one replica has it too.
+    Replicated,
 }
 
 impl ServiceConfig for BiddingConfig {

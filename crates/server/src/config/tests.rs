@@ -220,7 +220,7 @@ fn yaml_file_errors_name_the_key() {
     let err = |text: &str| file(text).unwrap_err().to_string();
     let unknown = err("server:\n  port: 8085\nredis:\n  adress: x\n");
     assert!(
-        unknown.starts_with("config.yaml: redis.adress: unknown key, expected one of address, password"),
+        unknown.starts_with("config.yaml: redis.adress: unknown key, expected one of address, cluster_nodes, password"),
         "{unknown}"
     );
     let top = err("servers:\n  port: 1\n");

@@ -1,10 +1,12 @@
 -- Moves an auction along its lifecycle when a deadline is due: the scheduler's one transition.
--- Fenced: only the current leader, with its current epoch, may act, and never with an epoch
--- older than one that already acted on this auction.
+-- Fenced without reading the lease (which lives in another slot, perhaps on another node): the
+-- caller must still be inside its lease as Redis tells time here, and no newer epoch may have
+-- acted on this auction (docs/protocol.md, "Leadership and fencing", says why that is enough).
 --
--- KEYS[1] auction hash    KEYS[2] durable event stream    KEYS[3] leader lease key
--- ARGV[1] auction id    ARGV[2] caller's lease value "instance|epoch"    ARGV[3] caller's epoch
--- ARGV[4] live channel
+-- KEYS[1] auction hash    KEYS[2] durable event stream
+-- ARGV[1] auction id    ARGV[2] caller's epoch
+-- ARGV[3] the Redis time (ms) until which the caller's lease is surely still its own
+-- ARGV[4] live channel    ARGV[5] publish command: SPUBLISH on a cluster, PUBLISH on one Redis
 --
 -- Returns one of
 --   {"fenced"}                       the caller is not the leader (or an older one)
@@ -17,8 +19,10 @@
 
 local function int(n) return string.format('%.0f', n) end
 
-if redis.call('GET', KEYS[3]) ~= ARGV[2] then return {'fenced'} end
-local epoch = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now_ms >= tonumber(ARGV[3]) then return {'fenced'} end
+local epoch = tonumber(ARGV[2])
 local a = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'end_ms', 'current_bid', 'bidder',
   'seq', 'bid_count', 'fence')
 if not a[1] then return {'missing'} end
@@ -27,19 +31,17 @@ if a[8] and epoch < tonumber(a[8]) then return {'fenced'} end
 local state, start_ms, end_ms = a[1], tonumber(a[2]), tonumber(a[3])
 if state == 'ended' or state == 'cancelled' then return {'final', state} end
 
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seq = tonumber(a[6]) + 1
 
 local function emit(event)
   local text = cjson.encode(event)
   redis.call('XADD', KEYS[2], '*', 'v', '2', 'event', text)
-  redis.call('PUBLISH', ARGV[4], text)
+  redis.call(ARGV[5], ARGV[4], text)
   return {'event', text}
 end
 
 if now_ms >= end_ms then
-  redis.call('HSET', KEYS[1], 'state', 'ended', 'seq', int(seq), 'fence', ARGV[3],
+  redis.call('HSET', KEYS[1], 'state', 'ended', 'seq', int(seq), 'fence', ARGV[2],
     'winner', a[5] or '', 'final_price', a[4] or '')
   local ended = {type = 'ended', auction_id = ARGV[1], seq = int(seq), bid_count = a[7],
     end_ms = int(end_ms)}
@@ -50,7 +52,7 @@ if now_ms >= end_ms then
 end
 
 if state == 'open' and now_ms >= start_ms then
-  redis.call('HSET', KEYS[1], 'state', 'active', 'seq', int(seq), 'fence', ARGV[3])
+  redis.call('HSET', KEYS[1], 'state', 'active', 'seq', int(seq), 'fence', ARGV[2])
   return emit({type = 'started', auction_id = ARGV[1], seq = int(seq), end_ms = int(end_ms)})
 end
 

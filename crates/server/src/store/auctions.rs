@@ -113,7 +113,8 @@ impl Store {
                     .arg(id.as_str())
                     .arg(action)
                     .arg(seconds)
-                    .arg(self.keys.live_channel())
+                    .arg(&keys.live)
+                    .arg(self.topology.publish_command())
                     .invoke_async(&mut conn),
             )
             .await?;

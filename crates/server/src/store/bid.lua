@@ -5,6 +5,7 @@
 -- ARGV[1] auction id         ARGV[2] bidder            ARGV[3] bid id
 -- ARGV[4] amount in cents    ARGV[5] increment bands, "from:increment,..." in cents, ascending
 -- ARGV[6] live channel       ARGV[7] how many recent bids to keep
+-- ARGV[8] publish command: SPUBLISH on a cluster, PUBLISH on one Redis
 --
 -- Returns the outcome as JSON, stored under "bidder:bid id" so that a retry gets the very same
 -- text back: an accepted bid's event (the one text also logged, published and kept as a recent
@@ -90,5 +91,5 @@ redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
 
 -- Step 6: the durable log first, then live fan-out (which may drop).
 redis.call('XADD', KEYS[4], '*', 'v', '2', 'event', event)
-redis.call('PUBLISH', ARGV[6], event)
+redis.call(ARGV[8], ARGV[6], event)
 return finish(event)

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::event::Verdict;
 use super::{RECENT_BIDS, Store, StoreError};
+use crate::config::Durability;
 
 static BID: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("bid.lua")));
 
@@ -28,7 +29,9 @@ pub enum BidOutcome {
 }
 
 impl Store {
-    /// Places a bid through the bid script, which also logs and publishes it when accepted.
+    /// Places a bid through the bid script, which also logs and publishes it when accepted. With
+    /// `replicated` durability an acceptance is answered only once a replica has it (a retry of
+    /// the same bid waits for that again, so its `accepted` is as sure as the first one's).
     pub async fn place_bid(&self, bid: &NewBid<'_>) -> Result<BidOutcome, StoreError> {
         let keys = self.keys.auction(bid.auction);
         let mut conn = self.conn.clone();
@@ -43,12 +46,34 @@ impl Store {
                     .arg(bid.bid_id.as_str())
                     .arg(bid.amount.cents())
                     .arg(bid.rules.to_script_arg())
-                    .arg(self.keys.live_channel())
+                    .arg(&keys.live)
                     .arg(RECENT_BIDS)
+                    .arg(self.topology.publish_command())
                     .invoke_async(&mut conn),
             )
             .await?;
-        decode_outcome(&text)
+        let outcome = decode_outcome(&text)?;
+        if self.durability == Durability::Replicated && matches!(outcome, BidOutcome::Accepted { .. }) {
+            self.wait_for_replica(&keys.state).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Waits until a replica of `key`'s primary has every write this connection made to it so
+    /// far, which includes the bid just placed.
+    async fn wait_for_replica(&self, key: &str) -> Result<(), StoreError> {
+        let timeout_ms = u64::try_from(self.replica_timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(1).arg(timeout_ms);
+        let mut conn = self.conn.clone();
+        // WAIT itself may take the whole replica timeout; the store's timeout is for Redis to answer.
+        let replicas: i64 = tokio::time::timeout(self.replica_timeout + self.timeout, conn.on_primary_of(key, wait))
+            .await
+            .map_err(|_| StoreError::Timeout(self.replica_timeout + self.timeout))??;
+        if replicas < 1 {
+            return Err(StoreError::NotReplicated(self.replica_timeout));
+        }
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 --
 -- KEYS[1] auction hash    KEYS[2] durable event stream
 -- ARGV[1] auction id    ARGV[2] "extend" or "cancel"    ARGV[3] seconds to extend by
--- ARGV[4] live channel
+-- ARGV[4] live channel    ARGV[5] publish command: SPUBLISH on a cluster, PUBLISH on one Redis
 --
 -- Returns {"missing"}, {"conflict", status}, or {"event", the event it logged and published}
 -- ({"type":"extended",...} or {"type":"cancelled",...}, docs/protocol.md "Events").
@@ -30,5 +30,5 @@ else
   event = cjson.encode({type = 'cancelled', auction_id = ARGV[1], seq = int(seq)})
 end
 redis.call('XADD', KEYS[2], '*', 'v', '2', 'event', event)
-redis.call('PUBLISH', ARGV[4], event)
+redis.call(ARGV[5], ARGV[4], event)
 return {'event', event}

@@ -17,6 +17,8 @@ pub struct AuctionKeys {
     pub log: String,
     /// Which analytics instance currently consumes `log`.
     pub log_owner: String,
+    /// The auction's live channel (a shard channel on a cluster, in the auction's slot).
+    pub live: String,
 }
 
 impl Keys {
@@ -31,6 +33,7 @@ impl Keys {
             outcomes: format!("{base}:outcomes"),
             log: format!("{base}:log"),
             log_owner: format!("{base}:log:owner"),
+            live: format!("{base}:live"),
             state: base,
         }
     }
@@ -45,9 +48,9 @@ impl Keys {
         format!("{}bid_validation_rules", self.prefix)
     }
 
-    /// The one pub/sub channel for live events of every auction (see `bidding::live`).
-    pub fn live_channel(&self) -> String {
-        format!("{}live", self.prefix)
+    /// Tells bidding nodes that the increment table changed.
+    pub fn rules_channel(&self) -> String {
+        format!("{}bid_rules_changed", self.prefix)
     }
 
     /// Wake-ups for the leader's scheduler (a deadline was added or moved), apart from the live

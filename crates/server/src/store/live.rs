@@ -1,14 +1,23 @@
-//! The pub/sub feeds: the live channel (every auction's events, and rule changes) and the deadline
-//! channel (wake-ups for the scheduler). A [`Subscription`] hands out typed messages and keeps
-//! itself subscribed, saying so when it had to re-subscribe, since messages may have been lost
-//! in between (pub/sub keeps nothing for a subscriber that is away).
+//! The pub/sub feeds. Each auction has its own live channel (in its slot: a shard channel on a
+//! cluster, so its traffic stays on its shard); the increment table and the scheduler's wake-ups
+//! have one channel each. A [`Subscription`] is one connection of its own with a set of channels
+//! that its [`Feed`] handle changes as watchers come and go. It hands out typed messages and keeps
+//! itself subscribed, saying so when it had to re-subscribe, since messages may have been lost in
+//! between (pub/sub keeps nothing for a subscriber that is away).
+//!
+//! One task owns the connection and takes both the changes and the server's pushes, in order, so
+//! a subscribe and an unsubscribe sent in that order take effect in that order.
 
-use std::pin::Pin;
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::time::Duration;
 
-use futures_util::{Stream, StreamExt};
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{ProtocolVersion, PushInfo, PushKind, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::conn::{Topology, cluster_client};
 use super::event::Live;
 use super::{Store, StoreError};
 
@@ -18,97 +27,333 @@ pub enum Received {
     Message(Live),
     /// A message that does not decode (a bug or a foreign publisher), with its text.
     Unreadable(String),
-    /// The subscription was lost and is back: whatever was published meanwhile is gone.
+    /// The subscription was (re)established: whatever was published before is gone. The first
+    /// connection says so too, as nothing before it was received.
     Resubscribed,
 }
 
-/// One subscription to one channel, on a connection of its own.
+/// The receiving end of a set of subscriptions.
 pub struct Subscription {
-    client: Arc<redis::Client>,
-    channel: String,
-    timeout: Duration,
-    messages: Option<Pin<Box<dyn Stream<Item = redis::Msg> + Send>>>,
-    backoff: backon::ExponentialBackoff,
+    received: mpsc::UnboundedReceiver<Received>,
+    feed: Feed,
+    /// Stops the connection's task when the subscription goes.
+    _stop: DropGuard,
 }
 
+/// Changes a [`Subscription`]'s channels. Cheap to clone.
+#[derive(Clone)]
+pub struct Feed {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+enum Command {
+    Subscribe(String, oneshot::Sender<Result<(), StoreError>>),
+    Unsubscribe(String),
+}
+
+/// How often an idle subscriber checks that its connection still answers: a connection that
+/// died without a reset would otherwise look quiet forever.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
 impl Store {
-    /// Subscribes to the live channel now, so that nothing published after this returns is
-    /// missed; fails if Redis does not answer.
-    pub async fn subscribe_live(&self) -> Result<Subscription, StoreError> {
-        let mut subscription = self.subscription(self.keys.live_channel());
-        subscription.connect().await?;
-        Ok(subscription)
-    }
-
-    /// A subscription to the live channel that connects on first use (retrying until it can).
-    pub fn live_feed(&self) -> Subscription {
-        self.subscription(self.keys.live_channel())
-    }
-
-    /// A subscription to the deadline channel that connects on first use.
-    pub fn deadline_feed(&self) -> Subscription {
-        self.subscription(self.keys.deadline_channel())
-    }
-
-    fn subscription(&self, channel: String) -> Subscription {
-        Subscription {
-            client: self.client.clone(),
-            channel,
+    /// Subscribes to `channels` on a connection of its own, which connects in the background
+    /// (retrying until it can) and answers [`Received::Resubscribed`] once it has.
+    pub fn subscribe(&self, channels: Vec<String>) -> Subscription {
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (received_tx, received) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let task = Task {
+            topology: self.topology.clone(),
             timeout: self.timeout,
-            messages: None,
-            backoff: crate::retry::backoff(),
-        }
+            wanted: channels.into_iter().collect(),
+            commands: commands_rx,
+            received: received_tx,
+            stop: stop.clone(),
+        };
+        tokio::spawn(task.run());
+        Subscription { received, feed: Feed { commands }, _stop: stop.drop_guard() }
+    }
+
+    /// The channel that tells bidding nodes the increment table changed.
+    pub fn rules_channel(&self) -> String {
+        self.keys.rules_channel()
+    }
+
+    /// The channel that wakes the leader's scheduler.
+    pub fn deadline_channel(&self) -> String {
+        self.keys.deadline_channel()
+    }
+
+    /// Auction `id`'s live channel.
+    pub fn live_channel(&self, id: &auction_proto::AuctionId) -> String {
+        self.keys.auction(id).live
     }
 }
 
 impl Subscription {
-    async fn connect(&mut self) -> Result<(), StoreError> {
-        let connect = async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
-            pubsub.subscribe(&self.channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
+    /// The next message. Cancel-safe: dropping the future (a `select!` on shutdown) loses no
+    /// message.
+    pub async fn next(&mut self) -> Received {
+        match self.received.recv().await {
+            Some(received) => received,
+            // The task only ends when this subscription is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The handle that changes this subscription's channels.
+    pub fn feed(&self) -> Feed {
+        self.feed.clone()
+    }
+}
+
+impl Feed {
+    /// Adds `channel`. The change is queued at once (so it is ordered with other changes made
+    /// before and after this call); the returned future tells when Redis confirmed it, or why
+    /// not. An error leaves the channel wanted: it is subscribed as soon as the connection is
+    /// back, which [`Received::Resubscribed`] announces.
+    pub fn subscribe(&self, channel: String) -> impl Future<Output = Result<(), StoreError>> + use<> {
+        let (ack, confirmed) = oneshot::channel();
+        let queued = self.commands.send(Command::Subscribe(channel, ack)).is_ok();
+        async move {
+            if !queued {
+                return Err(StoreError::NotSubscribed("the subscription is closed"));
+            }
+            confirmed.await.unwrap_or_else(|_| Err(StoreError::NotSubscribed("the subscription is closed")))
+        }
+    }
+
+    /// Drops `channel` (queued at once, in order with other changes).
+    pub fn unsubscribe(&self, channel: String) {
+        let _ = self.commands.send(Command::Unsubscribe(channel));
+    }
+}
+
+/// A subscriber's connection: RESP3, so that messages arrive as pushes beside command replies.
+enum PubSubConn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl PubSubConn {
+    async fn open(
+        topology: &Topology,
+        timeout: Duration,
+        pushes: mpsc::UnboundedSender<PushInfo>,
+    ) -> Result<PubSubConn, StoreError> {
+        let open = async {
+            match topology {
+                Topology::Single(url) => {
+                    let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())?;
+                    let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+                    let info = info.set_redis_settings(settings);
+                    let client = redis::Client::open(info)?;
+                    let config = redis::aio::ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(timeout))
+                        .set_response_timeout(Some(timeout))
+                        .set_number_of_retries(0)
+                        .set_push_sender(pushes);
+                    Ok(PubSubConn::Single(client.get_connection_manager_with_config(config).await?))
+                }
+                Topology::Cluster(nodes) => {
+                    let client = cluster_client(nodes, timeout)
+                        .use_protocol(ProtocolVersion::RESP3)
+                        .push_sender(pushes)
+                        .build()?;
+                    Ok(PubSubConn::Cluster(client.get_async_connection().await?))
+                }
+            }
         };
-        let pubsub = tokio::time::timeout(self.timeout * 3, connect)
+        tokio::time::timeout(timeout * 3, open).await.map_err(|_| StoreError::Timeout(timeout * 3))?
+    }
+
+    /// Subscribes to one channel; on a cluster, a shard channel on the node of its slot.
+    async fn subscribe(&mut self, channel: &str, timeout: Duration) -> Result<(), StoreError> {
+        let call = async {
+            match self {
+                PubSubConn::Single(conn) => conn.subscribe(channel).await,
+                PubSubConn::Cluster(conn) => conn.ssubscribe(channel).await,
+            }
+        };
+        tokio::time::timeout(timeout, call).await.map_err(|_| StoreError::Timeout(timeout))?.map_err(Into::into)
+    }
+
+    async fn unsubscribe(&mut self, channel: &str, timeout: Duration) -> Result<(), StoreError> {
+        let call = async {
+            match self {
+                PubSubConn::Single(conn) => conn.unsubscribe(channel).await,
+                PubSubConn::Cluster(conn) => conn.sunsubscribe(channel).await,
+            }
+        };
+        tokio::time::timeout(timeout, call).await.map_err(|_| StoreError::Timeout(timeout))?.map_err(Into::into)
+    }
+
+    async fn ping(&mut self, timeout: Duration) -> Result<(), StoreError> {
+        let call = async {
+            match self {
+                PubSubConn::Single(conn) => redis::cmd("PING").query_async::<Value>(conn).await,
+                PubSubConn::Cluster(conn) => redis::cmd("PING").query_async::<Value>(conn).await,
+            }
+        };
+        tokio::time::timeout(timeout, call)
             .await
-            .map_err(|_| StoreError::Timeout(self.timeout * 3))??;
-        self.messages = Some(Box::pin(pubsub.into_on_message()));
-        self.backoff = crate::retry::backoff();
+            .map_err(|_| StoreError::Timeout(timeout))?
+            .map(|_| ())
+            .map_err(Into::into)
+    }
+}
+
+/// The task that owns a subscriber's connection.
+struct Task {
+    topology: std::sync::Arc<Topology>,
+    timeout: Duration,
+    /// The channels this subscription should be on, whatever the connection's state.
+    wanted: HashSet<String>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    received: mpsc::UnboundedSender<Received>,
+    stop: CancellationToken,
+}
+
+/// Why a connected spell ended.
+enum Ended {
+    /// The connection failed: connect again.
+    Lost,
+    /// Nobody listens any more.
+    Done,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut backoff = crate::retry::backoff();
+        loop {
+            let (pushes_tx, pushes) = mpsc::unbounded_channel();
+            let connected = match PubSubConn::open(&self.topology, self.timeout, pushes_tx).await {
+                Ok(mut conn) => match self.subscribe_all(&mut conn).await {
+                    Ok(()) => Ok(conn),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match connected {
+                Ok(conn) => {
+                    backoff = crate::retry::backoff();
+                    tracing::debug!(channels = self.wanted.len(), "subscribed");
+                    if self.received.send(Received::Resubscribed).is_err() {
+                        return;
+                    }
+                    match self.serve(conn, pushes).await {
+                        Ended::Done => return,
+                        Ended::Lost => tracing::warn!("subscription lost; re-subscribing"),
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot subscribe"),
+            }
+            // Wait before the next attempt, answering changes meanwhile.
+            let delay = backoff.next().unwrap_or(Duration::from_secs(2));
+            let resume = tokio::time::Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    _ = self.stop.cancelled() => return,
+                    _ = tokio::time::sleep_until(resume) => break,
+                    command = self.commands.recv() => match command {
+                        None => return,
+                        Some(Command::Subscribe(channel, ack)) => {
+                            self.wanted.insert(channel);
+                            let _ = ack.send(Err(StoreError::NotSubscribed("not connected to redis; subscribing when it is back")));
+                        }
+                        Some(Command::Unsubscribe(channel)) => {
+                            self.wanted.remove(&channel);
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    async fn subscribe_all(&self, conn: &mut PubSubConn) -> Result<(), StoreError> {
+        for channel in &self.wanted {
+            conn.subscribe(channel, self.timeout).await?;
+        }
         Ok(())
     }
 
-    /// The next message. When the connection is lost it re-subscribes, waiting between attempts,
-    /// and then answers [`Received::Resubscribed`]. Cancel-safe: dropping the future (a
-    /// `select!` on shutdown) loses no message.
-    pub async fn next(&mut self) -> Received {
+    /// Forwards messages and applies changes until the connection fails or nobody listens.
+    async fn serve(&mut self, mut conn: PubSubConn, mut pushes: mpsc::UnboundedReceiver<PushInfo>) -> Ended {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.reset();
         loop {
-            match &mut self.messages {
-                Some(messages) => match messages.next().await {
-                    Some(message) => return decode(&message),
-                    None => {
-                        tracing::warn!(channel = %self.channel, "subscription lost; re-subscribing");
-                        self.messages = None;
+            tokio::select! {
+                _ = self.stop.cancelled() => return Ended::Done,
+                command = self.commands.recv() => match command {
+                    None => return Ended::Done,
+                    Some(Command::Subscribe(channel, ack)) => {
+                        self.wanted.insert(channel.clone());
+                        let result = conn.subscribe(&channel, self.timeout).await;
+                        let failed = result.is_err();
+                        let _ = ack.send(result);
+                        if failed {
+                            return Ended::Lost;
+                        }
+                    }
+                    Some(Command::Unsubscribe(channel)) => {
+                        self.wanted.remove(&channel);
+                        if conn.unsubscribe(&channel, self.timeout).await.is_err() {
+                            return Ended::Lost;
+                        }
                     }
                 },
-                None => {
-                    match self.connect().await {
-                        Ok(()) => {
-                            tracing::info!(channel = %self.channel, "subscribed");
-                            return Received::Resubscribed;
+                push = pushes.recv() => {
+                    let Some(push) = push else { return Ended::Lost };
+                    match push.kind {
+                        PushKind::Message | PushKind::SMessage
+                            if self.received.send(decode(&push.data)).is_err() => return Ended::Done,
+                        PushKind::Disconnection => return Ended::Lost,
+                        // The server dropped a channel this side still wants: on a cluster, its
+                        // slot moved to another node. Subscribing again reaches the new owner.
+                        PushKind::Unsubscribe | PushKind::SUnsubscribe => {
+                            let Some(channel) = channel_of(&push.data) else { continue };
+                            if self.wanted.contains(&channel) {
+                                tracing::info!(%channel, "channel moved; re-subscribing");
+                                if conn.subscribe(&channel, self.timeout).await.is_err() {
+                                    return Ended::Lost;
+                                }
+                                if self.received.send(Received::Resubscribed).is_err() {
+                                    return Ended::Done;
+                                }
+                            }
                         }
-                        Err(e) => tracing::warn!(channel = %self.channel, error = %e, "cannot subscribe"),
+                        _ => {}
                     }
-                    let delay = self.backoff.next().unwrap_or(Duration::from_secs(2));
-                    tokio::time::sleep(delay).await;
+                }
+                _ = heartbeat.tick() => {
+                    if let Err(e) = conn.ping(self.timeout).await {
+                        tracing::warn!(error = %e, "subscriber connection does not answer");
+                        return Ended::Lost;
+                    }
                 }
             }
         }
     }
 }
 
-fn decode(message: &redis::Msg) -> Received {
-    let payload: String = match message.get_payload() {
-        Ok(payload) => payload,
-        Err(e) => return Received::Unreadable(format!("not text: {e}")),
+/// The channel a push names first.
+fn channel_of(data: &[Value]) -> Option<String> {
+    match data.first()? {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// A message push is `[channel, payload]`.
+fn decode(data: &[Value]) -> Received {
+    let payload = match data.get(1) {
+        Some(Value::BulkString(bytes)) => match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(e) => return Received::Unreadable(format!("not text: {e}")),
+        },
+        other => return Received::Unreadable(format!("not a message: {other:?}")),
     };
     match Live::decode(&payload) {
         Ok(live) => Received::Message(live),

@@ -10,6 +10,7 @@
 
 mod auctions;
 mod bids;
+mod conn;
 pub mod event;
 mod keys;
 mod live;
@@ -23,19 +24,18 @@ mod testing;
 
 pub use auctions::{ChangeOutcome, ChangeRequest, NewAuction};
 pub use bids::{BidOutcome, NewBid};
+pub use conn::{Conn, Topology};
 pub use event::{Event, Live};
 pub use keys::Keys;
-pub use live::{Received, Subscription};
+pub use live::{Feed, Received, Subscription};
 pub use persistence::{Persistence, warn_if_not_durable};
-pub use schedule::{Advance, LeaseState};
+pub use schedule::{Advance, Fence, LeaseState};
 pub use stored::{StoredAuction, StoredState};
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-
-use crate::config::RedisConfig;
+use crate::config::{Durability, RedisConfig};
 
 /// How many recent bids an auction keeps for snapshots.
 pub const RECENT_BIDS: usize = 10;
@@ -50,38 +50,69 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("unexpected data in redis: {0}")]
     Corrupt(String),
+    #[error("not subscribed: {0}")]
+    NotSubscribed(&'static str),
+    #[error("no replica confirmed the write within {0:?}")]
+    NotReplicated(Duration),
 }
 
-/// A handle on the auction data in Redis. Cheap to clone: the connection is multiplexed, so
-/// concurrent calls from many tasks are pipelined on one socket.
+/// A handle on the auction data in Redis, one Redis or a cluster ([`Topology`]). Cheap to clone:
+/// the connection is multiplexed, so concurrent calls from many tasks are pipelined on one socket
+/// per node.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Conn,
     /// For the pub/sub connections, which are each their own. Shared, not copied: every
-    /// WebSocket connection holds a clone of the store, and a client's settings are a few
-    /// hundred bytes.
-    client: Arc<redis::Client>,
+    /// WebSocket connection holds a clone of the store.
+    topology: Arc<Topology>,
     keys: Keys,
     timeout: Duration,
+    /// When an accepted bid is acknowledged (the bidding service's `BID_DURABILITY`).
+    durability: Durability,
+    replica_timeout: Duration,
 }
 
 impl Store {
     /// Connects, failing fast if Redis does not answer.
     pub async fn connect(config: &RedisConfig) -> Result<Store, StoreError> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = tokio::time::timeout(config.timeout * 3, client.get_connection_manager_with_config(manager_config))
-            .await
-            .map_err(|_| StoreError::Timeout(config.timeout * 3))??;
-        Ok(Store { conn, client: Arc::new(client), keys: Keys::new(&config.key_prefix), timeout: config.timeout })
+        let topology = Topology::of(config);
+        let conn = Conn::open(&topology, config.timeout).await?;
+        Ok(Store {
+            conn,
+            topology: Arc::new(topology),
+            keys: Keys::new(&config.key_prefix),
+            timeout: config.timeout,
+            durability: Durability::Local,
+            replica_timeout: Duration::from_secs(1),
+        })
+    }
+
+    /// This store with bids acknowledged as `durability` says; with `Replicated`, a bid waits up
+    /// to `replica_timeout` for a replica.
+    #[must_use]
+    pub fn with_durability(mut self, durability: Durability, replica_timeout: Duration) -> Store {
+        self.durability = durability;
+        self.replica_timeout = replica_timeout;
+        self
     }
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Publishes a live message as this topology does (see [`Topology::publish_command`]).
+    fn publish<'a>(
+        &self,
+        conn: &'a mut Conn,
+        channel: &str,
+        text: &str,
+    ) -> impl Future<Output = Result<i64, redis::RedisError>> + 'a {
+        let cmd = redis::cmd(self.topology.publish_command()).arg(channel).arg(text).clone();
+        async move { cmd.query_async(conn).await }
     }
 
     /// Runs `fut` with the store's timeout, so that a hung Redis turns into an error, not a hang.

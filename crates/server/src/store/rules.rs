@@ -24,7 +24,7 @@ impl Store {
         let mut conn = self.conn.clone();
         let text = serde_json::to_string(rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let _: () = self.bounded(conn.set(self.keys.rules(), text)).await?;
-        let _: i64 = self.bounded(conn.publish(self.keys.live_channel(), Live::Rules.encode())).await?;
+        let _: i64 = self.bounded(self.publish(&mut conn, &self.keys.rules_channel(), &Live::Rules.encode())).await?;
         Ok(())
     }
 }

@@ -22,13 +22,30 @@ pub struct LeaseState {
     pub epoch: u64,
     pub holder: String,
     pub ms_left: i64,
+    /// When the lease runs out, in the Redis time of the node that holds it.
+    pub until_ms: i64,
 }
 
 impl LeaseState {
-    /// The lease value that fenced scripts compare with.
+    /// The lease value `release.lua` compares with.
     pub fn token(instance: &str, epoch: u64) -> String {
         format!("{instance}|{epoch}")
     }
+
+    /// What the holder shows `advance.lua`: its epoch, and the end of its lease less `margin`,
+    /// the most the clocks of two Redis nodes are allowed to disagree by.
+    pub fn fence(&self, margin: std::time::Duration) -> Fence {
+        let margin_ms = i64::try_from(margin.as_millis()).unwrap_or(i64::MAX);
+        Fence { epoch: self.epoch, until_ms: self.until_ms.saturating_sub(margin_ms) }
+    }
+}
+
+/// A leader's proof to `advance.lua`: refused once Redis time passes `until_ms`, or when a newer
+/// epoch has acted on the auction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub epoch: u64,
+    pub until_ms: i64,
 }
 
 /// The scheduler's transition, as `advance.lua` decided it.
@@ -51,7 +68,7 @@ impl Store {
     /// Takes or renews the leader lease for `instance` (see `lease.lua`).
     pub async fn lease(&self, instance: &str, ttl_ms: u64, held_epoch: u64) -> Result<LeaseState, StoreError> {
         let mut conn = self.conn.clone();
-        let (held, epoch, holder, ms_left): (i64, String, String, i64) = self
+        let (held, epoch, holder, ms_left, until_ms): (i64, String, String, i64, i64) = self
             .bounded(
                 LEASE
                     .key(self.keys.lease())
@@ -63,7 +80,7 @@ impl Store {
             )
             .await?;
         let epoch = epoch.parse().map_err(|_| StoreError::Corrupt(format!("lease epoch {epoch:?}")))?;
-        Ok(LeaseState { held: held == 1, epoch, holder, ms_left })
+        Ok(LeaseState { held: held == 1, epoch, holder, ms_left, until_ms })
     }
 
     /// Gives up the lease if `token` still holds it; true if it did.
@@ -96,7 +113,7 @@ impl Store {
     }
 
     /// Runs the scheduler's fenced transition on one auction.
-    pub async fn advance(&self, id: &AuctionId, instance: &str, epoch: u64) -> Result<Advance, StoreError> {
+    pub async fn advance(&self, id: &AuctionId, fence: Fence) -> Result<Advance, StoreError> {
         let keys = self.keys.auction(id);
         let mut conn = self.conn.clone();
         let reply: Vec<String> = self
@@ -104,11 +121,11 @@ impl Store {
                 ADVANCE
                     .key(&keys.state)
                     .key(&keys.log)
-                    .key(self.keys.lease())
                     .arg(id.as_str())
-                    .arg(LeaseState::token(instance, epoch))
-                    .arg(epoch)
-                    .arg(self.keys.live_channel())
+                    .arg(fence.epoch)
+                    .arg(fence.until_ms)
+                    .arg(&keys.live)
+                    .arg(self.topology.publish_command())
                     .invoke_async(&mut conn),
             )
             .await?;
@@ -156,7 +173,8 @@ impl Store {
     /// Wakes the leader's scheduler on whichever instance it runs.
     pub async fn announce_deadline(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: i64 = self.bounded(conn.publish(self.keys.deadline_channel(), Live::Deadline.encode())).await?;
+        let _: i64 =
+            self.bounded(self.publish(&mut conn, &self.keys.deadline_channel(), &Live::Deadline.encode())).await?;
         Ok(())
     }
 }

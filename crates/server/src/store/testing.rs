@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use auction_proto::AuctionId;
 use redis::AsyncCommands;
 
+use super::conn::Conn;
 use super::event::Event;
 use super::{Store, StoreError};
 
@@ -45,10 +46,28 @@ impl Store {
         Ok(())
     }
 
+    /// A connection for raw commands, to look at keys as they are (one Redis or a cluster alike).
+    pub fn connection(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    /// The raw bytes (`DUMP`) of each of `keys`, to compare states exactly.
+    pub async fn dump(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut dumps = Vec::new();
+        for key in keys {
+            dumps.push(self.bounded(redis::cmd("DUMP").arg(key).query_async(&mut conn)).await?);
+        }
+        Ok(dumps)
+    }
+
     /// Deletes every key under this store's prefix. For tests, which each own a prefix.
     pub async fn delete_all(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let keys: Vec<String> = {
+        let keys: Vec<String> = if let Conn::Cluster(_) = conn {
+            // Every primary's keys, combined by the client (a test's few are fine to list whole).
+            redis::cmd("KEYS").arg(self.keys.all_pattern()).query_async(&mut conn).await?
+        } else {
             let mut iter: redis::AsyncIter<String> = conn.scan_match(self.keys.all_pattern()).await?;
             let mut keys = Vec::new();
             while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
@@ -56,8 +75,8 @@ impl Store {
             }
             keys
         };
-        for chunk in keys.chunks(500) {
-            let _: () = conn.del(chunk).await?;
+        for key in keys {
+            let _: () = conn.del(key).await?;
         }
         Ok(())
     }

@@ -209,8 +209,7 @@ async fn a_crash_between_read_and_commit_loses_nothing() {
     let store = env.store().await;
     let auction_id = AuctionId::parse(&id).unwrap();
     let log = auction_server::store::Keys::new(&env.prefix).auction(&auction_id).log;
-    let client = redis::Client::open(env.redis().url).unwrap();
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let mut redis = env.redis_connection().await;
     let pending: redis::streams::StreamPendingReply =
         redis::AsyncCommands::xpending(&mut redis, &log, "analytics").await.unwrap();
     let holders: Vec<(String, usize)> = match pending {

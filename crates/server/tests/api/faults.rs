@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use auction_proto::ws::{BidAccepted, ServerFrame, Snapshot};
 use auction_proto::{Amount, BidRules, RejectReason};
-use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -111,14 +110,13 @@ async fn behind(env: &mut TestEnv, relay: &Relay) -> Node {
 }
 
 /// A connection of the test's own to Redis, for `CLIENT LIST` and `CLIENT KILL`.
-async fn redis_admin(env: &TestEnv) -> MultiplexedConnection {
-    let client = redis::Client::open(env.redis().url).unwrap();
-    client.get_multiplexed_async_connection().await.unwrap()
+async fn redis_admin(env: &TestEnv) -> auction_server::store::Conn {
+    env.redis_connection().await
 }
 
 /// The ids of Redis's subscribed clients (`CLIENT LIST TYPE pubsub`, the `P` flag) that connect
 /// through `relay`: the subscriptions of the service behind it, and no other test's.
-async fn subscribers_through(redis: &mut MultiplexedConnection, relay: &Relay) -> Vec<u64> {
+async fn subscribers_through(redis: &mut auction_server::store::Conn, relay: &Relay) -> Vec<u64> {
     let through: HashSet<String> = relay.upstream().iter().map(ToString::to_string).collect();
     let list: String = redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("pubsub").query_async(redis).await.unwrap();
     list.lines()

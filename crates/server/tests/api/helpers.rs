@@ -520,8 +520,7 @@ impl Api {
 /// decided rather than on the test's clock.
 pub async fn log_with_times(env: &TestEnv, id: &auction_proto::AuctionId) -> Vec<(i64, auction_server::store::Event)> {
     let key = auction_server::store::Keys::new(&env.prefix).auction(id).log;
-    let client = redis::Client::open(env.redis().url).expect("redis url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let mut conn = env.redis_connection().await;
     let reply: redis::streams::StreamRangeReply =
         redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query_async(&mut conn).await.expect("xrange");
     reply

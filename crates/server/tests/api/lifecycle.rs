@@ -16,7 +16,7 @@ use std::time::Duration;
 use auction_proto::rest::{CreateAuction, LeaderInfo};
 use auction_proto::ws::ServerFrame;
 use auction_proto::{AuctionId, RejectReason};
-use auction_server::store::{Advance, Event, Keys, Live, NewAuction, Received};
+use auction_server::store::{Advance, Event, Fence, Keys, Live, NewAuction, Received, StoredState};
 use chrono::Utc;
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -68,8 +68,7 @@ async fn metric_of(api: &Api, name: &str) -> f64 {
 /// leadership started or ended it.
 async fn fence(env: &TestEnv, id: &AuctionId) -> Option<u64> {
     let key = Keys::new(&env.prefix).auction(id).state;
-    let client = redis::Client::open(env.redis().url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = env.redis_connection().await;
     redis::cmd("HGET").arg(key).arg("fence").query_async(&mut conn).await.unwrap()
 }
 
@@ -101,8 +100,7 @@ async fn wait_logged(env: &TestEnv, id: &AuctionId, kind: &str) -> (i64, Event) 
 /// Waits (up to [`WAIT`]) until the scheduler's deadline index no longer holds auction `id`. The
 /// scheduler removes an auction once it has ended it; until then another pass could act on it.
 async fn wait_unscheduled(env: &TestEnv, id: &AuctionId) {
-    let client = redis::Client::open(env.redis().url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = env.redis_connection().await;
     let deadlines = Keys::new(&env.prefix).deadlines();
     let deadline = Instant::now() + WAIT;
     loop {
@@ -688,6 +686,9 @@ where
     }
 }
 
+/// The fence is checked in the auction's own slot (on a cluster, often not the lease's node): a
+/// leader whose lease ran out can neither end nor start an auction, though no newer leader has
+/// touched either yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_leader_is_fenced_out() {
     let env = TestEnv::new().await;
@@ -704,9 +705,12 @@ async fn a_stale_leader_is_fenced_out() {
         extension_s: 30,
     };
     store.create(&new).await.unwrap().unwrap();
+    let later = AuctionId::parse("fenced-2").unwrap();
+    store.create(&NewAuction { id: &later, end_ms: now + 600_000, ..new }).await.unwrap().unwrap();
 
     let old = store.lease("old", 300, 0).await.unwrap();
     assert!(old.held);
+    let old_fence = old.fence(Duration::from_millis(30));
     // The old leader pauses past its lease: wait for Redis to let it run out.
     let deadline = Instant::now() + WAIT;
     while store.leader().await.unwrap().0.is_some() {
@@ -721,16 +725,21 @@ async fn a_stale_leader_is_fenced_out() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    assert_eq!(store.advance(&id, "old", old.epoch).await.unwrap(), Advance::Fenced);
+    assert_eq!(store.advance(&id, old_fence).await.unwrap(), Advance::Fenced, "a stale leader ended an auction");
     assert!(!store.log_types(&id).await.unwrap().contains(&"ended".to_owned()), "the fenced call changed nothing");
+    assert_eq!(store.advance(&later, old_fence).await.unwrap(), Advance::Fenced, "a stale leader started an auction");
+    assert_eq!(store.log_types(&later).await.unwrap(), ["created"], "the fenced call changed nothing");
+    assert_eq!(store.load(&later).await.unwrap().unwrap().state, StoredState::Open);
     // A renewal by the old leader does not get it back: the lease is someone else's.
     let renewal = store.lease("old", 300, old.epoch).await.unwrap();
     assert!(!renewal.held);
     assert_eq!(renewal.holder, "new");
-    assert!(matches!(store.advance(&id, "new", new_lease.epoch).await.unwrap(), Advance::Moved(Event::Ended(_))));
-    assert_eq!(store.advance(&id, "new", new_lease.epoch).await.unwrap(), Advance::Final);
-    // Even the right holder with an older epoch than one that acted is refused.
-    assert_eq!(store.advance(&id, "new", new_lease.epoch - 1).await.unwrap(), Advance::Fenced);
+    let new_fence = new_lease.fence(Duration::from_secs(1));
+    assert!(matches!(store.advance(&id, new_fence).await.unwrap(), Advance::Moved(Event::Ended(_))));
+    assert_eq!(store.advance(&id, new_fence).await.unwrap(), Advance::Final);
+    // An older epoch than one that acted is refused even inside its time.
+    let older = Fence { epoch: new_lease.epoch - 1, ..new_fence };
+    assert_eq!(store.advance(&id, older).await.unwrap(), Advance::Fenced);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -739,7 +748,8 @@ async fn a_hundred_closes_over_ten_seconds_each_end_once_and_on_time() {
     let mut env = TestEnv::new().await;
     let api = env.auction_service().await;
     let store = env.store().await;
-    let mut feed = store.subscribe_live().await.unwrap();
+    let mut feed = store.subscribe(Vec::new());
+    let channels = feed.feed();
 
     // Created ten at a time, so that a slow machine still has them all before the first close.
     let base = Utc::now() + chrono::Duration::seconds(3);
@@ -757,7 +767,13 @@ async fn a_hundred_closes_over_ten_seconds_each_end_once_and_on_time() {
             })
             .collect();
         let creates = bodies.iter().map(|body| api.create(body));
-        ids.extend(futures_util::future::join_all(creates).await.into_iter().map(|a| a.auction_id));
+        let created: Vec<AuctionId> =
+            futures_util::future::join_all(creates).await.into_iter().map(|a| a.auction_id).collect();
+        // Listening on each before its close, which is seconds away.
+        for id in &created {
+            channels.subscribe(store.live_channel(id)).await.unwrap();
+        }
+        ids.extend(created);
     }
 
     // Every auction's `auction_ended` goes out; then each is checked on its durable log.

@@ -106,8 +106,7 @@ async fn rules_get_put_and_validation() {
 async fn redis_persistence_settings_are_read_as_redis_reports_them() {
     let env = TestEnv::new().await;
     let found = env.store().await.persistence().await.expect("the test redis allows CONFIG GET");
-    let client = redis::Client::open(env.redis().url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = env.redis_connection().await;
     let mut get = async |name: &str| -> String {
         let pair: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut conn).await.unwrap();
         pair[1].clone()

@@ -1,0 +1,133 @@
+//! The connection to Redis: one Redis, or a Redis Cluster. Both are multiplexed (every task's
+//! calls are pipelined on one socket per node) and both reconnect by themselves; the cluster one
+//! also follows `MOVED`/`ASK` redirections and topology changes. Everything else in the store is
+//! written once against [`Conn`], which works for both because every script and every command
+//! touches a single slot.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+use super::StoreError;
+use crate::config::RedisConfig;
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum Topology {
+    /// One Redis (perhaps with replicas of its own).
+    Single(String),
+    /// A Redis Cluster, found from these seed nodes.
+    Cluster(Vec<String>),
+}
+
+impl Topology {
+    pub fn of(config: &RedisConfig) -> Topology {
+        if config.cluster_nodes.is_empty() {
+            Topology::Single(config.url.clone())
+        } else {
+            Topology::Cluster(config.cluster_nodes.clone())
+        }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Topology::Cluster(_))
+    }
+
+    /// The command that publishes a live message in this topology: `SPUBLISH` on a cluster, so that
+    /// a message reaches only the shard its channel hashes to instead of every node;
+    /// `PUBLISH` on one Redis, where both deliver alike and the client library's single-node
+    /// subscriber speaks only `SUBSCRIBE`.
+    pub fn publish_command(&self) -> &'static str {
+        if self.is_cluster() { "SPUBLISH" } else { "PUBLISH" }
+    }
+}
+
+/// A connection for commands, cheap to clone.
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Connects, failing after `timeout` times three if Redis does not answer.
+    pub async fn open(topology: &Topology, timeout: Duration) -> Result<Conn, StoreError> {
+        let connect = async {
+            match topology {
+                Topology::Single(url) => {
+                    let client = redis::Client::open(url.as_str())?;
+                    let config = redis::aio::ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(timeout))
+                        .set_response_timeout(Some(timeout))
+                        .set_number_of_retries(2)
+                        .set_max_delay(Duration::from_secs(1));
+                    Ok(Conn::Single(client.get_connection_manager_with_config(config).await?))
+                }
+                Topology::Cluster(nodes) => {
+                    let client = cluster_client(nodes, timeout).build()?;
+                    Ok(Conn::Cluster(client.get_async_connection().await?))
+                }
+            }
+        };
+        tokio::time::timeout(timeout * 3, connect).await.map_err(|_| StoreError::Timeout(timeout * 3))?
+    }
+
+    /// Runs `cmd` on the primary that holds `key`'s slot (on one Redis, on that Redis): for
+    /// commands whose meaning depends on the node, such as `WAIT`, which the cluster client would
+    /// otherwise send to every primary.
+    pub async fn on_primary_of<T: redis::FromRedisValue>(&mut self, key: &str, cmd: Cmd) -> redis::RedisResult<T> {
+        match self {
+            Conn::Single(conn) => cmd.query_async(conn).await,
+            Conn::Cluster(conn) => {
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+                    key.as_bytes(),
+                    SlotAddr::Master,
+                )));
+                let value = conn.route_command(cmd, route).await?;
+                Ok(redis::from_redis_value(value)?)
+            }
+        }
+    }
+}
+
+/// The cluster client's settings, shared by the command connection and the subscriber's.
+pub fn cluster_client(nodes: &[String], timeout: Duration) -> ClusterClientBuilder {
+    ClusterClientBuilder::new(nodes.to_vec())
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .retries(3)
+        .min_retry_wait(50)
+        .max_retry_wait(1000)
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
