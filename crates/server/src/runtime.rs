@@ -74,9 +74,20 @@ pub async fn open_store(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<crate::store::Store> {
     let connect = || crate::store::Store::connect(config);
-    let store = patiently("redis", shutdown, redis_may_recover, connect).await.context("cannot connect to redis")?;
+    let store = redis_patiently(shutdown, connect).await.context("cannot connect to redis")?;
     crate::store::warn_if_not_durable(&store).await;
     Ok(store)
+}
+
+/// Runs a Redis call of a service's start-up until it succeeds, waiting while Redis is not ready
+/// (see [`patiently`]): a connection is not enough on a cluster, which refuses every command
+/// (`CLUSTERDOWN`) for a few seconds after its nodes come back.
+pub async fn redis_patiently<T, F, Fut>(shutdown: &CancellationToken, call: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, crate::store::StoreError>>,
+{
+    patiently("redis", shutdown, redis_may_recover, call).await
 }
 
 /// Connects to MySQL and applies the migrations, waiting while it cannot be reached (see
@@ -86,10 +97,10 @@ pub async fn open_database(options: &MySqlConnectOptions, shutdown: &Cancellatio
     patiently("mysql", shutdown, crate::db::may_recover, connect).await.context("cannot prepare the mysql database")
 }
 
-/// Whether a failure to connect to Redis is one that time may cure: the server is not up or not
+/// Whether a failure to reach Redis is one that time may cure: the server is not up or not
 /// reachable yet (in a deployment whose containers start in any order, its name may not even
-/// resolve yet), is loading its data, or its cluster is not formed yet. Anything else, such as a
-/// refused password, is a configuration error that waiting would only hide.
+/// resolve yet), is loading its data, or its cluster is not formed or not serving yet. Anything
+/// else, such as a refused password, is a configuration error that waiting would only hide.
 fn redis_may_recover(error: &crate::store::StoreError) -> bool {
     use redis::{ErrorKind, ServerErrorKind};
     match error {
@@ -143,7 +154,7 @@ where
                 return Ok(connected);
             }
             Err(e) if may_recover(&e) => {
-                tracing::warn!(error = %e, attempt, "{what} is not reachable yet; retrying");
+                tracing::warn!(error = %e, attempt, "{what} is not ready yet; retrying");
             }
             Err(e) => return Err(e.into()),
         }
@@ -233,5 +244,35 @@ where
             eprintln!("{}-service: {e:#}", service.name());
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+    use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+    fn redis(kind: ErrorKind) -> StoreError {
+        StoreError::Redis(RedisError::from((kind, "test")))
+    }
+
+    #[test]
+    fn redis_not_ready_is_waited_for_and_misconfigured_is_not() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(redis_may_recover(&StoreError::Redis(refused.into())));
+        assert!(redis_may_recover(&StoreError::Timeout(Duration::from_secs(6))));
+        for kind in [ServerErrorKind::ClusterDown, ServerErrorKind::BusyLoading, ServerErrorKind::TryAgain] {
+            assert!(redis_may_recover(&redis(ErrorKind::Server(kind))), "{kind:?}");
+        }
+        assert!(redis_may_recover(&redis(ErrorKind::ClusterConnectionNotFound)));
+        for kind in [
+            ErrorKind::AuthenticationFailed,
+            ErrorKind::InvalidClientConfig,
+            ErrorKind::Server(ServerErrorKind::NoPerm),
+        ] {
+            assert!(!redis_may_recover(&redis(kind)), "{kind:?}");
+        }
+        assert!(!redis_may_recover(&StoreError::Corrupt("x".to_owned())));
     }
 }

@@ -64,7 +64,8 @@ impl App {
             .with_durability(config.service.bid_durability, config.service.replica_timeout);
         let feed = store.subscribe(vec![store.rules_channel()]);
         let rules = RulesCache::default();
-        reload_rules(&store, &rules).await.context("cannot read the bid rules")?;
+        let first_read = || reload_rules(&store, &rules);
+        crate::runtime::redis_patiently(shutdown, first_read).await.context("cannot read the bid rules")?;
         let listener = crate::runtime::bind(&config).await?;
         Ok(App { listener, store, feed, rules, config })
     }

@@ -14,7 +14,9 @@ fn warns(line: &str, start: &str) -> bool {
 
 #[tokio::test]
 async fn a_service_started_before_redis_and_mysql_serves_once_they_answer() {
-    let env = TestEnv::new().await;
+    let mut env = TestEnv::new().await;
+    // The proxy stands in for one Redis: a cluster's clients would go to its nodes past it.
+    env.unset("REDIS_CLUSTER_NODES");
     let redis = Proxy::start(&redis_target()).await;
     let mysql = Proxy::start(&mysql_target()).await;
     redis.down();
@@ -29,10 +31,10 @@ async fn a_service_started_before_redis_and_mysql_serves_once_they_answer() {
         ],
     );
 
-    let waiting = output.line_matching(|line| warns(line, "redis is not reachable yet")).await;
+    let waiting = output.line_matching(|line| warns(line, "redis is not ready yet")).await;
     assert!(waiting.is_some(), "no warning while redis was unreachable: {:?}", output.seen);
     redis.restore();
-    let waiting = output.line_matching(|line| warns(line, "mysql is not reachable yet")).await;
+    let waiting = output.line_matching(|line| warns(line, "mysql is not ready yet")).await;
     assert!(waiting.is_some(), "no warning while mysql was unreachable: {:?}", output.seen);
     assert!(child.try_wait().unwrap().is_none(), "the service gave up: {:?}", output.seen);
     mysql.restore();
@@ -62,12 +64,13 @@ async fn a_refused_mysql_password_stops_the_service_at_once() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot prepare the mysql database") && stderr.contains("Access denied"), "{stderr}");
-    assert!(!stdout.contains("not reachable yet"), "retried a refused password: {stdout}");
+    assert!(!stdout.contains("not ready yet"), "retried a refused password: {stdout}");
 }
 
 #[tokio::test]
 async fn a_service_waiting_for_redis_stops_cleanly_on_sigterm() {
-    let env = TestEnv::new().await;
+    let mut env = TestEnv::new().await;
+    env.unset("REDIS_CLUSTER_NODES");
     let redis = Proxy::start(&redis_target()).await;
     redis.down();
     let (mut child, mut output) = env.starting_process(
@@ -75,7 +78,7 @@ async fn a_service_waiting_for_redis_stops_cleanly_on_sigterm() {
         "stopped-early",
         &[("REDIS_ADDRESS", &redis_through(redis.addr)), ("LOG_FORMAT", "json")],
     );
-    let waiting = output.line_matching(|line| warns(line, "redis is not reachable yet")).await;
+    let waiting = output.line_matching(|line| warns(line, "redis is not ready yet")).await;
     assert!(waiting.is_some(), "no warning while redis was unreachable: {:?}", output.seen);
 
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
