@@ -1,5 +1,6 @@
 # Shortcuts; the scripts under scripts/ are the real commands and need nothing but bash and cargo.
-.PHONY: dev dev-setup test bench fmt clippy run-auction-service run-bidding-service run-analytics-service
+.PHONY: dev dev-setup test bench fmt clippy run-auction-service run-bidding-service run-analytics-service \
+	docker-build docker-up docker-down docker-logs
 
 dev:                    ## the whole stack in the foreground
 	scripts/dev.sh
@@ -27,3 +28,15 @@ run-bidding-service: dev-setup
 
 run-analytics-service: dev-setup
 	SERVER_PORT=8082 cargo run --bin analytics-service
+
+docker-build:           ## the images, offline (a debootstrap base, host-built binaries)
+	scripts/docker-build.sh
+
+docker-up:              ## the compose deployment behind nginx on 127.0.0.1:8080, waited for until healthy
+	scripts/docker-up.sh
+
+docker-down:            ## stops the deployment and removes its containers, network and volumes
+	scripts/compose.sh down --volumes --remove-orphans --timeout 20
+
+docker-logs:            ## follows the deployment's logs
+	scripts/compose.sh logs --follow --tail=200
