@@ -36,6 +36,10 @@ use scheduler::Scheduler;
 pub struct AppState {
     store: Store,
     db: MySqlPool,
+    /// Where the read-only queries go: `MYSQL_READ_DSN`'s replica, else `db` itself.
+    reads: MySqlPool,
+    /// Whether `reads` is a replica of its own (then `/health` checks it too).
+    replica: bool,
     config: Arc<AuctionConfig>,
     instance_id: Arc<str>,
     lease: LeaseWatch,
@@ -58,10 +62,18 @@ impl App {
         let store = crate::runtime::open_store(&config.redis).await?;
         let db =
             crate::db::connect_and_migrate(&config.service.mysql).await.context("cannot prepare the mysql database")?;
+        let reads = match &config.service.mysql_read {
+            Some(replica) => {
+                Some(crate::db::connect_reader(replica).await.context("cannot connect to the mysql read replica")?)
+            }
+            None => None,
+        };
         let listener = crate::runtime::bind(&config).await?;
         let (elector, lease) = Elector::new(store.clone(), config.instance_id.clone(), config.service.leader_ttl);
         let state = AppState {
             store,
+            reads: reads.clone().unwrap_or_else(|| db.clone()),
+            replica: reads.is_some(),
             db,
             config: Arc::new(config.service.clone()),
             instance_id: config.instance_id.clone().into(),
@@ -145,6 +157,9 @@ async fn health(State(state): State<AppState>) -> Response {
     let mut checks = BTreeMap::new();
     checks.insert("redis".to_owned(), check(state.store.ping().await));
     checks.insert("mysql".to_owned(), check(crate::db::ping(&state.db).await));
+    if state.replica {
+        checks.insert("mysql_read".to_owned(), check(crate::db::ping(&state.reads).await));
+    }
     health_response("auction", &state.instance_id, checks)
 }
 
