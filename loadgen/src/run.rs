@@ -7,44 +7,40 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use auction_proto::Amount;
 use auction_proto::rest::{Auction, CreateAuction};
-use auction_proto::ws::{PlaceBid, ServerFrame};
-use auction_proto::{Amount, BidId, ClientFrame};
-use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::bidder::bid;
+use crate::link::{connect, ws_url};
 use crate::opt::Opt;
 use crate::report::{Latency, Report};
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::watcher::watch;
 
 /// What every task shares: the clock origin, the measured window and live counters for progress.
-struct Shared {
+pub(crate) struct Shared {
     /// The origin of scheduled times; bid ids carry their scheduled time relative to it, so a
     /// watcher can compute fan-out latency without any shared table.
-    epoch: Instant,
-    run: String,
-    measure_from: Instant,
-    stop_at: Instant,
-    bid_budget: Option<u64>,
-    sent: AtomicU64,
-    accepted: AtomicU64,
-    stopping: AtomicBool,
-    timeout: Duration,
+    pub(crate) epoch: Instant,
+    pub(crate) run: String,
+    pub(crate) measure_from: Instant,
+    pub(crate) stop_at: Instant,
+    pub(crate) bid_budget: Option<u64>,
+    pub(crate) sent: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) timeout: Duration,
 }
 
 impl Shared {
-    fn measured(&self, at: Instant) -> bool {
+    pub(crate) fn measured(&self, at: Instant) -> bool {
         at >= self.measure_from
     }
 
     /// Takes one bid from the budget; false when the run is over.
-    fn take_bid(&self, at: Instant) -> bool {
+    pub(crate) fn take_bid(&self, at: Instant) -> bool {
         if !self.measured(at) {
             return true;
         }
@@ -55,35 +51,25 @@ impl Shared {
         self.bid_budget.is_none_or(|budget| sent <= budget)
     }
 
-    fn bid_id(&self, worker: usize, n: u64, scheduled: Instant) -> String {
+    pub(crate) fn bid_id(&self, worker: usize, n: u64, scheduled: Instant) -> String {
         let us = scheduled.saturating_duration_since(self.epoch).as_micros();
         format!("{}-{worker}-{n}-{us}", self.run)
     }
 
     /// The scheduled time a bid id of this run carries.
-    fn scheduled_of(&self, bid_id: &str) -> Option<Instant> {
+    pub(crate) fn scheduled_of(&self, bid_id: &str) -> Option<Instant> {
         let rest = bid_id.strip_prefix(&self.run)?.strip_prefix('-')?;
         let us: u64 = rest.rsplit('-').next()?.parse().ok()?;
         Some(self.epoch + Duration::from_micros(us))
     }
 }
 
-/// One bidder's tallies.
-struct Tally {
-    attempted: u64,
-    accepted: u64,
-    rejected: BTreeMap<String, u64>,
-    errors: u64,
-    skipped: u64,
-    ack: Histogram<u64>,
-}
-
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     // 1 us to 10 minutes at 3 significant figures.
     Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| unreachable!("valid bounds"))
 }
 
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
@@ -256,68 +242,6 @@ async fn auctions(opt: &Opt) -> anyhow::Result<Vec<String>> {
     Ok(ids)
 }
 
-fn ws_url(opt: &Opt, auctions: &[String], i: usize, user: &str) -> String {
-    let base = opt.ws_urls[i % opt.ws_urls.len()].trim_end_matches('/');
-    let mut url = format!("{base}/ws/auction/{}?user_id={user}", auctions[i % auctions.len()]);
-    let token = opt.auth_secret.as_ref().zip(auction_proto::UserId::parse(user).ok()).and_then(|(secret, user)| {
-        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-        auction_proto::auth::mint(secret.as_bytes(), &user, now, 24 * 3600).ok()
-    });
-    if let Some(token) = token {
-        url.push_str(&format!("&token={token}"));
-    }
-    url
-}
-
-async fn connect(url: &str) -> anyhow::Result<Socket> {
-    // A small read buffer: tungstenite zeroes the free part of it on every read, and at the 128 KiB
-    // default that costs thousands of watchers far more than the frames they read.
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4 * 1024);
-    let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-        .await
-        .with_context(|| format!("cannot connect to {url}"))?;
-    Ok(socket)
-}
-
-/// What a bidder knows of its auction, from every frame it has read.
-struct Knowledge {
-    me: String,
-    /// The lowest acceptable bid as last seen.
-    min_next: Option<Amount>,
-    /// Whether this bidder holds the high bid (then bidding again would only be refused).
-    highest: bool,
-}
-
-impl Knowledge {
-    fn raise(&mut self, amount: Option<Amount>) {
-        if let Some(amount) = amount {
-            self.min_next = Some(self.min_next.map_or(amount, |m| m.max(amount)));
-        }
-    }
-
-    fn learn(&mut self, frame: &ServerFrame) {
-        match frame {
-            ServerFrame::Snapshot(s) => {
-                self.min_next = Some(s.min_next_bid);
-                self.highest = s.highest_bidder.as_ref().is_some_and(|b| b.as_str() == self.me);
-            }
-            ServerFrame::BidPlaced(p) => {
-                self.raise(p.min_next_bid.or(Amount::from_cents(p.amount.cents() + 1)));
-                self.highest = p.bidder.as_str() == self.me;
-            }
-            ServerFrame::BidAccepted(a) => {
-                self.raise(Amount::from_cents(a.amount.cents() + 1));
-                self.highest = true;
-            }
-            ServerFrame::BidRejected(r) => {
-                self.raise(r.min_next_bid);
-                self.highest = r.reason == auction_proto::RejectReason::AlreadyHighestBidder;
-            }
-            _ => {}
-        }
-    }
-}
-
 /// The open loop's clock, on its own thread: slot `j` of the whole schedule falls at
 /// `epoch + j / rate` and belongs to bidder `j % bidders`. It sleeps on the kernel's
 /// high-resolution timer, since tokio's timers tick in whole milliseconds: a bidder sleeping on
@@ -357,165 +281,6 @@ fn sleep_until(at: Instant) {
     if !wait.is_zero() {
         std::thread::sleep(wait);
     }
-}
-
-/// One bidder: on each slot it is given (or right after each answer, closed loop) it bids the
-/// lowest amount it knows to be acceptable, and records the latency from the slot. It never bids
-/// against itself: a slot that finds it holding the high bid is skipped (closed loop: it waits to
-/// be outbid).
-async fn bid(
-    mut socket: Socket,
-    worker: usize,
-    shared: Arc<Shared>,
-    mut slots: Option<mpsc::UnboundedReceiver<Instant>>,
-) -> Tally {
-    let mut tally =
-        Tally { attempted: 0, accepted: 0, rejected: BTreeMap::new(), errors: 0, skipped: 0, ack: histogram() };
-    let mut known = Knowledge { me: format!("lg-b{worker}"), min_next: None, highest: false };
-    let mut n: u64 = 0;
-    let open_loop = slots.is_some();
-    loop {
-        let scheduled = match &mut slots {
-            Some(slots) => match slots.recv().await {
-                Some(slot) => slot,
-                None => break,
-            },
-            None => Instant::now(),
-        };
-        if shared.stopping.load(Ordering::Relaxed) || scheduled >= shared.stop_at {
-            break;
-        }
-        // Catch up on what others did since the last answer.
-        if !drain_ready(&mut socket, &mut known) {
-            break;
-        }
-        if known.min_next.is_none() || (known.highest && !open_loop) {
-            // Closed loop: wait for news (first snapshot, or being outbid) rather than spin.
-            match tokio::time::timeout(Duration::from_millis(200), next_frame(&mut socket, shared.timeout)).await {
-                Ok(Some(frame)) => known.learn(&frame),
-                Ok(None) => break,
-                Err(_) => {}
-            }
-            continue;
-        }
-        if known.highest {
-            tally.skipped += u64::from(shared.measured(scheduled));
-            continue;
-        }
-        if !shared.take_bid(scheduled) {
-            break;
-        }
-        n += 1;
-        let measured = shared.measured(scheduled);
-        let Some(amount) = known.min_next else { continue };
-        let Ok(bid_id) = BidId::parse(&shared.bid_id(worker, n, scheduled)) else { break };
-        let frame = ClientFrame::PlaceBid(PlaceBid { amount: amount.into(), bid_id: Some(bid_id) });
-        if measured {
-            tally.attempted += 1;
-        }
-        if socket.send(Message::text(frame.encode())).await.is_err() {
-            tally.errors += u64::from(measured);
-            break;
-        }
-        let answer = outcome(&mut socket, &mut known, shared.timeout).await;
-        let latency = micros(scheduled.elapsed());
-        match answer {
-            Some(Ok(())) if measured => {
-                tally.accepted += 1;
-                shared.accepted.fetch_add(1, Ordering::Relaxed);
-                let _ = tally.ack.record(latency);
-            }
-            Some(Err(reason)) if measured => {
-                *tally.rejected.entry(reason).or_default() += 1;
-                let _ = tally.ack.record(latency);
-            }
-            Some(_) => {}
-            None => {
-                tally.errors += u64::from(measured);
-                break;
-            }
-        }
-    }
-    let _ = socket.close(None).await;
-    tally
-}
-
-/// Reads every frame already received without waiting; false if the connection is gone.
-fn drain_ready(socket: &mut Socket, known: &mut Knowledge) -> bool {
-    use futures_util::FutureExt;
-    loop {
-        match socket.next().now_or_never() {
-            None => return true,
-            Some(Some(Ok(Message::Text(text)))) => {
-                if let Ok(frame) = serde_json::from_str::<ServerFrame>(&text) {
-                    known.learn(&frame);
-                }
-            }
-            Some(Some(Ok(Message::Close(_))) | Some(Err(_)) | None) => return false,
-            Some(Some(Ok(_))) => {}
-        }
-    }
-}
-
-/// Reads frames until the bid's answer, learning from everything on the way. `Ok` for accepted,
-/// `Err(reason)` for rejected, `None` when the connection failed or timed out.
-async fn outcome(socket: &mut Socket, known: &mut Knowledge, timeout: Duration) -> Option<Result<(), String>> {
-    loop {
-        let frame = next_frame(socket, timeout).await?;
-        known.learn(&frame);
-        match frame {
-            ServerFrame::BidAccepted(_) => return Some(Ok(())),
-            ServerFrame::BidRejected(r) => return Some(Err(r.reason.as_str().to_owned())),
-            _ => {}
-        }
-    }
-}
-
-async fn next_frame(socket: &mut Socket, timeout: Duration) -> Option<ServerFrame> {
-    loop {
-        match tokio::time::timeout(timeout, socket.next()).await.ok()?? {
-            Ok(Message::Text(text)) => return serde_json::from_str(&text).ok(),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-/// One watcher: records, for each `bid_placed` of this run, the time since its scheduled send.
-/// It must stay cheap, since thousands run at once on the machine being measured: it waits on its
-/// socket and the end of the run only (no timers), and keeps raw samples, merged into one
-/// histogram at the end (a full HdrHistogram each would page in megabytes per bid).
-async fn watch(mut socket: Socket, shared: Arc<Shared>, mut done: watch::Receiver<bool>) -> Vec<u64> {
-    let mut fanout = Vec::new();
-    loop {
-        let frame = tokio::select! {
-            _ = done.changed() => break,
-            message = socket.next() => match message {
-                Some(Ok(Message::Text(text))) => text,
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => break,
-            },
-        };
-        // A watcher with thousands of siblings must be cheap: find the bid id without parsing
-        // the whole frame (ids hold no quotes or escapes, by the id rule).
-        if let Some(scheduled) = placed_bid_id(&frame).and_then(|id| shared.scheduled_of(id))
-            && shared.measured(scheduled)
-        {
-            fanout.push(micros(scheduled.elapsed()));
-        }
-    }
-    let _ = socket.close(None).await;
-    fanout
-}
-
-/// The `bid_id` of a `bid_placed` frame, found by scanning rather than parsing.
-fn placed_bid_id(frame: &str) -> Option<&str> {
-    if !frame.contains(r#""type":"bid_placed""#) {
-        return None;
-    }
-    let start = frame.find(r#""bid_id":""#)? + r#""bid_id":""#.len();
-    let len = frame[start..].find('"')?;
-    Some(&frame[start..start + len])
 }
 
 /// Prints a line of progress every second (only when stderr is a terminal).
