@@ -6,6 +6,7 @@
 //! - [`run`]: one run.
 //! - [`report`]: the results, as a table or JSON.
 
+mod accepted;
 mod bidder;
 mod link;
 pub mod opt;

@@ -38,7 +38,10 @@ impl Latency {
     }
 }
 
-/// One run's results. Counts cover the measured period only (after the warm-up).
+/// One run's results. Counts cover the measured period only (after the warm-up), except those
+/// for `--reconnect` and `--accepted-out`: `accepted_warmup` counts the warm-up alone, and
+/// `reconnects`, `unresolved` and `stalls` the whole run. Fields are added, never renamed or
+/// removed: scripts read this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// `open` (fixed arrival rate) or `closed` (fixed concurrency).
@@ -51,13 +54,15 @@ pub struct Report {
     pub watchers: usize,
     pub warmup_s: f64,
     pub duration_s: f64,
-    /// Bids sent; always `accepted + rejected_total + errors`.
+    /// Bids sent; always `accepted + rejected_total + errors`. With `--reconnect` a bid is sent
+    /// again while its answer is in doubt, and each attempt counts here.
     pub attempted: u64,
     pub accepted: u64,
     /// Rejections by reason (`bid_too_low`, `already_highest_bidder`, ...).
     pub rejected: BTreeMap<String, u64>,
     pub rejected_total: u64,
-    /// Bids with no answer: timeouts and dropped connections.
+    /// Attempts with no answer: timeouts and dropped connections; with `--reconnect` also `error`
+    /// frames and `unavailable` rejections, which leave the bid in doubt (it is sent again).
     pub errors: u64,
     /// Open-loop slots not used because the bidder already held the high bid (a real bidder does
     /// not outbid itself); not counted in `attempted`.
@@ -69,6 +74,62 @@ pub struct Report {
     pub ack_latency_ms: Option<Latency>,
     /// From each accepted bid's scheduled send time to its `bid_placed` at each watcher.
     pub fanout_latency_ms: Option<Latency>,
+    /// Bids accepted during the warm-up, not counted in `accepted`: `accepted + accepted_warmup`
+    /// is every bid accepted in the run, the lines of `--accepted-out`.
+    #[serde(default)]
+    pub accepted_warmup: u64,
+    /// Connections made again after a loss (`--reconnect`), bidders' and watchers', over the whole
+    /// run.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Bids of the whole run, warm-up included, still in doubt when it ended (`--reconnect`): sent,
+    /// never answered for certain, so they may or may not stand.
+    #[serde(default)]
+    pub unresolved: u64,
+    /// Each time a bidder stopped getting answers (a lost connection, a timeout, an `error` frame,
+    /// an `unavailable` rejection), over the whole run, merged per 100 ms of start time.
+    #[serde(default)]
+    pub stalls: Vec<Stall>,
+}
+
+/// The stalls of the bidders that stopped getting answers within the same 100 ms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stall {
+    /// The start of those 100 ms, in ms since the Unix epoch: a stall starts when the first
+    /// attempt that failed was sent, or when a connection was found lost while no bid was out.
+    pub start_unix_ms: u64,
+    /// How many stalls started in them.
+    pub count: u64,
+    /// The longest of them, in seconds from its own start to its bidder's next `bid_accepted` or
+    /// `bid_rejected` (or to the end of the run, when it never came).
+    pub max_s: f64,
+    /// How many of them lasted to the end of the run.
+    pub unfinished: u64,
+}
+
+/// One bidder's stall, before merging.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StallSample {
+    pub start_unix_ms: u64,
+    pub seconds: f64,
+    /// Still stalled when the run ended.
+    pub unfinished: bool,
+}
+
+impl Stall {
+    /// Merges samples per 100 ms of start time, in time order.
+    pub fn merge(samples: impl IntoIterator<Item = StallSample>) -> Vec<Stall> {
+        let mut merged: BTreeMap<u64, Stall> = BTreeMap::new();
+        for sample in samples {
+            let start_unix_ms = sample.start_unix_ms - sample.start_unix_ms % 100;
+            let stall =
+                merged.entry(start_unix_ms).or_insert(Stall { start_unix_ms, count: 0, max_s: 0.0, unfinished: 0 });
+            stall.count += 1;
+            stall.max_s = stall.max_s.max(sample.seconds);
+            stall.unfinished += u64::from(sample.unfinished);
+        }
+        merged.into_values().collect()
+    }
 }
 
 impl Report {
@@ -94,6 +155,7 @@ impl Report {
         }
         let _ = writeln!(out, "  errors     {:>10}", self.errors);
         let _ = writeln!(out, "  skipped    {:>10}   (slots where the bidder held the high bid)", self.skipped);
+        self.resilience_table(&mut out);
         let _ = writeln!(out);
         let _ = writeln!(out, "  latency (ms)      p50      p90      p99    p99.9      max    count");
         for (name, latency) in [("ack", &self.ack_latency_ms), ("fan-out", &self.fanout_latency_ms)] {
@@ -111,5 +173,25 @@ impl Report {
             }
         }
         out
+    }
+
+    /// The lines of the counts most runs leave at zero, only when they are not.
+    fn resilience_table(&self, out: &mut String) {
+        let counts = [
+            ("warm-up", self.accepted_warmup, "(accepted during the warm-up)"),
+            ("reconnects", self.reconnects, "(connections made again after a loss)"),
+            ("unresolved", self.unresolved, "(bids still in doubt at the end)"),
+        ];
+        for (name, n, note) in counts {
+            if n > 0 {
+                let _ = writeln!(out, "  {name:<10} {n:>10}   {note}");
+            }
+        }
+        let stalls: u64 = self.stalls.iter().map(|s| s.count).sum();
+        if stalls > 0 {
+            let longest = self.stalls.iter().map(|s| s.max_s).fold(0.0, f64::max);
+            let unfinished: u64 = self.stalls.iter().map(|s| s.unfinished).sum();
+            let _ = writeln!(out, "  stalls     {stalls:>10}   (longest {longest:.1} s, {unfinished} to the end)");
+        }
     }
 }

@@ -13,10 +13,11 @@ use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::bidder::bid;
-use crate::link::{connect, ws_url};
+use crate::accepted::AcceptedLog;
+use crate::bidder::{Bidder, Tally};
+use crate::link::{Dialer, Socket, ws_urls};
 use crate::opt::Opt;
-use crate::report::{Latency, Report};
+use crate::report::{Latency, Report, Stall, StallSample};
 use crate::watcher::watch;
 
 /// What every task shares: the clock origin, the measured window and live counters for progress.
@@ -32,6 +33,9 @@ pub(crate) struct Shared {
     pub(crate) accepted: AtomicU64,
     pub(crate) stopping: AtomicBool,
     pub(crate) timeout: Duration,
+    /// `--reconnect`: connections are made again and bids in doubt sent again.
+    pub(crate) reconnect: bool,
+    pub(crate) accepted_log: Option<AcceptedLog>,
 }
 
 impl Shared {
@@ -73,40 +77,20 @@ pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
+/// The wall-clock time of `at` (now or in the past), in ms since the Unix epoch.
+pub(crate) fn unix_ms(at: Instant) -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let then = now.saturating_sub(at.elapsed());
+    u64::try_from(then.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Runs the load described by `opt` and returns the report.
 pub async fn run(opt: Opt) -> anyhow::Result<Report> {
-    if opt.ws_urls.is_empty() {
-        bail!("--ws-url needs at least one URL");
-    }
-    if let Some(rate) = opt.rate
-        && !(rate.is_finite() && rate > 0.0)
-    {
-        bail!("--rate must be a positive number of bids per second");
-    }
-    let (mode, bidders) = match opt.concurrency {
-        Some(0) => bail!("--concurrency must be at least 1"),
-        Some(c) => ("closed", c),
-        None => ("open", opt.bidders),
-    };
-    let auction_count = if opt.auction_ids.is_empty() { opt.auctions } else { opt.auction_ids.len() };
-    if bidders < 2 * auction_count {
-        bail!("{bidders} bidders for {auction_count} auctions: each auction needs at least 2 bidders to compete");
-    }
-    let rate = if mode == "open" { Some(opt.rate.unwrap_or(100.0)) } else { None };
+    let plan = Plan::check(&opt)?;
+    let accepted_log = opt.accepted_out.as_deref().map(AcceptedLog::create).transpose()?;
     let auctions = auctions(&opt).await?;
-
-    let connect_started = Instant::now();
-    let mut bidder_sockets = Vec::with_capacity(bidders);
-    for i in 0..bidders {
-        let url = ws_url(&opt, &auctions, i, &format!("lg-b{i}"));
-        bidder_sockets.push(connect(&url).await?);
-    }
-    let mut watcher_sockets = Vec::with_capacity(opt.watchers);
-    for i in 0..opt.watchers {
-        let url = ws_url(&opt, &auctions, i, &format!("lg-w{i}"));
-        watcher_sockets.push(connect(&url).await?);
-    }
-    let _ = connect_started;
+    let bidder_links = connect_all(&opt, &auctions, plan.bidders, "lg-b").await?;
+    let watcher_links = connect_all(&opt, &auctions, opt.watchers, "lg-w").await?;
 
     let epoch = Instant::now();
     let shared = Arc::new(Shared {
@@ -119,46 +103,42 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
         accepted: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
         timeout: opt.timeout,
+        reconnect: opt.reconnect,
+        accepted_log,
     });
     let (watchers_done, done) = watch::channel(false);
-    let watcher_tasks: Vec<_> =
-        watcher_sockets.into_iter().map(|socket| tokio::spawn(watch(socket, shared.clone(), done.clone()))).collect();
+    let watcher_tasks: Vec<_> = watcher_links
+        .into_iter()
+        .map(|(socket, dialer)| tokio::spawn(watch(socket, dialer, shared.clone(), done.clone())))
+        .collect();
     // Open loop: one clock hands every slot of the schedule to its bidder, in turn.
     let mut slot_senders = Vec::new();
-    let bidder_tasks: Vec<_> = bidder_sockets
+    let bidder_tasks: Vec<_> = bidder_links
         .into_iter()
         .enumerate()
-        .map(|(i, socket)| {
-            let slots = rate.is_some().then(|| {
+        .map(|(i, (socket, dialer))| {
+            let slots = plan.rate.is_some().then(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 slot_senders.push(tx);
                 rx
             });
-            tokio::spawn(bid(socket, i, shared.clone(), slots))
+            tokio::spawn(Bidder::new(i, shared.clone(), socket, dialer).run(slots))
         })
         .collect();
-    let pacer = rate.map(|rate| {
+    let pacer = plan.rate.map(|rate| {
         let shared = shared.clone();
         std::thread::spawn(move || pace(&shared, rate, &slot_senders))
     });
     let progress = std::io::stderr().is_terminal().then(|| tokio::spawn(progress(shared.clone())));
 
-    let mut attempted = 0;
-    let mut accepted = 0;
-    let mut errors = 0;
-    let mut skipped = 0;
-    let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
-    let mut ack = histogram();
+    let mut tallies = Vec::with_capacity(bidder_tasks.len());
     for task in bidder_tasks {
-        let tally = task.await.context("a bidder task failed")?;
-        attempted += tally.attempted;
-        accepted += tally.accepted;
-        errors += tally.errors;
-        skipped += tally.skipped;
-        for (reason, n) in tally.rejected {
-            *rejected.entry(reason).or_default() += n;
-        }
-        ack.add(&tally.ack).context("merging latency histograms")?;
+        tallies.push(task.await.context("a bidder task failed")?);
+    }
+    let mut totals = Totals::new();
+    let ended = Instant::now();
+    for tally in tallies {
+        totals.add(tally, ended)?;
     }
     if let Some(pacer) = pacer {
         let joined = tokio::task::spawn_blocking(move || pacer.join()).await.context("joining the open-loop clock")?;
@@ -170,37 +150,170 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
     let _ = watchers_done.send(true);
     let mut fanout = histogram();
     for task in watcher_tasks {
-        for sample in task.await.context("a watcher task failed")? {
+        let (samples, reconnects) = task.await.context("a watcher task failed")?;
+        for sample in samples {
             let _ = fanout.record(sample);
         }
+        totals.reconnects += reconnects;
     }
     if let Some(progress) = progress {
         progress.abort();
         eprintln!();
     }
-    let seconds = measured_for.as_secs_f64().max(1e-9);
-    let rejected_total = rejected.values().sum();
-    Ok(Report {
-        mode: mode.to_owned(),
-        target_rate: rate,
-        concurrency: opt.concurrency,
-        nodes: opt.ws_urls.len(),
-        auctions: auctions.len(),
-        bidders,
-        watchers: opt.watchers,
-        warmup_s: opt.warmup.as_secs_f64(),
-        duration_s: measured_for.as_secs_f64(),
-        attempted,
-        accepted,
-        rejected,
-        rejected_total,
-        errors,
-        skipped,
-        achieved_rate: attempted as f64 / seconds,
-        accepted_rate: accepted as f64 / seconds,
-        ack_latency_ms: Latency::from_histogram(&ack),
-        fanout_latency_ms: Latency::from_histogram(&fanout),
-    })
+    if let Some(log) = &shared.accepted_log {
+        log.finish()?;
+    }
+    Ok(totals.report(&opt, &plan, auctions.len(), measured_for, &fanout))
+}
+
+/// What the options ask for, checked.
+struct Plan {
+    /// `open` (fixed arrival rate) or `closed` (fixed concurrency).
+    mode: &'static str,
+    bidders: usize,
+    /// Bids per second, open loop.
+    rate: Option<f64>,
+}
+
+impl Plan {
+    fn check(opt: &Opt) -> anyhow::Result<Plan> {
+        if opt.ws_urls.is_empty() {
+            bail!("--ws-url needs at least one URL");
+        }
+        if let Some(rate) = opt.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            bail!("--rate must be a positive number of bids per second");
+        }
+        let (mode, bidders) = match opt.concurrency {
+            Some(0) => bail!("--concurrency must be at least 1"),
+            Some(c) => ("closed", c),
+            None => ("open", opt.bidders),
+        };
+        let auction_count = if opt.auction_ids.is_empty() { opt.auctions } else { opt.auction_ids.len() };
+        if bidders < 2 * auction_count {
+            bail!("{bidders} bidders for {auction_count} auctions: each auction needs at least 2 bidders to compete");
+        }
+        let rate = if mode == "open" { Some(opt.rate.unwrap_or(100.0)) } else { None };
+        Ok(Plan { mode, bidders, rate })
+    }
+}
+
+/// Opens `count` connections, one at a time, each as user `{user}{i}` on its node and auction.
+/// A first connection that fails fails the run, except with `--reconnect`: then the connection
+/// starts without a socket and is made during the run.
+async fn connect_all(
+    opt: &Opt,
+    auctions: &[String],
+    count: usize,
+    user: &str,
+) -> anyhow::Result<Vec<(Option<Socket>, Dialer)>> {
+    let mut links = Vec::with_capacity(count);
+    for i in 0..count {
+        let dialer = Dialer::new(ws_urls(opt, auctions, i, &format!("{user}{i}")), opt.timeout);
+        let socket = match dialer.first().await {
+            Ok(socket) => Some(socket),
+            Err(_) if opt.reconnect => None,
+            Err(e) => return Err(e),
+        };
+        links.push((socket, dialer));
+    }
+    Ok(links)
+}
+
+/// The bidders' tallies, added up.
+struct Totals {
+    attempted: u64,
+    accepted: u64,
+    accepted_warmup: u64,
+    errors: u64,
+    skipped: u64,
+    reconnects: u64,
+    unresolved: u64,
+    rejected: BTreeMap<String, u64>,
+    ack: Histogram<u64>,
+    stalls: Vec<StallSample>,
+}
+
+impl Totals {
+    fn new() -> Totals {
+        Totals {
+            attempted: 0,
+            accepted: 0,
+            accepted_warmup: 0,
+            errors: 0,
+            skipped: 0,
+            reconnects: 0,
+            unresolved: 0,
+            rejected: BTreeMap::new(),
+            ack: histogram(),
+            stalls: Vec::new(),
+        }
+    }
+
+    /// Adds one bidder's tally; a stall still on counts until `ended`, the end of the run.
+    fn add(&mut self, tally: Tally, ended: Instant) -> anyhow::Result<()> {
+        self.attempted += tally.attempted;
+        self.accepted += tally.accepted;
+        self.accepted_warmup += tally.accepted_warmup;
+        self.errors += tally.errors;
+        self.skipped += tally.skipped;
+        self.reconnects += tally.reconnects;
+        self.unresolved += tally.unresolved;
+        for (reason, n) in tally.rejected {
+            *self.rejected.entry(reason).or_default() += n;
+        }
+        self.ack.add(&tally.ack).context("merging latency histograms")?;
+        let finished = tally.stalls.into_iter().map(|(start_unix_ms, seconds)| StallSample {
+            start_unix_ms,
+            seconds,
+            unfinished: false,
+        });
+        let unfinished = tally.stalled.map(|(at, start_unix_ms)| StallSample {
+            start_unix_ms,
+            seconds: ended.saturating_duration_since(at).as_secs_f64(),
+            unfinished: true,
+        });
+        self.stalls.extend(finished.chain(unfinished));
+        Ok(())
+    }
+
+    fn report(
+        self,
+        opt: &Opt,
+        plan: &Plan,
+        auctions: usize,
+        measured_for: Duration,
+        fanout: &Histogram<u64>,
+    ) -> Report {
+        let seconds = measured_for.as_secs_f64().max(1e-9);
+        let rejected_total = self.rejected.values().sum();
+        Report {
+            mode: plan.mode.to_owned(),
+            target_rate: plan.rate,
+            concurrency: opt.concurrency,
+            nodes: opt.ws_urls.len(),
+            auctions,
+            bidders: plan.bidders,
+            watchers: opt.watchers,
+            warmup_s: opt.warmup.as_secs_f64(),
+            duration_s: measured_for.as_secs_f64(),
+            attempted: self.attempted,
+            accepted: self.accepted,
+            rejected: self.rejected,
+            rejected_total,
+            errors: self.errors,
+            skipped: self.skipped,
+            achieved_rate: self.attempted as f64 / seconds,
+            accepted_rate: self.accepted as f64 / seconds,
+            ack_latency_ms: Latency::from_histogram(&self.ack),
+            fanout_latency_ms: Latency::from_histogram(fanout),
+            accepted_warmup: self.accepted_warmup,
+            reconnects: self.reconnects,
+            unresolved: self.unresolved,
+            stalls: Stall::merge(self.stalls),
+        }
+    }
 }
 
 /// The auctions to bid on: the given ids, or new ones created over REST.
