@@ -195,3 +195,76 @@ impl Report {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report {
+            mode: "open".into(),
+            target_rate: Some(100.0),
+            concurrency: None,
+            nodes: 1,
+            auctions: 1,
+            bidders: 2,
+            watchers: 0,
+            warmup_s: 0.0,
+            duration_s: 1.0,
+            attempted: 10,
+            accepted: 10,
+            rejected: BTreeMap::new(),
+            rejected_total: 0,
+            errors: 0,
+            skipped: 0,
+            achieved_rate: 10.0,
+            accepted_rate: 10.0,
+            ack_latency_ms: None,
+            fanout_latency_ms: None,
+            accepted_warmup: 0,
+            reconnects: 0,
+            unresolved: 0,
+            stalls: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn stalls_merge_per_100_ms_of_start() {
+        let sample = |start_unix_ms, seconds, unfinished| StallSample { start_unix_ms, seconds, unfinished };
+        let merged = Stall::merge([sample(1_250, 0.5, false), sample(1_299, 2.0, true), sample(1_100, 0.1, false)]);
+        assert_eq!(
+            merged,
+            [
+                Stall { start_unix_ms: 1_100, count: 1, max_s: 0.1, unfinished: 0 },
+                Stall { start_unix_ms: 1_200, count: 2, max_s: 2.0, unfinished: 1 },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_table_shows_the_failure_counts_only_when_there_are_some() {
+        let lines = |table: &str, name: &str| table.lines().filter(|l| l.starts_with(&format!("  {name} "))).count();
+        let quiet = report().table();
+        for name in ["warm-up", "reconnects", "unresolved", "stalls"] {
+            assert_eq!(lines(&quiet, name), 0, "{name} in\n{quiet}");
+        }
+        let mut eventful = report();
+        eventful.reconnects = 3;
+        eventful.unresolved = 1;
+        eventful.stalls = Stall::merge([StallSample { start_unix_ms: 5_000, seconds: 1.25, unfinished: true }]);
+        let table = eventful.table();
+        assert!(table.contains("  reconnects          3"), "{table}");
+        assert!(table.contains("  unresolved          1"), "{table}");
+        assert!(table.contains("  stalls              1   (longest 1.2 s, 1 to the end)"), "{table}");
+        assert_eq!(lines(&table, "warm-up"), 0, "{table}");
+    }
+
+    #[test]
+    fn a_report_from_before_the_failure_fields_still_reads() {
+        let mut json = serde_json::to_value(report()).unwrap();
+        for field in ["accepted_warmup", "reconnects", "unresolved", "stalls"] {
+            json.as_object_mut().unwrap().remove(field);
+        }
+        assert_eq!(serde_json::from_value::<Report>(json).unwrap(), report());
+    }
+}
