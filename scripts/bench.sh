@@ -8,11 +8,18 @@
 #   3. half rate    auction-loadgen open loop at half that rate: ack p50/p99
 #   4. fan-out      one auction, 10,000 watchers, 2 bids per second: fan-out p99 of each bid
 #   5. idle memory  bidding-service RSS before and after 10,000 idle WebSockets
+#   6. cluster      with BENCH_REDIS=cluster: runs 2 and 3 again on a loopback Redis Cluster of
+#                   three primaries and three replicas (append-only on, like the single Redis),
+#                   then 3 with BID_DURABILITY=replicated; each as a ratio to the single-Redis
+#                   figures of the same run. All six nodes share this machine's cores with the
+#                   services and the load generator, so this measures the cost of the cluster
+#                   machinery (routing, one more hop for nothing), not the gain of more hosts.
 #
 # Redis runs as in production, with its append-only file (scripts/dev-services.sh turns it on);
 # the ceiling is measured against the same Redis.
 #
-# Environment: BENCH_SECONDS (default 10) per measured run; BENCH_WATCHERS (default 10000).
+# Environment: BENCH_SECONDS (default 10) per measured run; BENCH_WATCHERS (default 10000);
+# BENCH_REDIS=cluster adds part 6.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -172,6 +179,38 @@ fanout=$($loadgen --api-url "$api" --ws-url "$ws" --rate 2 --bidders 2 --watcher
     --warmup 1s --duration "${seconds}s" --output json | tee "$out/fanout.json")
 fan_forks=$(( $(forks) - f0 ))
 
+# --- 6. Redis Cluster -----------------------------------------------------------------------------
+cluster_max='null'; cluster_half='null'; replicated_half='null'
+if [ "${BENCH_REDIS:-single}" = cluster ]; then
+    cleanup
+    trap - EXIT
+    export REDIS_CLUSTER_BASE_PORT=7201 REDIS_CLUSTER_DIR=target/bench-cluster REDIS_CLUSTER_APPENDONLY=yes
+    REDIS_CLUSTER_NODES=$(scripts/redis-cluster.sh)
+    export REDIS_CLUSTER_NODES
+    cluster_stack() {
+        PROFILE=release scripts/dev.sh >/tmp/bench-cluster-stack.log 2>&1 &
+        stack=$!
+        for _ in $(seq 1 120); do
+            curl -sf "$api/health" >/dev/null 2>&1 && curl -sf "http://localhost:$BIDDING_PORT/health" >/dev/null 2>&1 && break
+            sleep 0.5
+        done
+    }
+    stop_stack() { kill -TERM "$stack" 2>/dev/null || true; wait "$stack" 2>/dev/null || true; }
+    trap 'stop_stack; scripts/redis-cluster.sh stop' EXIT
+    cluster_stack
+    say "cluster: closed loop, 200 bidders over 100 auctions, ${seconds}s"
+    cluster_max=$($loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 \
+        --warmup 2s --duration "${seconds}s" --output json | tee "$out/cluster-max.json")
+    say "cluster: open loop at $half bids/s (the single-Redis half rate), ${seconds}s"
+    cluster_half=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 \
+        --warmup 2s --duration "${seconds}s" --output json | tee "$out/cluster-half.json")
+    stop_stack
+    BID_DURABILITY=replicated cluster_stack
+    say "cluster, BID_DURABILITY=replicated: open loop at $half bids/s, ${seconds}s"
+    replicated_half=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 \
+        --warmup 2s --duration "${seconds}s" --output json | tee "$out/cluster-replicated-half.json")
+fi
+
 say "raw reports in $out/"
 python3 - "$ceiling" "$max" "$halfrun" "$fanout" "$before" "$after" "$open" "$per_conn" "$cpu_split" "$half_forks" "$fan_forks" <<'PY'
 import json, sys
@@ -187,4 +226,17 @@ print(f"half rate, open loop at {half['target_rate']:.0f}/s: ack p50            
 print(f"                                      ack p99              {ms(half,'ack_latency_ms','p99'):>10.2f} ms   (target < 5 ms; redis forks during it: {sys.argv[10]})")
 print(f"fan-out to {fan['watchers']} watchers: p99                      {ms(fan,'fanout_latency_ms','p99'):>10.2f} ms   (target < 100 ms; p50 {ms(fan,'fanout_latency_ms','p50'):.2f}, max {ms(fan,'fanout_latency_ms','max'):.2f}; redis forks {sys.argv[11]})")
 print(f"idle WebSocket memory: {conns} connections, RSS {before} -> {after} KiB: {per:>6} bytes each   (target < 16384)")
+PY
+[ "$cluster_max" = null ] || python3 - "$max" "$halfrun" "$cluster_max" "$cluster_half" "$replicated_half" <<'PY'
+import json, sys
+mx, half, cmx, chalf, rhalf = (json.loads(a) for a in sys.argv[1:6])
+def ms(r, p): return r['ack_latency_ms'][p] if r['ack_latency_ms'] else float('nan')
+def ratio(a, b): return a / b if b else float('nan')
+print()
+print("Redis Cluster (3 primaries + 3 replicas on this machine), each against the single Redis above:")
+print(f"  max sustained accepted bids/s        {cmx['accepted_rate']:>10.0f}   {ratio(cmx['accepted_rate'], mx['accepted_rate']):.2f}x single")
+for name, r in (("local", chalf), ("replicated", rhalf)):
+    print(f"  half rate ({half['target_rate']:.0f}/s), {name:<10} ack p50 {ms(r,'p50'):>7.2f} ms ({ratio(ms(r,'p50'), ms(half,'p50')):.2f}x)"
+          f"   p99 {ms(r,'p99'):>7.2f} ms ({ratio(ms(r,'p99'), ms(half,'p99')):.2f}x)   errors {r['errors']}")
+print(f"  replicated against local on the cluster: p50 {ratio(ms(rhalf,'p50'), ms(chalf,'p50')):.2f}x, p99 {ratio(ms(rhalf,'p99'), ms(chalf,'p99')):.2f}x")
 PY

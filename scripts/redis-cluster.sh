@@ -3,6 +3,8 @@
 # three replicas) on ports BASE..BASE+5 (BASE defaults to 7101; each node also uses port+10000 for
 # the cluster bus), and joins them. Does nothing when that cluster is already up. Prints the seed
 # nodes for REDIS_CLUSTER_NODES. `scripts/redis-cluster.sh stop` stops the nodes.
+# REDIS_CLUSTER_DIR (default target/redis-cluster) holds their files; REDIS_CLUSTER_APPENDONLY=yes
+# turns the append-only file on, as in production (the tests do without).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +40,7 @@ for p in $ports; do
     rm -f "$dir/$p"/nodes.conf "$dir/$p"/dump.rdb
     redis-server --port "$p" --bind 127.0.0.1 --daemonize yes --dir "$dir/$p" \
         --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
-        --appendonly no --save "" --logfile "$(pwd)/$dir/$p/redis.log" >/dev/null
+        --appendonly "${REDIS_CLUSTER_APPENDONLY:-no}" --save "" --logfile "$(pwd)/$dir/$p/redis.log" >/dev/null
 done
 for p in $ports; do
     for _ in $(seq 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done

@@ -6,8 +6,12 @@
 //! - [`run`]: one run.
 //! - [`report`]: the results, as a table or JSON.
 
+mod accepted;
+mod bidder;
+mod link;
 pub mod opt;
 pub mod report;
 mod run;
+mod watcher;
 
 pub use run::run;

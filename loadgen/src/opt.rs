@@ -74,9 +74,32 @@ pub struct Opt {
     #[arg(long, env = "AUCTION_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
-    /// How long to wait for any single answer before counting an error.
+    /// How long to wait for any single answer (and for a connection to open) before counting an
+    /// error.
     #[arg(long, value_parser = duration::parse, default_value = "10s")]
     pub timeout: Duration,
+
+    /// Reconnect, and resend bids left in doubt, until the run's end: for failure tests.
+    ///
+    /// Off by default, so that a benchmark's figures keep their meaning (a bidder that fails
+    /// stops). With it, a connection that closes or fails, or cannot be opened at the start, is
+    /// opened again until the run's end, with backoff (100 ms doubling to 2 s), each attempt on
+    /// the next --ws-url in turn. A bid whose answer did not come (a lost connection, a timeout,
+    /// an `error` frame, an `unavailable` rejection) is in doubt: it is sent again with the same
+    /// bid_id and amount, so it is never placed twice, until it is accepted or rejected; if the
+    /// run ends first it counts as unresolved. Each failed attempt counts as an error; the report
+    /// adds reconnects, unresolved and stalls.
+    #[arg(long)]
+    pub reconnect: bool,
+
+    /// Write every bid accepted in the run, warm-up included, to FILE.
+    ///
+    /// The count of lines is accepted plus accepted_warmup of the report. One line each, written
+    /// as the answers come:
+    /// `auction_id bid_id amount_cents seq accepted_unix_ms`, space-separated. A bid is written
+    /// once, at its first bid_accepted. Buffered: a run that is killed may lose the last lines.
+    #[arg(long, value_name = "FILE")]
+    pub accepted_out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -38,7 +38,10 @@ impl Latency {
     }
 }
 
-/// One run's results. Counts cover the measured period only (after the warm-up).
+/// One run's results. Counts cover the measured period only (after the warm-up), except those
+/// for `--reconnect` and `--accepted-out`: `accepted_warmup` counts the warm-up alone, and
+/// `reconnects`, `unresolved` and `stalls` the whole run. Fields are added, never renamed or
+/// removed: scripts read this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// `open` (fixed arrival rate) or `closed` (fixed concurrency).
@@ -51,13 +54,15 @@ pub struct Report {
     pub watchers: usize,
     pub warmup_s: f64,
     pub duration_s: f64,
-    /// Bids sent; always `accepted + rejected_total + errors`.
+    /// Bids sent; always `accepted + rejected_total + errors`. With `--reconnect` a bid is sent
+    /// again while its answer is in doubt, and each attempt counts here.
     pub attempted: u64,
     pub accepted: u64,
     /// Rejections by reason (`bid_too_low`, `already_highest_bidder`, ...).
     pub rejected: BTreeMap<String, u64>,
     pub rejected_total: u64,
-    /// Bids with no answer: timeouts and dropped connections.
+    /// Attempts with no answer: timeouts and dropped connections; with `--reconnect` also `error`
+    /// frames and `unavailable` rejections, which leave the bid in doubt (it is sent again).
     pub errors: u64,
     /// Open-loop slots not used because the bidder already held the high bid (a real bidder does
     /// not outbid itself); not counted in `attempted`.
@@ -69,6 +74,62 @@ pub struct Report {
     pub ack_latency_ms: Option<Latency>,
     /// From each accepted bid's scheduled send time to its `bid_placed` at each watcher.
     pub fanout_latency_ms: Option<Latency>,
+    /// Bids accepted during the warm-up, not counted in `accepted`: `accepted + accepted_warmup`
+    /// is every bid accepted in the run, the lines of `--accepted-out`.
+    #[serde(default)]
+    pub accepted_warmup: u64,
+    /// Connections made again after a loss (`--reconnect`), bidders' and watchers', over the whole
+    /// run.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Bids of the whole run, warm-up included, still in doubt when it ended (`--reconnect`): sent,
+    /// never answered for certain, so they may or may not stand.
+    #[serde(default)]
+    pub unresolved: u64,
+    /// Each time a bidder stopped getting answers (a lost connection, a timeout, an `error` frame,
+    /// an `unavailable` rejection), over the whole run, merged per 100 ms of start time.
+    #[serde(default)]
+    pub stalls: Vec<Stall>,
+}
+
+/// The stalls of the bidders that stopped getting answers within the same 100 ms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stall {
+    /// The start of those 100 ms, in ms since the Unix epoch: a stall starts when the first
+    /// attempt that failed was sent, or when a connection was found lost while no bid was out.
+    pub start_unix_ms: u64,
+    /// How many stalls started in them.
+    pub count: u64,
+    /// The longest of them, in seconds from its own start to its bidder's next `bid_accepted` or
+    /// `bid_rejected` (or to the end of the run, when it never came).
+    pub max_s: f64,
+    /// How many of them lasted to the end of the run.
+    pub unfinished: u64,
+}
+
+/// One bidder's stall, before merging.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StallSample {
+    pub start_unix_ms: u64,
+    pub seconds: f64,
+    /// Still stalled when the run ended.
+    pub unfinished: bool,
+}
+
+impl Stall {
+    /// Merges samples per 100 ms of start time, in time order.
+    pub fn merge(samples: impl IntoIterator<Item = StallSample>) -> Vec<Stall> {
+        let mut merged: BTreeMap<u64, Stall> = BTreeMap::new();
+        for sample in samples {
+            let start_unix_ms = sample.start_unix_ms - sample.start_unix_ms % 100;
+            let stall =
+                merged.entry(start_unix_ms).or_insert(Stall { start_unix_ms, count: 0, max_s: 0.0, unfinished: 0 });
+            stall.count += 1;
+            stall.max_s = stall.max_s.max(sample.seconds);
+            stall.unfinished += u64::from(sample.unfinished);
+        }
+        merged.into_values().collect()
+    }
 }
 
 impl Report {
@@ -94,6 +155,7 @@ impl Report {
         }
         let _ = writeln!(out, "  errors     {:>10}", self.errors);
         let _ = writeln!(out, "  skipped    {:>10}   (slots where the bidder held the high bid)", self.skipped);
+        self.resilience_table(&mut out);
         let _ = writeln!(out);
         let _ = writeln!(out, "  latency (ms)      p50      p90      p99    p99.9      max    count");
         for (name, latency) in [("ack", &self.ack_latency_ms), ("fan-out", &self.fanout_latency_ms)] {
@@ -111,5 +173,101 @@ impl Report {
             }
         }
         out
+    }
+
+    /// The lines of the failure counts, only when they are not zero, so that the table of a run
+    /// without failures reads as it always did. `accepted_warmup` is left to the JSON: it is not
+    /// zero in most runs, and only reconciles `--accepted-out` with `accepted`.
+    fn resilience_table(&self, out: &mut String) {
+        let counts = [
+            ("reconnects", self.reconnects, "(connections made again after a loss)"),
+            ("unresolved", self.unresolved, "(bids still in doubt at the end)"),
+        ];
+        for (name, n, note) in counts {
+            if n > 0 {
+                let _ = writeln!(out, "  {name:<10} {n:>10}   {note}");
+            }
+        }
+        let stalls: u64 = self.stalls.iter().map(|s| s.count).sum();
+        if stalls > 0 {
+            let longest = self.stalls.iter().map(|s| s.max_s).fold(0.0, f64::max);
+            let unfinished: u64 = self.stalls.iter().map(|s| s.unfinished).sum();
+            let _ = writeln!(out, "  stalls     {stalls:>10}   (longest {longest:.1} s, {unfinished} to the end)");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report {
+            mode: "open".into(),
+            target_rate: Some(100.0),
+            concurrency: None,
+            nodes: 1,
+            auctions: 1,
+            bidders: 2,
+            watchers: 0,
+            warmup_s: 0.0,
+            duration_s: 1.0,
+            attempted: 10,
+            accepted: 10,
+            rejected: BTreeMap::new(),
+            rejected_total: 0,
+            errors: 0,
+            skipped: 0,
+            achieved_rate: 10.0,
+            accepted_rate: 10.0,
+            ack_latency_ms: None,
+            fanout_latency_ms: None,
+            accepted_warmup: 0,
+            reconnects: 0,
+            unresolved: 0,
+            stalls: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn stalls_merge_per_100_ms_of_start() {
+        let sample = |start_unix_ms, seconds, unfinished| StallSample { start_unix_ms, seconds, unfinished };
+        let merged = Stall::merge([sample(1_250, 0.5, false), sample(1_299, 2.0, true), sample(1_100, 0.1, false)]);
+        assert_eq!(
+            merged,
+            [
+                Stall { start_unix_ms: 1_100, count: 1, max_s: 0.1, unfinished: 0 },
+                Stall { start_unix_ms: 1_200, count: 2, max_s: 2.0, unfinished: 1 },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_table_shows_the_failure_counts_only_when_there_are_some() {
+        let lines = |table: &str, name: &str| table.lines().filter(|l| l.starts_with(&format!("  {name} "))).count();
+        let mut quiet = report();
+        quiet.accepted_warmup = 5;
+        let quiet = quiet.table();
+        for name in ["warm-up", "reconnects", "unresolved", "stalls"] {
+            assert_eq!(lines(&quiet, name), 0, "{name} in\n{quiet}");
+        }
+        let mut eventful = report();
+        eventful.reconnects = 3;
+        eventful.unresolved = 1;
+        eventful.stalls = Stall::merge([StallSample { start_unix_ms: 5_000, seconds: 1.25, unfinished: true }]);
+        let table = eventful.table();
+        assert!(table.contains("  reconnects          3"), "{table}");
+        assert!(table.contains("  unresolved          1"), "{table}");
+        assert!(table.contains("  stalls              1   (longest 1.2 s, 1 to the end)"), "{table}");
+        assert_eq!(lines(&table, "warm-up"), 0, "{table}");
+    }
+
+    #[test]
+    fn a_report_from_before_the_failure_fields_still_reads() {
+        let mut json = serde_json::to_value(report()).unwrap();
+        for field in ["accepted_warmup", "reconnects", "unresolved", "stalls"] {
+            json.as_object_mut().unwrap().remove(field);
+        }
+        assert_eq!(serde_json::from_value::<Report>(json).unwrap(), report());
     }
 }

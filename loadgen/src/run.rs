@@ -7,44 +7,44 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use auction_proto::Amount;
 use auction_proto::rest::{Auction, CreateAuction};
-use auction_proto::ws::{PlaceBid, ServerFrame};
-use auction_proto::{Amount, BidId, ClientFrame};
-use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::accepted::AcceptedLog;
+use crate::bidder::{Bidder, Tally};
+use crate::link::{Dialer, Socket, ws_urls};
 use crate::opt::Opt;
-use crate::report::{Latency, Report};
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::report::{Latency, Report, Stall, StallSample};
+use crate::watcher::watch;
 
 /// What every task shares: the clock origin, the measured window and live counters for progress.
-struct Shared {
+pub(crate) struct Shared {
     /// The origin of scheduled times; bid ids carry their scheduled time relative to it, so a
     /// watcher can compute fan-out latency without any shared table.
-    epoch: Instant,
-    run: String,
-    measure_from: Instant,
-    stop_at: Instant,
-    bid_budget: Option<u64>,
-    sent: AtomicU64,
-    accepted: AtomicU64,
-    stopping: AtomicBool,
-    timeout: Duration,
+    pub(crate) epoch: Instant,
+    pub(crate) run: String,
+    pub(crate) measure_from: Instant,
+    pub(crate) stop_at: Instant,
+    pub(crate) bid_budget: Option<u64>,
+    pub(crate) sent: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) timeout: Duration,
+    /// `--reconnect`: connections are made again and bids in doubt sent again.
+    pub(crate) reconnect: bool,
+    pub(crate) accepted_log: Option<AcceptedLog>,
 }
 
 impl Shared {
-    fn measured(&self, at: Instant) -> bool {
+    pub(crate) fn measured(&self, at: Instant) -> bool {
         at >= self.measure_from
     }
 
     /// Takes one bid from the budget; false when the run is over.
-    fn take_bid(&self, at: Instant) -> bool {
+    pub(crate) fn take_bid(&self, at: Instant) -> bool {
         if !self.measured(at) {
             return true;
         }
@@ -55,72 +55,42 @@ impl Shared {
         self.bid_budget.is_none_or(|budget| sent <= budget)
     }
 
-    fn bid_id(&self, worker: usize, n: u64, scheduled: Instant) -> String {
+    pub(crate) fn bid_id(&self, worker: usize, n: u64, scheduled: Instant) -> String {
         let us = scheduled.saturating_duration_since(self.epoch).as_micros();
         format!("{}-{worker}-{n}-{us}", self.run)
     }
 
     /// The scheduled time a bid id of this run carries.
-    fn scheduled_of(&self, bid_id: &str) -> Option<Instant> {
+    pub(crate) fn scheduled_of(&self, bid_id: &str) -> Option<Instant> {
         let rest = bid_id.strip_prefix(&self.run)?.strip_prefix('-')?;
         let us: u64 = rest.rsplit('-').next()?.parse().ok()?;
         Some(self.epoch + Duration::from_micros(us))
     }
 }
 
-/// One bidder's tallies.
-struct Tally {
-    attempted: u64,
-    accepted: u64,
-    rejected: BTreeMap<String, u64>,
-    errors: u64,
-    skipped: u64,
-    ack: Histogram<u64>,
-}
-
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     // 1 us to 10 minutes at 3 significant figures.
     Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| unreachable!("valid bounds"))
 }
 
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The wall-clock time of `at` (now or in the past), in ms since the Unix epoch.
+pub(crate) fn unix_ms(at: Instant) -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let then = now.saturating_sub(at.elapsed());
+    u64::try_from(then.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Runs the load described by `opt` and returns the report.
 pub async fn run(opt: Opt) -> anyhow::Result<Report> {
-    if opt.ws_urls.is_empty() {
-        bail!("--ws-url needs at least one URL");
-    }
-    if let Some(rate) = opt.rate
-        && !(rate.is_finite() && rate > 0.0)
-    {
-        bail!("--rate must be a positive number of bids per second");
-    }
-    let (mode, bidders) = match opt.concurrency {
-        Some(0) => bail!("--concurrency must be at least 1"),
-        Some(c) => ("closed", c),
-        None => ("open", opt.bidders),
-    };
-    let auction_count = if opt.auction_ids.is_empty() { opt.auctions } else { opt.auction_ids.len() };
-    if bidders < 2 * auction_count {
-        bail!("{bidders} bidders for {auction_count} auctions: each auction needs at least 2 bidders to compete");
-    }
-    let rate = if mode == "open" { Some(opt.rate.unwrap_or(100.0)) } else { None };
+    let plan = Plan::check(&opt)?;
+    let accepted_log = opt.accepted_out.as_deref().map(AcceptedLog::create).transpose()?;
     let auctions = auctions(&opt).await?;
-
-    let connect_started = Instant::now();
-    let mut bidder_sockets = Vec::with_capacity(bidders);
-    for i in 0..bidders {
-        let url = ws_url(&opt, &auctions, i, &format!("lg-b{i}"));
-        bidder_sockets.push(connect(&url).await?);
-    }
-    let mut watcher_sockets = Vec::with_capacity(opt.watchers);
-    for i in 0..opt.watchers {
-        let url = ws_url(&opt, &auctions, i, &format!("lg-w{i}"));
-        watcher_sockets.push(connect(&url).await?);
-    }
-    let _ = connect_started;
+    let bidder_links = connect_all(&opt, &auctions, plan.bidders, "lg-b").await?;
+    let watcher_links = connect_all(&opt, &auctions, opt.watchers, "lg-w").await?;
 
     let epoch = Instant::now();
     let shared = Arc::new(Shared {
@@ -133,46 +103,42 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
         accepted: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
         timeout: opt.timeout,
+        reconnect: opt.reconnect,
+        accepted_log,
     });
     let (watchers_done, done) = watch::channel(false);
-    let watcher_tasks: Vec<_> =
-        watcher_sockets.into_iter().map(|socket| tokio::spawn(watch(socket, shared.clone(), done.clone()))).collect();
+    let watcher_tasks: Vec<_> = watcher_links
+        .into_iter()
+        .map(|(socket, dialer)| tokio::spawn(watch(socket, dialer, shared.clone(), done.clone())))
+        .collect();
     // Open loop: one clock hands every slot of the schedule to its bidder, in turn.
     let mut slot_senders = Vec::new();
-    let bidder_tasks: Vec<_> = bidder_sockets
+    let bidder_tasks: Vec<_> = bidder_links
         .into_iter()
         .enumerate()
-        .map(|(i, socket)| {
-            let slots = rate.is_some().then(|| {
+        .map(|(i, (socket, dialer))| {
+            let slots = plan.rate.is_some().then(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 slot_senders.push(tx);
                 rx
             });
-            tokio::spawn(bid(socket, i, shared.clone(), slots))
+            tokio::spawn(Bidder::new(i, shared.clone(), socket, dialer).run(slots))
         })
         .collect();
-    let pacer = rate.map(|rate| {
+    let pacer = plan.rate.map(|rate| {
         let shared = shared.clone();
         std::thread::spawn(move || pace(&shared, rate, &slot_senders))
     });
     let progress = std::io::stderr().is_terminal().then(|| tokio::spawn(progress(shared.clone())));
 
-    let mut attempted = 0;
-    let mut accepted = 0;
-    let mut errors = 0;
-    let mut skipped = 0;
-    let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
-    let mut ack = histogram();
+    let mut tallies = Vec::with_capacity(bidder_tasks.len());
     for task in bidder_tasks {
-        let tally = task.await.context("a bidder task failed")?;
-        attempted += tally.attempted;
-        accepted += tally.accepted;
-        errors += tally.errors;
-        skipped += tally.skipped;
-        for (reason, n) in tally.rejected {
-            *rejected.entry(reason).or_default() += n;
-        }
-        ack.add(&tally.ack).context("merging latency histograms")?;
+        tallies.push(task.await.context("a bidder task failed")?);
+    }
+    let mut totals = Totals::new();
+    let ended = Instant::now();
+    for tally in tallies {
+        totals.add(tally, ended)?;
     }
     if let Some(pacer) = pacer {
         let joined = tokio::task::spawn_blocking(move || pacer.join()).await.context("joining the open-loop clock")?;
@@ -184,37 +150,170 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
     let _ = watchers_done.send(true);
     let mut fanout = histogram();
     for task in watcher_tasks {
-        for sample in task.await.context("a watcher task failed")? {
+        let (samples, reconnects) = task.await.context("a watcher task failed")?;
+        for sample in samples {
             let _ = fanout.record(sample);
         }
+        totals.reconnects += reconnects;
     }
     if let Some(progress) = progress {
         progress.abort();
         eprintln!();
     }
-    let seconds = measured_for.as_secs_f64().max(1e-9);
-    let rejected_total = rejected.values().sum();
-    Ok(Report {
-        mode: mode.to_owned(),
-        target_rate: rate,
-        concurrency: opt.concurrency,
-        nodes: opt.ws_urls.len(),
-        auctions: auctions.len(),
-        bidders,
-        watchers: opt.watchers,
-        warmup_s: opt.warmup.as_secs_f64(),
-        duration_s: measured_for.as_secs_f64(),
-        attempted,
-        accepted,
-        rejected,
-        rejected_total,
-        errors,
-        skipped,
-        achieved_rate: attempted as f64 / seconds,
-        accepted_rate: accepted as f64 / seconds,
-        ack_latency_ms: Latency::from_histogram(&ack),
-        fanout_latency_ms: Latency::from_histogram(&fanout),
-    })
+    if let Some(log) = &shared.accepted_log {
+        log.finish()?;
+    }
+    Ok(totals.report(&opt, &plan, auctions.len(), measured_for, &fanout))
+}
+
+/// What the options ask for, checked.
+struct Plan {
+    /// `open` (fixed arrival rate) or `closed` (fixed concurrency).
+    mode: &'static str,
+    bidders: usize,
+    /// Bids per second, open loop.
+    rate: Option<f64>,
+}
+
+impl Plan {
+    fn check(opt: &Opt) -> anyhow::Result<Plan> {
+        if opt.ws_urls.is_empty() {
+            bail!("--ws-url needs at least one URL");
+        }
+        if let Some(rate) = opt.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            bail!("--rate must be a positive number of bids per second");
+        }
+        let (mode, bidders) = match opt.concurrency {
+            Some(0) => bail!("--concurrency must be at least 1"),
+            Some(c) => ("closed", c),
+            None => ("open", opt.bidders),
+        };
+        let auction_count = if opt.auction_ids.is_empty() { opt.auctions } else { opt.auction_ids.len() };
+        if bidders < 2 * auction_count {
+            bail!("{bidders} bidders for {auction_count} auctions: each auction needs at least 2 bidders to compete");
+        }
+        let rate = if mode == "open" { Some(opt.rate.unwrap_or(100.0)) } else { None };
+        Ok(Plan { mode, bidders, rate })
+    }
+}
+
+/// Opens `count` connections, one at a time, each as user `{user}{i}` on its node and auction.
+/// A first connection that fails fails the run, except with `--reconnect`: then the connection
+/// starts without a socket and is made during the run.
+async fn connect_all(
+    opt: &Opt,
+    auctions: &[String],
+    count: usize,
+    user: &str,
+) -> anyhow::Result<Vec<(Option<Socket>, Dialer)>> {
+    let mut links = Vec::with_capacity(count);
+    for i in 0..count {
+        let dialer = Dialer::new(ws_urls(opt, auctions, i, &format!("{user}{i}")), opt.timeout);
+        let socket = match dialer.first().await {
+            Ok(socket) => Some(socket),
+            Err(_) if opt.reconnect => None,
+            Err(e) => return Err(e),
+        };
+        links.push((socket, dialer));
+    }
+    Ok(links)
+}
+
+/// The bidders' tallies, added up.
+struct Totals {
+    attempted: u64,
+    accepted: u64,
+    accepted_warmup: u64,
+    errors: u64,
+    skipped: u64,
+    reconnects: u64,
+    unresolved: u64,
+    rejected: BTreeMap<String, u64>,
+    ack: Histogram<u64>,
+    stalls: Vec<StallSample>,
+}
+
+impl Totals {
+    fn new() -> Totals {
+        Totals {
+            attempted: 0,
+            accepted: 0,
+            accepted_warmup: 0,
+            errors: 0,
+            skipped: 0,
+            reconnects: 0,
+            unresolved: 0,
+            rejected: BTreeMap::new(),
+            ack: histogram(),
+            stalls: Vec::new(),
+        }
+    }
+
+    /// Adds one bidder's tally; a stall still on counts until `ended`, the end of the run.
+    fn add(&mut self, tally: Tally, ended: Instant) -> anyhow::Result<()> {
+        self.attempted += tally.attempted;
+        self.accepted += tally.accepted;
+        self.accepted_warmup += tally.accepted_warmup;
+        self.errors += tally.errors;
+        self.skipped += tally.skipped;
+        self.reconnects += tally.reconnects;
+        self.unresolved += tally.unresolved;
+        for (reason, n) in tally.rejected {
+            *self.rejected.entry(reason).or_default() += n;
+        }
+        self.ack.add(&tally.ack).context("merging latency histograms")?;
+        let finished = tally.stalls.into_iter().map(|(start_unix_ms, seconds)| StallSample {
+            start_unix_ms,
+            seconds,
+            unfinished: false,
+        });
+        let unfinished = tally.stalled.map(|(at, start_unix_ms)| StallSample {
+            start_unix_ms,
+            seconds: ended.saturating_duration_since(at).as_secs_f64(),
+            unfinished: true,
+        });
+        self.stalls.extend(finished.chain(unfinished));
+        Ok(())
+    }
+
+    fn report(
+        self,
+        opt: &Opt,
+        plan: &Plan,
+        auctions: usize,
+        measured_for: Duration,
+        fanout: &Histogram<u64>,
+    ) -> Report {
+        let seconds = measured_for.as_secs_f64().max(1e-9);
+        let rejected_total = self.rejected.values().sum();
+        Report {
+            mode: plan.mode.to_owned(),
+            target_rate: plan.rate,
+            concurrency: opt.concurrency,
+            nodes: opt.ws_urls.len(),
+            auctions,
+            bidders: plan.bidders,
+            watchers: opt.watchers,
+            warmup_s: opt.warmup.as_secs_f64(),
+            duration_s: measured_for.as_secs_f64(),
+            attempted: self.attempted,
+            accepted: self.accepted,
+            rejected: self.rejected,
+            rejected_total,
+            errors: self.errors,
+            skipped: self.skipped,
+            achieved_rate: self.attempted as f64 / seconds,
+            accepted_rate: self.accepted as f64 / seconds,
+            ack_latency_ms: Latency::from_histogram(&self.ack),
+            fanout_latency_ms: Latency::from_histogram(fanout),
+            accepted_warmup: self.accepted_warmup,
+            reconnects: self.reconnects,
+            unresolved: self.unresolved,
+            stalls: Stall::merge(self.stalls),
+        }
+    }
 }
 
 /// The auctions to bid on: the given ids, or new ones created over REST.
@@ -256,68 +355,6 @@ async fn auctions(opt: &Opt) -> anyhow::Result<Vec<String>> {
     Ok(ids)
 }
 
-fn ws_url(opt: &Opt, auctions: &[String], i: usize, user: &str) -> String {
-    let base = opt.ws_urls[i % opt.ws_urls.len()].trim_end_matches('/');
-    let mut url = format!("{base}/ws/auction/{}?user_id={user}", auctions[i % auctions.len()]);
-    let token = opt.auth_secret.as_ref().zip(auction_proto::UserId::parse(user).ok()).and_then(|(secret, user)| {
-        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-        auction_proto::auth::mint(secret.as_bytes(), &user, now, 24 * 3600).ok()
-    });
-    if let Some(token) = token {
-        url.push_str(&format!("&token={token}"));
-    }
-    url
-}
-
-async fn connect(url: &str) -> anyhow::Result<Socket> {
-    // A small read buffer: tungstenite zeroes the free part of it on every read, and at the 128 KiB
-    // default that costs thousands of watchers far more than the frames they read.
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4 * 1024);
-    let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-        .await
-        .with_context(|| format!("cannot connect to {url}"))?;
-    Ok(socket)
-}
-
-/// What a bidder knows of its auction, from every frame it has read.
-struct Knowledge {
-    me: String,
-    /// The lowest acceptable bid as last seen.
-    min_next: Option<Amount>,
-    /// Whether this bidder holds the high bid (then bidding again would only be refused).
-    highest: bool,
-}
-
-impl Knowledge {
-    fn raise(&mut self, amount: Option<Amount>) {
-        if let Some(amount) = amount {
-            self.min_next = Some(self.min_next.map_or(amount, |m| m.max(amount)));
-        }
-    }
-
-    fn learn(&mut self, frame: &ServerFrame) {
-        match frame {
-            ServerFrame::Snapshot(s) => {
-                self.min_next = Some(s.min_next_bid);
-                self.highest = s.highest_bidder.as_ref().is_some_and(|b| b.as_str() == self.me);
-            }
-            ServerFrame::BidPlaced(p) => {
-                self.raise(p.min_next_bid.or(Amount::from_cents(p.amount.cents() + 1)));
-                self.highest = p.bidder.as_str() == self.me;
-            }
-            ServerFrame::BidAccepted(a) => {
-                self.raise(Amount::from_cents(a.amount.cents() + 1));
-                self.highest = true;
-            }
-            ServerFrame::BidRejected(r) => {
-                self.raise(r.min_next_bid);
-                self.highest = r.reason == auction_proto::RejectReason::AlreadyHighestBidder;
-            }
-            _ => {}
-        }
-    }
-}
-
 /// The open loop's clock, on its own thread: slot `j` of the whole schedule falls at
 /// `epoch + j / rate` and belongs to bidder `j % bidders`. It sleeps on the kernel's
 /// high-resolution timer, since tokio's timers tick in whole milliseconds: a bidder sleeping on
@@ -357,165 +394,6 @@ fn sleep_until(at: Instant) {
     if !wait.is_zero() {
         std::thread::sleep(wait);
     }
-}
-
-/// One bidder: on each slot it is given (or right after each answer, closed loop) it bids the
-/// lowest amount it knows to be acceptable, and records the latency from the slot. It never bids
-/// against itself: a slot that finds it holding the high bid is skipped (closed loop: it waits to
-/// be outbid).
-async fn bid(
-    mut socket: Socket,
-    worker: usize,
-    shared: Arc<Shared>,
-    mut slots: Option<mpsc::UnboundedReceiver<Instant>>,
-) -> Tally {
-    let mut tally =
-        Tally { attempted: 0, accepted: 0, rejected: BTreeMap::new(), errors: 0, skipped: 0, ack: histogram() };
-    let mut known = Knowledge { me: format!("lg-b{worker}"), min_next: None, highest: false };
-    let mut n: u64 = 0;
-    let open_loop = slots.is_some();
-    loop {
-        let scheduled = match &mut slots {
-            Some(slots) => match slots.recv().await {
-                Some(slot) => slot,
-                None => break,
-            },
-            None => Instant::now(),
-        };
-        if shared.stopping.load(Ordering::Relaxed) || scheduled >= shared.stop_at {
-            break;
-        }
-        // Catch up on what others did since the last answer.
-        if !drain_ready(&mut socket, &mut known) {
-            break;
-        }
-        if known.min_next.is_none() || (known.highest && !open_loop) {
-            // Closed loop: wait for news (first snapshot, or being outbid) rather than spin.
-            match tokio::time::timeout(Duration::from_millis(200), next_frame(&mut socket, shared.timeout)).await {
-                Ok(Some(frame)) => known.learn(&frame),
-                Ok(None) => break,
-                Err(_) => {}
-            }
-            continue;
-        }
-        if known.highest {
-            tally.skipped += u64::from(shared.measured(scheduled));
-            continue;
-        }
-        if !shared.take_bid(scheduled) {
-            break;
-        }
-        n += 1;
-        let measured = shared.measured(scheduled);
-        let Some(amount) = known.min_next else { continue };
-        let Ok(bid_id) = BidId::parse(&shared.bid_id(worker, n, scheduled)) else { break };
-        let frame = ClientFrame::PlaceBid(PlaceBid { amount: amount.into(), bid_id: Some(bid_id) });
-        if measured {
-            tally.attempted += 1;
-        }
-        if socket.send(Message::text(frame.encode())).await.is_err() {
-            tally.errors += u64::from(measured);
-            break;
-        }
-        let answer = outcome(&mut socket, &mut known, shared.timeout).await;
-        let latency = micros(scheduled.elapsed());
-        match answer {
-            Some(Ok(())) if measured => {
-                tally.accepted += 1;
-                shared.accepted.fetch_add(1, Ordering::Relaxed);
-                let _ = tally.ack.record(latency);
-            }
-            Some(Err(reason)) if measured => {
-                *tally.rejected.entry(reason).or_default() += 1;
-                let _ = tally.ack.record(latency);
-            }
-            Some(_) => {}
-            None => {
-                tally.errors += u64::from(measured);
-                break;
-            }
-        }
-    }
-    let _ = socket.close(None).await;
-    tally
-}
-
-/// Reads every frame already received without waiting; false if the connection is gone.
-fn drain_ready(socket: &mut Socket, known: &mut Knowledge) -> bool {
-    use futures_util::FutureExt;
-    loop {
-        match socket.next().now_or_never() {
-            None => return true,
-            Some(Some(Ok(Message::Text(text)))) => {
-                if let Ok(frame) = serde_json::from_str::<ServerFrame>(&text) {
-                    known.learn(&frame);
-                }
-            }
-            Some(Some(Ok(Message::Close(_))) | Some(Err(_)) | None) => return false,
-            Some(Some(Ok(_))) => {}
-        }
-    }
-}
-
-/// Reads frames until the bid's answer, learning from everything on the way. `Ok` for accepted,
-/// `Err(reason)` for rejected, `None` when the connection failed or timed out.
-async fn outcome(socket: &mut Socket, known: &mut Knowledge, timeout: Duration) -> Option<Result<(), String>> {
-    loop {
-        let frame = next_frame(socket, timeout).await?;
-        known.learn(&frame);
-        match frame {
-            ServerFrame::BidAccepted(_) => return Some(Ok(())),
-            ServerFrame::BidRejected(r) => return Some(Err(r.reason.as_str().to_owned())),
-            _ => {}
-        }
-    }
-}
-
-async fn next_frame(socket: &mut Socket, timeout: Duration) -> Option<ServerFrame> {
-    loop {
-        match tokio::time::timeout(timeout, socket.next()).await.ok()?? {
-            Ok(Message::Text(text)) => return serde_json::from_str(&text).ok(),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-/// One watcher: records, for each `bid_placed` of this run, the time since its scheduled send.
-/// It must stay cheap, since thousands run at once on the machine being measured: it waits on its
-/// socket and the end of the run only (no timers), and keeps raw samples, merged into one
-/// histogram at the end (a full HdrHistogram each would page in megabytes per bid).
-async fn watch(mut socket: Socket, shared: Arc<Shared>, mut done: watch::Receiver<bool>) -> Vec<u64> {
-    let mut fanout = Vec::new();
-    loop {
-        let frame = tokio::select! {
-            _ = done.changed() => break,
-            message = socket.next() => match message {
-                Some(Ok(Message::Text(text))) => text,
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => break,
-            },
-        };
-        // A watcher with thousands of siblings must be cheap: find the bid id without parsing
-        // the whole frame (ids hold no quotes or escapes, by the id rule).
-        if let Some(scheduled) = placed_bid_id(&frame).and_then(|id| shared.scheduled_of(id))
-            && shared.measured(scheduled)
-        {
-            fanout.push(micros(scheduled.elapsed()));
-        }
-    }
-    let _ = socket.close(None).await;
-    fanout
-}
-
-/// The `bid_id` of a `bid_placed` frame, found by scanning rather than parsing.
-fn placed_bid_id(frame: &str) -> Option<&str> {
-    if !frame.contains(r#""type":"bid_placed""#) {
-        return None;
-    }
-    let start = frame.find(r#""bid_id":""#)? + r#""bid_id":""#.len();
-    let len = frame[start..].find('"')?;
-    Some(&frame[start..start + len])
 }
 
 /// Prints a line of progress every second (only when stderr is a terminal).

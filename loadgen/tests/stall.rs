@@ -129,6 +129,10 @@ fn check_shape(report: &serde_json::Value) {
         "accepted_rate",
         "ack_latency_ms",
         "fanout_latency_ms",
+        "accepted_warmup",
+        "reconnects",
+        "unresolved",
+        "stalls",
     ];
     expected.sort_unstable();
     let mut keys = keys;

@@ -45,6 +45,16 @@ pub fn may_recover(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Connects to a read replica: no migrations (the primary's arrive by replication), and a pool
+/// of its own so that slow reads never hold the writers' connections.
+pub async fn connect_reader(options: &MySqlConnectOptions) -> Result<MySqlPool, sqlx::Error> {
+    MySqlPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_with(options.clone())
+        .await
+}
+
 pub async fn ping(pool: &MySqlPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }

@@ -97,6 +97,17 @@ pub async fn open_database(options: &MySqlConnectOptions, shutdown: &Cancellatio
     patiently("mysql", shutdown, crate::db::may_recover, connect).await.context("cannot prepare the mysql database")
 }
 
+/// Connects to a MySQL read replica (`MYSQL_READ_DSN`), waiting like [`open_database`].
+pub async fn open_read_replica(
+    options: &MySqlConnectOptions,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<MySqlPool> {
+    let connect = || crate::db::connect_reader(options);
+    patiently("the mysql read replica", shutdown, crate::db::may_recover, connect)
+        .await
+        .context("cannot connect to the mysql read replica")
+}
+
 /// Whether a failure to reach Redis is one that time may cure: the server is not up or not
 /// reachable yet (in a deployment whose containers start in any order, its name may not even
 /// resolve yet), is loading its data, or its cluster is not formed or not serving yet. Anything

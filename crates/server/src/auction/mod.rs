@@ -35,6 +35,10 @@ use scheduler::Scheduler;
 pub struct AppState {
     store: Store,
     db: MySqlPool,
+    /// Where the read-only queries go: `MYSQL_READ_DSN`'s replica, else `db` itself.
+    reads: MySqlPool,
+    /// Whether `reads` is a replica of its own (then `/health` checks it too).
+    replica: bool,
     config: Arc<AuctionConfig>,
     instance_id: Arc<str>,
     lease: LeaseWatch,
@@ -52,15 +56,21 @@ pub struct App {
 }
 
 impl App {
-    /// Connects to Redis and MySQL (applying migrations), waiting while they cannot be reached
-    /// until `shutdown`, and binds the port.
+    /// Connects to Redis and MySQL (applying migrations; and the read replica, when there is one),
+    /// waiting while they cannot be reached until `shutdown`, and binds the port.
     pub async fn build(config: Config<AuctionConfig>, shutdown: &CancellationToken) -> anyhow::Result<App> {
         let store = crate::runtime::open_store(&config.redis, shutdown).await?;
         let db = crate::runtime::open_database(&config.service.mysql, shutdown).await?;
+        let reads = match &config.service.mysql_read {
+            Some(replica) => Some(crate::runtime::open_read_replica(replica, shutdown).await?),
+            None => None,
+        };
         let listener = crate::runtime::bind(&config).await?;
         let (elector, lease) = Elector::new(store.clone(), config.instance_id.clone(), config.service.leader_ttl);
         let state = AppState {
             store,
+            reads: reads.clone().unwrap_or_else(|| db.clone()),
+            replica: reads.is_some(),
             db,
             config: Arc::new(config.service.clone()),
             instance_id: config.instance_id.clone().into(),
@@ -144,6 +154,9 @@ async fn health(State(state): State<AppState>) -> Response {
     let mut checks = BTreeMap::new();
     checks.insert("redis".to_owned(), check(state.store.ping().await));
     checks.insert("mysql".to_owned(), check(crate::db::ping(&state.db).await));
+    if state.replica {
+        checks.insert("mysql_read".to_owned(), check(crate::db::ping(&state.reads).await));
+    }
     health_response("auction", &state.instance_id, checks)
 }
 

@@ -343,7 +343,7 @@ async fn bids(
     if state.store.load(&id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no auction {id}")));
     }
-    let mut bids = crate::db::bids_page(&state.db, id.as_str(), after, limit)
+    let mut bids = crate::db::bids_page(&state.reads, id.as_str(), after, limit)
         .await
         .map_err(|e| ApiError::Unavailable(e.into()))?;
     let more = bids.len() > limit as usize;

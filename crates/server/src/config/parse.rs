@@ -180,6 +180,11 @@ pub fn admin_token(text: &str) -> Result<Option<String>, String> {
 }
 
 /// Parses `mysql://user:pass@host:port/db` or the older `user:pass@tcp(host:port)/db?params`.
+/// A MySQL DSN as [`mysql_dsn`] reads it; empty is unset.
+pub fn optional_mysql_dsn(dsn: &str) -> Result<Option<MySqlConnectOptions>, String> {
+    if dsn.is_empty() { Ok(None) } else { mysql_dsn(dsn).map(Some) }
+}
+
 pub fn mysql_dsn(dsn: &str) -> Result<MySqlConnectOptions, String> {
     let url = if dsn.starts_with("mysql://") || dsn.starts_with("mariadb://") {
         dsn.replacen("mariadb://", "mysql://", 1)

@@ -111,6 +111,9 @@ settings! {
         /// The leader lease: how soon another instance takes over the scheduler of one that died.
         pub leader_ttl: Duration = Setting::new("LEADER_TTL", "leader_ttl", "10s", parse::duration),
         pub mysql: MySqlConnectOptions = MYSQL_DSN,
+        /// A read replica for the read-only queries (the bids API); unset reads from `MYSQL_DSN`.
+        pub mysql_read: Option<MySqlConnectOptions> =
+            Setting::new("MYSQL_READ_DSN", "mysql.read_dsn", "", parse::optional_mysql_dsn),
     }
 }
 

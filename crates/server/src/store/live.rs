@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -188,11 +189,24 @@ impl PubSubConn {
         tokio::time::timeout(timeout, call).await.map_err(|_| StoreError::Timeout(timeout))?.map_err(Into::into)
     }
 
+    /// A handle on the same cluster connection, for subscribing to several channels at once.
+    fn clone_cluster(&self) -> Option<PubSubConn> {
+        match self {
+            PubSubConn::Single(_) => None,
+            PubSubConn::Cluster(conn) => Some(PubSubConn::Cluster(conn.clone())),
+        }
+    }
+
+    /// One Redis answers, or, on a cluster, any one node does (each node's connection is the
+    /// cluster client's to watch; this finds a client that lost them all).
     async fn ping(&mut self, timeout: Duration) -> Result<(), StoreError> {
         let call = async {
             match self {
                 PubSubConn::Single(conn) => redis::cmd("PING").query_async::<Value>(conn).await,
-                PubSubConn::Cluster(conn) => redis::cmd("PING").query_async::<Value>(conn).await,
+                PubSubConn::Cluster(conn) => {
+                    let random = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+                    conn.route_command(redis::cmd("PING"), random).await
+                }
             }
         };
         tokio::time::timeout(timeout, call)
@@ -278,11 +292,28 @@ impl Task {
     }
 
     /// Forwards messages and applies changes until the connection fails or nobody listens.
+    ///
+    /// On one Redis any failure ends the spell: the caller connects afresh and subscribes to
+    /// everything. A cluster connection is many node connections, and one node's loss (or a slot
+    /// moving) must not interrupt the others' channels: the channels it may have taken are
+    /// subscribed again, retried until their slots have a reachable owner, and the subscription
+    /// says `Resubscribed` once all are back.
     async fn serve(&mut self, mut conn: PubSubConn, mut pushes: mpsc::UnboundedReceiver<PushInfo>) -> Ended {
+        let cluster = matches!(conn, PubSubConn::Cluster(_));
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.reset();
+        // Cluster only: channels to subscribe again, and when to try next.
+        let mut pending: HashSet<String> = HashSet::new();
+        let mut backoff = crate::retry::backoff();
+        let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
+            let retry = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = self.stop.cancelled() => return Ended::Done,
                 command = self.commands.recv() => match command {
@@ -293,12 +324,17 @@ impl Task {
                         let failed = result.is_err();
                         let _ = ack.send(result);
                         if failed {
-                            return Ended::Lost;
+                            if !cluster {
+                                return Ended::Lost;
+                            }
+                            pending.insert(channel);
+                            retry_at.get_or_insert_with(|| tokio::time::Instant::now() + next_delay(&mut backoff));
                         }
                     }
                     Some(Command::Unsubscribe(channel)) => {
                         self.wanted.remove(&channel);
-                        if conn.unsubscribe(&channel, self.timeout).await.is_err() {
+                        pending.remove(&channel);
+                        if conn.unsubscribe(&channel, self.timeout).await.is_err() && !cluster {
                             return Ended::Lost;
                         }
                     }
@@ -308,33 +344,74 @@ impl Task {
                     match push.kind {
                         PushKind::Message | PushKind::SMessage
                             if self.received.send(decode(&push.data)).is_err() => return Ended::Done,
-                        PushKind::Disconnection => return Ended::Lost,
+                        PushKind::Disconnection if !cluster => return Ended::Lost,
+                        // A node went away: any of the channels may have been on it.
+                        PushKind::Disconnection => {
+                            tracing::warn!("a redis node's connection was lost; re-subscribing its channels");
+                            pending.extend(self.wanted.iter().cloned());
+                            retry_at.get_or_insert_with(tokio::time::Instant::now);
+                        }
                         // The server dropped a channel this side still wants: on a cluster, its
                         // slot moved to another node. Subscribing again reaches the new owner.
                         PushKind::Unsubscribe | PushKind::SUnsubscribe => {
                             let Some(channel) = channel_of(&push.data) else { continue };
                             if self.wanted.contains(&channel) {
                                 tracing::info!(%channel, "channel moved; re-subscribing");
-                                if conn.subscribe(&channel, self.timeout).await.is_err() {
+                                if !cluster {
                                     return Ended::Lost;
                                 }
-                                if self.received.send(Received::Resubscribed).is_err() {
-                                    return Ended::Done;
-                                }
+                                pending.insert(channel);
+                                retry_at.get_or_insert_with(tokio::time::Instant::now);
                             }
                         }
                         _ => {}
                     }
                 }
+                () = retry => {
+                    let attempts = pending.iter().map(|channel| {
+                        let mut conn = conn.clone_cluster();
+                        let timeout = self.timeout;
+                        async move {
+                            let subscribed = match &mut conn {
+                                Some(conn) => conn.subscribe(channel, timeout).await.is_ok(),
+                                None => false,
+                            };
+                            (channel.clone(), subscribed)
+                        }
+                    });
+                    for (channel, subscribed) in futures_util::future::join_all(attempts).await {
+                        if subscribed {
+                            pending.remove(&channel);
+                        }
+                    }
+                    if pending.is_empty() {
+                        retry_at = None;
+                        backoff = crate::retry::backoff();
+                        tracing::info!("re-subscribed every channel");
+                        if self.received.send(Received::Resubscribed).is_err() {
+                            return Ended::Done;
+                        }
+                    } else {
+                        retry_at = Some(tokio::time::Instant::now() + next_delay(&mut backoff));
+                    }
+                }
                 _ = heartbeat.tick() => {
                     if let Err(e) = conn.ping(self.timeout).await {
                         tracing::warn!(error = %e, "subscriber connection does not answer");
-                        return Ended::Lost;
+                        if !cluster {
+                            return Ended::Lost;
+                        }
+                        pending.extend(self.wanted.iter().cloned());
+                        retry_at.get_or_insert_with(tokio::time::Instant::now);
                     }
                 }
             }
         }
     }
+}
+
+fn next_delay(backoff: &mut backon::ExponentialBackoff) -> Duration {
+    backoff.next().unwrap_or(Duration::from_secs(2))
 }
 
 /// The channel a push names first.

@@ -9,6 +9,7 @@ use auction_proto::ws::ServerFrame;
 use auction_proto::{Amount, AuctionId, RejectReason};
 use auction_server::store::Event;
 use rust_decimal::Decimal;
+use sqlx::Connection;
 use tokio::time::Instant;
 
 use crate::helpers::*;
@@ -549,4 +550,94 @@ async fn an_entry_of_a_newer_log_version_waits_for_an_instance_that_reads_it() {
     assert_eq!(seqs, [(101,)], "written up to the newer entry, and not past it");
     let fields = store.log_fields(&auction.auction_id).await.unwrap();
     assert!(fields.iter().any(|f| f.get("v").map(String::as_str) == Some("3")), "the newer entry is kept");
+}
+
+/// With `MYSQL_READ_DSN` the bids API reads the replica, and writes still go to `MYSQL_DSN`. The
+/// "replica" here is another database holding a bid the primary never had, so the answer shows
+/// which one was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bids_api_reads_from_the_read_replica() {
+    let mut env = TestEnv::new().await;
+    let replica = format!("{}_replica", env.database);
+    let mut admin = sqlx::MySqlConnection::connect(&format!("{}/auction", mysql_base())).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE `{replica}`")).execute(&mut admin).await.unwrap();
+    let replica_url = format!("{}/{replica}", mysql_base());
+    let replica_pool = sqlx::MySqlPool::connect(&replica_url).await.unwrap();
+    auction_server::db::MIGRATOR.run(&replica_pool).await.unwrap();
+
+    env.set("MYSQL_READ_DSN", &replica_url);
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let _analytics = env.analytics_service().await;
+    let auction = api.create_open(600, "1.00", 0).await;
+    let id = auction.auction_id.to_string();
+    sqlx::query(
+        "INSERT INTO bids (auction_id, seq, bid_id, bidder, amount, placed_at) VALUES (?, 1, 'on-replica', 'rita', 7.00, NOW(6))",
+    )
+    .bind(&id)
+    .execute(&replica_pool)
+    .await
+    .unwrap();
+    // A real bid goes to the primary through the analytics service.
+    let accepted = bid_rounds(node, &id, &["ann", "ben"], 1).await;
+    wait_in_mysql(&env, &id, &accepted, WAIT).await;
+
+    let (status, body) = api.get(&format!("/api/v1/auctions/{id}/bids")).await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["bids"].as_array().unwrap().iter().map(|b| b["bid_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["on-replica"], "the bids API did not read the replica: {body}");
+    let (status, health) = api.get("/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["checks"]["mysql_read"], "ok", "{health}");
+
+    replica_pool.close().await;
+    sqlx::query(&format!("DROP DATABASE `{replica}`")).execute(&mut admin).await.unwrap();
+}
+
+/// With `BID_DURABILITY=replicated` an acceptance is answered only once a replica has it. On a
+/// cluster (whose primaries each have a replica) bids are accepted; on a single Redis without
+/// replicas no acceptance can be confirmed, so the bidder hears `unavailable` after the replica
+/// timeout, although the bid stands in Redis, and a retry of the same `bid_id` waits again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_durability_acknowledges_only_what_a_replica_has() {
+    let mut env = TestEnv::new().await;
+    env.set("BID_DURABILITY", "replicated");
+    env.set("BID_REPLICA_TIMEOUT", "300ms");
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "1.00", 0).await;
+    let id = auction.auction_id.to_string();
+    let (mut ann, _) = node.connect(&id, "ann").await;
+    let store = env.store().await;
+    let auction_id = AuctionId::parse(&id).unwrap();
+
+    if auction_server::testing::redis_cluster_nodes().is_some() {
+        let (mut ben, _) = node.connect(&id, "ben").await;
+        for (i, amount) in ["1.00", "2.00", "3.00"].into_iter().enumerate() {
+            let bidder = if i % 2 == 0 { &mut ann } else { &mut ben };
+            match bidder.bid(amount, Some(&format!("b{i}"))).await {
+                ServerFrame::BidAccepted(a) => assert_eq!(a.amount, Amount::parse(amount).unwrap()),
+                other => panic!("a replicated bid on the cluster was not accepted: {other:?}"),
+            }
+        }
+        assert_eq!(bids_logged(&store, &auction_id).await, 3);
+        return;
+    }
+
+    let started = Instant::now();
+    match ann.bid("1.00", Some("a0")).await {
+        ServerFrame::BidRejected(r) => assert_eq!(r.reason, RejectReason::Unavailable, "{r:?}"),
+        other => panic!("an acceptance no replica confirmed was answered: {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300), "answered before the replica timeout");
+    assert_eq!(bids_logged(&store, &auction_id).await, 1, "the bid itself stands");
+    match ann.bid("1.00", Some("a0")).await {
+        ServerFrame::BidRejected(r) => assert_eq!(r.reason, RejectReason::Unavailable, "{r:?}"),
+        other => panic!("a retry skipped the wait for a replica: {other:?}"),
+    }
+    assert_eq!(bids_logged(&store, &auction_id).await, 1, "the retry placed nothing new");
+}
+
+async fn bids_logged(store: &auction_server::store::Store, id: &AuctionId) -> usize {
+    store.log_types(id).await.unwrap().iter().filter(|kind| *kind == "bid").count()
 }

@@ -1,0 +1,412 @@
+//! One bidder: what it knows of its auction, how it bids on its slots, and its tallies. With
+//! `--reconnect` it also outlives its connection and never leaves a bid in doubt while the run
+//! lasts: a bid without a certain answer is sent again, with the same `bid_id` and amount, until
+//! the bidding service answers `bid_accepted` or `bid_rejected` (a retry with the same `bid_id`
+//! gets the stored outcome, so the bid is never placed twice).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use auction_proto::ws::{BidAccepted, PlaceBid, ServerFrame};
+use auction_proto::{Amount, BidId, ClientFrame, RejectReason};
+use futures_util::SinkExt;
+use hdrhistogram::Histogram;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::link::{Dialer, Pace, Read, Socket, drain, read};
+use crate::run::{Shared, histogram, micros, unix_ms};
+
+/// One bidder's tallies.
+pub(crate) struct Tally {
+    pub attempted: u64,
+    pub accepted: u64,
+    pub rejected: BTreeMap<String, u64>,
+    pub errors: u64,
+    pub skipped: u64,
+    pub ack: Histogram<u64>,
+    pub accepted_warmup: u64,
+    pub reconnects: u64,
+    pub unresolved: u64,
+    /// Stalls that ended: start (Unix ms) and seconds.
+    pub stalls: Vec<(u64, f64)>,
+    /// The stall still on when the bidder stopped: its start, as an instant and in Unix ms.
+    pub stalled: Option<(Instant, u64)>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            attempted: 0,
+            accepted: 0,
+            rejected: BTreeMap::new(),
+            errors: 0,
+            skipped: 0,
+            ack: histogram(),
+            accepted_warmup: 0,
+            reconnects: 0,
+            unresolved: 0,
+            stalls: Vec::new(),
+            stalled: None,
+        }
+    }
+
+    /// The bidder stopped getting answers at `at`, unless it already had.
+    fn stall_begins(&mut self, at: Instant) {
+        self.stalled.get_or_insert((at, unix_ms(at)));
+    }
+
+    /// A certain answer came: any stall is over.
+    fn stall_ends(&mut self) {
+        if let Some((at, start_unix_ms)) = self.stalled.take() {
+            self.stalls.push((start_unix_ms, at.elapsed().as_secs_f64()));
+        }
+    }
+}
+
+/// What a bidder knows of its auction, from every frame it has read.
+struct Knowledge {
+    me: String,
+    /// The lowest acceptable bid as last seen.
+    min_next: Option<Amount>,
+    /// Whether this bidder holds the high bid (then bidding again would only be refused).
+    highest: bool,
+}
+
+impl Knowledge {
+    fn raise(&mut self, amount: Option<Amount>) {
+        if let Some(amount) = amount {
+            self.min_next = Some(self.min_next.map_or(amount, |m| m.max(amount)));
+        }
+    }
+
+    fn learn(&mut self, frame: &ServerFrame) {
+        match frame {
+            ServerFrame::Snapshot(s) => {
+                self.min_next = Some(s.min_next_bid);
+                self.highest = s.highest_bidder.as_ref().is_some_and(|b| b.as_str() == self.me);
+            }
+            ServerFrame::BidPlaced(p) => {
+                self.raise(p.min_next_bid.or(Amount::from_cents(p.amount.cents() + 1)));
+                self.highest = p.bidder.as_str() == self.me;
+            }
+            ServerFrame::BidAccepted(a) => {
+                self.raise(Amount::from_cents(a.amount.cents() + 1));
+                self.highest = true;
+            }
+            ServerFrame::BidRejected(r) => {
+                self.raise(r.min_next_bid);
+                self.highest = r.reason == RejectReason::AlreadyHighestBidder;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What one attempt at a bid came to.
+#[derive(Debug, Clone, PartialEq)]
+enum Verdict {
+    Accepted(BidAccepted),
+    /// Rejected, for this reason.
+    Rejected(String),
+    /// No certain answer: the bid may or may not stand.
+    InDoubt(Doubt),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Doubt {
+    /// The connection closed or failed (the send included).
+    Lost,
+    TimedOut,
+    /// An `error` frame, or an `unavailable` rejection: the bid's script may have run with its
+    /// answer lost.
+    Refused,
+}
+
+/// What `frame`, read while bid `bid_id` waits for its answer, says of that bid; `None` for a
+/// frame that is not about it (news of the auction, a late answer to an earlier attempt of a
+/// different bid). `resilient` (`--reconnect`) reads an `error` frame and an `unavailable`
+/// rejection as "in doubt"; without it, as before the option existed, the first is no answer and
+/// the second a rejection like any other.
+fn verdict(frame: &ServerFrame, bid_id: &BidId, resilient: bool) -> Option<Verdict> {
+    match frame {
+        ServerFrame::BidAccepted(a) if a.bid_id == *bid_id => Some(Verdict::Accepted(a.clone())),
+        ServerFrame::BidRejected(r) if r.bid_id.as_ref().is_none_or(|id| id == bid_id) => {
+            if resilient && r.reason == RejectReason::Unavailable {
+                Some(Verdict::InDoubt(Doubt::Refused))
+            } else {
+                Some(Verdict::Rejected(r.reason.as_str().to_owned()))
+            }
+        }
+        ServerFrame::Error(_) if resilient => Some(Verdict::InDoubt(Doubt::Refused)),
+        _ => None,
+    }
+}
+
+/// A bid placed and not yet answered for certain: what every attempt at it sends again.
+struct Pending {
+    bid_id: BidId,
+    text: String,
+    scheduled: Instant,
+    measured: bool,
+}
+
+/// One bidder: on each slot it is given (or right after each answer, closed loop) it bids the
+/// lowest amount it knows to be acceptable, and records the latency from the slot. It never bids
+/// against itself: a slot that finds it holding the high bid is skipped (closed loop: it waits to
+/// be outbid).
+pub(crate) struct Bidder {
+    worker: usize,
+    shared: Arc<Shared>,
+    socket: Option<Socket>,
+    dialer: Dialer,
+    /// The pace of attempts at a bid in doubt on a connection that still stands.
+    retries: Pace,
+    known: Knowledge,
+    tally: Tally,
+}
+
+impl Bidder {
+    /// A bidder on `socket`, or (`--reconnect` only) on none yet, when the first connection
+    /// failed: then it connects during the run, and is stalled until it does.
+    pub(crate) fn new(worker: usize, shared: Arc<Shared>, socket: Option<Socket>, dialer: Dialer) -> Bidder {
+        let mut tally = Tally::new();
+        if socket.is_none() {
+            tally.stall_begins(Instant::now());
+        }
+        let known = Knowledge { me: format!("lg-b{worker}"), min_next: None, highest: false };
+        Bidder { worker, shared, socket, dialer, retries: Pace::new(), known, tally }
+    }
+
+    /// Bids until the schedule ends (open loop: `slots` closes) or the run does.
+    pub(crate) async fn run(mut self, mut slots: Option<mpsc::UnboundedReceiver<Instant>>) -> Tally {
+        let mut n: u64 = 0;
+        let open_loop = slots.is_some();
+        if self.socket.is_none() && !self.reconnect().await {
+            return self.tally;
+        }
+        loop {
+            let scheduled = match &mut slots {
+                Some(slots) => match slots.recv().await {
+                    Some(slot) => slot,
+                    None => break,
+                },
+                None => Instant::now(),
+            };
+            if self.shared.stopping.load(Ordering::Relaxed) || scheduled >= self.shared.stop_at {
+                break;
+            }
+            // Catch up on what others did since the last answer.
+            if !self.catch_up().await {
+                break;
+            }
+            if self.known.min_next.is_none() || (self.known.highest && !open_loop) {
+                // Closed loop: wait for news (first snapshot, or being outbid) rather than spin.
+                if !self.wait_for_news().await {
+                    break;
+                }
+                continue;
+            }
+            if self.known.highest {
+                self.tally.skipped += u64::from(self.shared.measured(scheduled));
+                continue;
+            }
+            if !self.shared.take_bid(scheduled) {
+                break;
+            }
+            n += 1;
+            let Some(amount) = self.known.min_next else { continue };
+            let Ok(bid_id) = BidId::parse(&self.shared.bid_id(self.worker, n, scheduled)) else { break };
+            let text = ClientFrame::PlaceBid(PlaceBid { amount: amount.into(), bid_id: Some(bid_id.clone()) }).encode();
+            let pending = Pending { bid_id, text, scheduled, measured: self.shared.measured(scheduled) };
+            if !self.settle(&pending).await {
+                break;
+            }
+        }
+        if let Some(mut socket) = self.socket.take() {
+            let _ = socket.close(None).await;
+        }
+        self.tally
+    }
+
+    fn resilient(&self) -> bool {
+        self.shared.reconnect
+    }
+
+    /// Reads what came since the last answer; false if the bidder cannot go on (its connection is
+    /// gone, and made again only with `--reconnect`, within the run).
+    async fn catch_up(&mut self) -> bool {
+        let known = &mut self.known;
+        if let Some(socket) = &mut self.socket
+            && drain(socket, |frame| known.learn(frame))
+        {
+            return true;
+        }
+        self.lost(Instant::now());
+        self.reconnect().await
+    }
+
+    /// Waits up to 200 ms for a frame to learn from; false if the bidder cannot go on.
+    async fn wait_for_news(&mut self) -> bool {
+        let Some(socket) = &mut self.socket else { return self.reconnect().await };
+        match read(socket, Instant::now() + Duration::from_millis(200)).await {
+            Read::Frame(frame) => self.known.learn(&frame),
+            Read::TimedOut => {}
+            Read::Closed => {
+                self.lost(Instant::now());
+                return self.reconnect().await;
+            }
+        }
+        true
+    }
+
+    /// The connection is gone (noticed at `at`).
+    fn lost(&mut self, at: Instant) {
+        self.socket = None;
+        self.tally.stall_begins(at);
+    }
+
+    /// With `--reconnect`, connects again (within the run) and learns the auction from the new
+    /// snapshot; false if it cannot, or without the option.
+    async fn reconnect(&mut self) -> bool {
+        if !self.resilient() {
+            return false;
+        }
+        match self.dialer.again(self.shared.stop_at).await {
+            Some((socket, snapshot)) => {
+                self.known.learn(&ServerFrame::Snapshot(snapshot));
+                self.socket = Some(socket);
+                self.tally.reconnects += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends `pending` until it has a certain answer, and records it. Without `--reconnect` a
+    /// bid is sent once, and no answer stops the bidder (false). With it, a bid in doubt is sent
+    /// again (reconnecting first if need be) while the run lasts; if the run ends first it is
+    /// counted unresolved and the bidder stops.
+    async fn settle(&mut self, pending: &Pending) -> bool {
+        loop {
+            let sent = Instant::now();
+            self.tally.attempted += u64::from(pending.measured);
+            let verdict = self.attempt(pending).await;
+            match verdict {
+                Verdict::Accepted(accepted) => self.accepted(pending, &accepted),
+                Verdict::Rejected(reason) => self.rejected(pending, reason),
+                Verdict::InDoubt(doubt) => {
+                    self.tally.errors += u64::from(pending.measured);
+                    self.tally.stall_begins(sent);
+                    if matches!(doubt, Doubt::Lost | Doubt::TimedOut) {
+                        // A connection that let an answer time out is not trusted with the retry.
+                        self.socket = None;
+                    }
+                    if self.resilient() && self.retry_ready().await {
+                        continue;
+                    }
+                    self.tally.unresolved += u64::from(self.resilient());
+                    return false;
+                }
+            }
+            self.retries.reset();
+            return true;
+        }
+    }
+
+    /// Gets ready for another attempt at a bid in doubt, within the run: pauses (a node that
+    /// refused may need a moment) or connects again; false once the run is over.
+    async fn retry_ready(&mut self) -> bool {
+        if self.socket.is_some() { self.retries.wait(self.shared.stop_at).await } else { self.reconnect().await }
+    }
+
+    /// One attempt: sends the bid and reads until its verdict, learning from every frame on the
+    /// way, for at most `--timeout`.
+    async fn attempt(&mut self, pending: &Pending) -> Verdict {
+        let Some(socket) = &mut self.socket else { return Verdict::InDoubt(Doubt::Lost) };
+        if socket.send(Message::text(pending.text.as_str())).await.is_err() {
+            return Verdict::InDoubt(Doubt::Lost);
+        }
+        let deadline = Instant::now() + self.shared.timeout;
+        loop {
+            match read(socket, deadline).await {
+                Read::Frame(frame) => {
+                    self.known.learn(&frame);
+                    if let Some(verdict) = verdict(&frame, &pending.bid_id, self.shared.reconnect) {
+                        return verdict;
+                    }
+                }
+                Read::Closed => return Verdict::InDoubt(Doubt::Lost),
+                Read::TimedOut => return Verdict::InDoubt(Doubt::TimedOut),
+            }
+        }
+    }
+
+    fn accepted(&mut self, pending: &Pending, accepted: &BidAccepted) {
+        self.tally.stall_ends();
+        if let Some(log) = &self.shared.accepted_log {
+            log.record(accepted, unix_ms(Instant::now()));
+        }
+        if pending.measured {
+            self.tally.accepted += 1;
+            self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+            let _ = self.tally.ack.record(micros(pending.scheduled.elapsed()));
+        } else {
+            self.tally.accepted_warmup += 1;
+        }
+    }
+
+    fn rejected(&mut self, pending: &Pending, reason: String) {
+        self.tally.stall_ends();
+        if pending.measured {
+            *self.tally.rejected.entry(reason).or_default() += 1;
+            let _ = self.tally.ack.record(micros(pending.scheduled.elapsed()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(json: &str) -> ServerFrame {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn id(text: &str) -> BidId {
+        BidId::parse(text).unwrap()
+    }
+
+    const ACCEPTED: &str = r#"{"type":"bid_accepted","auction_id":"a1","bid_id":"b-1","amount":"1.00","seq":3,"end_time":"2026-11-26T10:10:15Z"}"#;
+    const UNAVAILABLE: &str =
+        r#"{"type":"bid_rejected","auction_id":"a1","bid_id":"b-1","reason":"unavailable","message":"try again"}"#;
+    const TOO_LOW: &str = r#"{"type":"bid_rejected","auction_id":"a1","bid_id":"b-1","reason":"bid_too_low","message":"the minimum bid is 1.25","min_next_bid":"1.25","current_bid":"1.00"}"#;
+    const ERROR: &str = r#"{"type":"error","code":"unavailable","message":"no replica confirmed the bid in time"}"#;
+
+    #[test]
+    fn with_reconnect_an_error_frame_or_unavailable_leaves_the_bid_in_doubt() {
+        let mine = id("b-1");
+        assert_eq!(verdict(&frame(ERROR), &mine, true), Some(Verdict::InDoubt(Doubt::Refused)));
+        assert_eq!(verdict(&frame(UNAVAILABLE), &mine, true), Some(Verdict::InDoubt(Doubt::Refused)));
+        assert_eq!(verdict(&frame(TOO_LOW), &mine, true), Some(Verdict::Rejected("bid_too_low".into())));
+        assert!(matches!(verdict(&frame(ACCEPTED), &mine, true), Some(Verdict::Accepted(a)) if a.seq == 3));
+    }
+
+    #[test]
+    fn without_reconnect_the_verdicts_are_as_before() {
+        let mine = id("b-1");
+        assert_eq!(verdict(&frame(ERROR), &mine, false), None, "an error frame is no answer");
+        assert_eq!(verdict(&frame(UNAVAILABLE), &mine, false), Some(Verdict::Rejected("unavailable".into())));
+    }
+
+    #[test]
+    fn an_answer_to_another_bid_is_not_this_ones() {
+        let other = id("b-0");
+        for json in [ACCEPTED, UNAVAILABLE, TOO_LOW] {
+            assert_eq!(verdict(&frame(json), &other, true), None, "{json}");
+        }
+    }
+}
