@@ -246,18 +246,18 @@ impl Bidder {
             return true;
         }
         self.lost(Instant::now());
-        self.reconnect().await
+        self.reconnect_idle().await
     }
 
     /// Waits up to 200 ms for a frame to learn from; false if the bidder cannot go on.
     async fn wait_for_news(&mut self) -> bool {
-        let Some(socket) = &mut self.socket else { return self.reconnect().await };
+        let Some(socket) = &mut self.socket else { return self.reconnect_idle().await };
         match read(socket, Instant::now() + Duration::from_millis(200)).await {
             Read::Frame(frame) => self.known.learn(&frame),
             Read::TimedOut => {}
             Read::Closed => {
                 self.lost(Instant::now());
-                return self.reconnect().await;
+                return self.reconnect_idle().await;
             }
         }
         true
@@ -267,6 +267,17 @@ impl Bidder {
     fn lost(&mut self, at: Instant) {
         self.socket = None;
         self.tally.stall_begins(at);
+    }
+
+    /// [`Bidder::reconnect`] with no bid in doubt: the new connection's snapshot is a certain
+    /// answer, so a stall that began with the lost connection ends there. (A bidder holding the
+    /// high bid sends nothing until outbid, and would otherwise look stalled all that while.)
+    async fn reconnect_idle(&mut self) -> bool {
+        let reconnected = self.reconnect().await;
+        if reconnected {
+            self.tally.stall_ends();
+        }
+        reconnected
     }
 
     /// With `--reconnect`, connects again (within the run) and learns the auction from the new

@@ -101,7 +101,8 @@ pub struct Stall {
     /// How many stalls started in them.
     pub count: u64,
     /// The longest of them, in seconds from its own start to its bidder's next `bid_accepted` or
-    /// `bid_rejected` (or to the end of the run, when it never came).
+    /// `bid_rejected`, or, for a loss noticed while no bid was out, to the snapshot of the new
+    /// connection (or to the end of the run, when none came).
     pub max_s: f64,
     /// How many of them lasted to the end of the run.
     pub unfinished: u64,

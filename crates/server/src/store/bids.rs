@@ -3,7 +3,7 @@
 use std::sync::LazyLock;
 
 use auction_proto::{Amount, AuctionId, BidId, BidRules, RejectReason, UserId};
-use redis::Script;
+use redis::{Script, Value};
 use serde::Deserialize;
 
 use super::event::Verdict;
@@ -34,46 +34,67 @@ impl Store {
     /// the same bid waits for that again, so its `accepted` is as sure as the first one's).
     pub async fn place_bid(&self, bid: &NewBid<'_>) -> Result<BidOutcome, StoreError> {
         let keys = self.keys.auction(bid.auction);
-        let mut conn = self.conn.clone();
-        let text: String = self
-            .bounded(
-                BID.key(&keys.state)
-                    .key(&keys.recent)
-                    .key(&keys.outcomes)
-                    .key(&keys.log)
-                    .arg(bid.auction.as_str())
-                    .arg(bid.bidder.as_str())
-                    .arg(bid.bid_id.as_str())
-                    .arg(bid.amount.cents())
-                    .arg(bid.rules.to_script_arg())
-                    .arg(&keys.live)
-                    .arg(RECENT_BIDS)
-                    .arg(self.topology.publish_command())
-                    .invoke_async(&mut conn),
-            )
-            .await?;
+        let script_keys = [&keys.state, &keys.recent, &keys.outcomes, &keys.log];
+        let args = [
+            bid.auction.as_str().to_owned(),
+            bid.bidder.as_str().to_owned(),
+            bid.bid_id.as_str().to_owned(),
+            bid.amount.cents().to_string(),
+            bid.rules.to_script_arg(),
+            keys.live.clone(),
+            RECENT_BIDS.to_string(),
+            self.topology.publish_command().to_owned(),
+        ];
+        if self.durability == Durability::Local {
+            let mut invocation = BID.prepare_invoke();
+            invocation.key(&script_keys).arg(&args);
+            let mut conn = self.conn.clone();
+            let text: String = self.bounded(invocation.invoke_async(&mut conn)).await?;
+            return decode_outcome(&text);
+        }
+        let mut eval = redis::cmd("EVALSHA");
+        eval.arg(BID.get_hash()).arg(script_keys.len()).arg(&script_keys).arg(&args);
+        let (text, replicas) = self.place_and_wait(eval, &keys.state).await?;
         let outcome = decode_outcome(&text)?;
-        if self.durability == Durability::Replicated && matches!(outcome, BidOutcome::Accepted { .. }) {
-            self.wait_for_replica(&keys.state).await?;
+        if replicas < 1 && matches!(outcome, BidOutcome::Accepted { .. }) {
+            return Err(StoreError::NotReplicated(self.replica_timeout));
         }
         Ok(outcome)
     }
 
-    /// Waits until a replica of `key`'s primary has every write this connection made to it so
-    /// far, which includes the bid just placed.
-    async fn wait_for_replica(&self, key: &str) -> Result<(), StoreError> {
+    /// The bid script and `WAIT 1` in one pipeline, sent together to the auction's primary: the
+    /// count is then that node's, for the connection that just ran the script. (Sent apart, a
+    /// cluster client whose connection to the primary is down would send the `WAIT` to any node,
+    /// whose own replica would answer for a bid it never saw.) A pipeline that lands elsewhere
+    /// fails on the script (`MOVED`), never acknowledges. Every bid's answer waits for the
+    /// replica, rejections too, since they are stored outcomes as well.
+    async fn place_and_wait(&self, eval: redis::Cmd, key: &str) -> Result<(String, i64), StoreError> {
         let timeout_ms = u64::try_from(self.replica_timeout.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(1).arg(timeout_ms);
         let mut conn = self.conn.clone();
-        // WAIT itself may take the whole replica timeout; the store's timeout is for Redis to answer.
-        let replicas: i64 = tokio::time::timeout(self.replica_timeout + self.timeout, conn.on_primary_of(key, wait))
-            .await
-            .map_err(|_| StoreError::Timeout(self.replica_timeout + self.timeout))??;
-        if replicas < 1 {
-            return Err(StoreError::NotReplicated(self.replica_timeout));
+        let budget = self.replica_timeout + self.timeout;
+        for attempt in 0..2 {
+            let mut pipe = redis::pipe();
+            pipe.add_command(eval.clone()).cmd("WAIT").arg(1).arg(timeout_ms);
+            // WAIT may take the whole replica timeout; the store's timeout is for Redis to answer.
+            let values = tokio::time::timeout(budget, conn.pipeline_on_primary_of(key, &pipe))
+                .await
+                .map_err(|_| StoreError::Timeout(budget))??;
+            let [script, wait]: [Value; 2] =
+                values.try_into().map_err(|v| StoreError::Corrupt(format!("bid pipeline answered {v:?}")))?;
+            match script.extract_error() {
+                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) && attempt == 0 => {
+                    let _: String = self.bounded(BID.load_async(&mut conn)).await?;
+                }
+                Err(e) => return Err(e.into()),
+                Ok(script) => {
+                    let unreadable = |e: redis::ParsingError| StoreError::Corrupt(format!("bid pipeline: {e}"));
+                    let text: String = redis::from_redis_value(script).map_err(unreadable)?;
+                    let replicas: i64 = redis::from_redis_value(wait.extract_error()?).map_err(unreadable)?;
+                    return Ok((text, replicas));
+                }
+            }
         }
-        Ok(())
+        Err(StoreError::Corrupt("the bid script could not be loaded".to_owned()))
     }
 }
 

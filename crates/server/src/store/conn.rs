@@ -94,6 +94,22 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Runs `pipe` as one unit on the primary that holds `key`'s slot, every command on the same
+    /// node connection, in order; the answers as they came, errors included (a command that did
+    /// not belong there answers `MOVED`).
+    pub async fn pipeline_on_primary_of(&mut self, key: &str, pipe: &Pipeline) -> redis::RedisResult<Vec<Value>> {
+        let count = pipe.len();
+        match self {
+            Conn::Single(conn) => conn.req_packed_commands(pipe, 0, count).await,
+            Conn::Cluster(conn) => {
+                let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key.as_bytes(), SlotAddr::Master));
+                conn.route_pipeline(pipe.clone(), 0, count, route).await
+            }
+        }
+    }
+}
+
 /// The cluster client's settings, shared by the command connection and the subscriber's.
 pub fn cluster_client(nodes: &[String], timeout: Duration) -> ClusterClientBuilder {
     ClusterClientBuilder::new(nodes.to_vec())
