@@ -4,7 +4,7 @@
 #
 #   1. builds the images offline and brings the deployment up under its own project name and port
 #   2. creates six auctions through nginx, three of them closing during the run, and runs
-#      auction-loadgen through nginx for DEPLOY_TEST_SECONDS (30) with --reconnect, writing every
+#      auction-loadgen through nginx for DEPLOY_TEST_SECONDS (45) with --reconnect, writing every
 #      bid it saw accepted to a file
 #   3. meanwhile: kills the Redis primary that holds the most of the auctions (its replica is
 #      promoted; the dead node is then started again and rejoins as its replica), kills a bidding
@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 export COMPOSE_PROJECT_NAME=${DEPLOY_TEST_PROJECT:-auction-deploytest}
 export AUCTION_HTTP_PORT=${DEPLOY_TEST_PORT:-18180}
 export BID_DURABILITY=${BID_DURABILITY:-replicated}
-seconds=${DEPLOY_TEST_SECONDS:-30}
+seconds=${DEPLOY_TEST_SECONDS:-45}
 leader_ttl=10
 base="http://127.0.0.1:$AUCTION_HTTP_PORT"
 out=target/deploy-test
@@ -67,7 +67,7 @@ start_ms=$(now_ms)
 ids=()
 closes=()
 for i in 1 2 3; do ids+=("$(create $(( start_ms + 600000 )) "long lot $i")"); done
-for at in 12 20 27; do
+for at in 12 30 40; do
     close=$(( start_ms + at * 1000 ))
     id=$(create "$close" "closing lot at ${at}s")
     ids+=("$id")
@@ -98,8 +98,8 @@ t0=$(now_ms)
 at() { local wait_ms=$(( t0 + $1 * 1000 - $(now_ms) )); [ "$wait_ms" -le 0 ] || sleep "$(( wait_ms / 1000 )).$(printf '%03d' $(( wait_ms % 1000 )))"; }
 
 at 3
-# One fault at a time where they would hide each other: the lease lives on one of the primaries, so
-# the leader is killed once the cluster has recovered.
+# One fault at a time, where they would hide each other: the others come once bidding has resumed
+# on the dead primary's auctions (the lease, too, lives on one of the primaries).
 kill_redis=$(now_ms)
 docker kill "$(container "$primary")" >/dev/null
 say "killed $primary, the primary of $best of the auctions"
@@ -122,17 +122,17 @@ say "killed $primary, the primary of $best of the auctions"
 ) &
 watch_redis=$!
 
-at 7
+at 22
 kill_bidding=$(now_ms)
 docker kill "$(container bidding-1)" >/dev/null
 say "killed bidding-1"
 
-at 9
+at 24
 analytics=$(container analytics-1)
 network=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' "$analytics" | awk '{print $1}')
 docker network disconnect "$network" "$analytics"
 say "disconnected analytics-1 from $network for 10 s"
-at 17
+at 26
 leader=$(curl -fsS "$base/api/v1/leader" | sed -E 's/.*"instance_id":"([^"]*)".*/\1/')
 case "$leader" in auction-1 | auction-2) ;; *) fail "no auction service leads before the kill: $leader"; leader=auction-1 ;; esac
 docker kill "$(container "$leader")" >/dev/null
@@ -152,7 +152,7 @@ say "killed the leader, $leader"
 ) &
 watch_leader=$!
 
-at 19
+at 34
 docker network connect "$network" "$analytics"
 say "reconnected analytics-1"
 
@@ -245,7 +245,7 @@ print(f'{max(s):.1f} s ({sum(1 for x in d.get(\"stalls\", []) if t - 500 <= x[\"
 unresolved=$(field "d.get('unresolved', 0)")
 echo
 echo "deploy test, BID_DURABILITY=$BID_DURABILITY, ${seconds}s through nginx, $(field "d['bidders']") bidders on ${#ids[@]} auctions"
-echo "  faults at: bidding node +$(( (kill_bidding - t0) / 1000 ))s, leader +$(( (kill_leader - t0) / 1000 ))s, redis primary +$(( (kill_redis - t0) / 1000 ))s, analytics cut off +9s to +19s"
+echo "  faults at: bidding node +$(( (kill_bidding - t0) / 1000 ))s, leader +$(( (kill_leader - t0) / 1000 ))s, redis primary +$(( (kill_redis - t0) / 1000 ))s, analytics cut off +24s to +34s"
 echo "  bids accepted (seen by the load generator)   $accepted   (errors $(field "d['errors']"), reconnects $(field "d.get('reconnects', 0)"), unresolved $unresolved)"
 echo "  bidding node killed: bidding resumed after    $(resumed "$kill_bidding" 3000)"
 echo "  leader killed: another led after              $( [ -n "$failover_ms" ] && awk -v ms="$failover_ms" 'BEGIN {printf "%.1f s", ms / 1000}' || echo never) (LEADER_TTL ${leader_ttl} s)"

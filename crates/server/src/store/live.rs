@@ -189,14 +189,6 @@ impl PubSubConn {
         tokio::time::timeout(timeout, call).await.map_err(|_| StoreError::Timeout(timeout))?.map_err(Into::into)
     }
 
-    /// A handle on the same cluster connection, for subscribing to several channels at once.
-    fn clone_cluster(&self) -> Option<PubSubConn> {
-        match self {
-            PubSubConn::Single(_) => None,
-            PubSubConn::Cluster(conn) => Some(PubSubConn::Cluster(conn.clone())),
-        }
-    }
-
     /// One Redis answers, or, on a cluster, any one node does (each node's connection is the
     /// cluster client's to watch; this finds a client that lost them all).
     async fn ping(&mut self, timeout: Duration) -> Result<(), StoreError> {
@@ -292,21 +284,74 @@ impl Task {
     }
 
     /// Forwards messages and applies changes until the connection fails or nobody listens.
-    ///
-    /// On one Redis any failure ends the spell: the caller connects afresh and subscribes to
-    /// everything. A cluster connection is many node connections, and one node's loss (or a slot
-    /// moving) must not interrupt the others' channels: the channels it may have taken are
-    /// subscribed again, retried until their slots have a reachable owner, and the subscription
-    /// says `Resubscribed` once all are back.
-    async fn serve(&mut self, mut conn: PubSubConn, mut pushes: mpsc::UnboundedReceiver<PushInfo>) -> Ended {
-        let cluster = matches!(conn, PubSubConn::Cluster(_));
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.reset();
-        // Cluster only: channels to subscribe again, and when to try next.
+    async fn serve(&mut self, conn: PubSubConn, pushes: mpsc::UnboundedReceiver<PushInfo>) -> Ended {
+        match conn {
+            PubSubConn::Single(_) => self.serve_single(conn, pushes).await,
+            PubSubConn::Cluster(conn) => self.serve_cluster(conn, pushes).await,
+        }
+    }
+
+    /// One Redis: any failure ends the spell, and the caller connects afresh and subscribes to
+    /// everything.
+    async fn serve_single(&mut self, mut conn: PubSubConn, mut pushes: mpsc::UnboundedReceiver<PushInfo>) -> Ended {
+        let mut heartbeat = heartbeat();
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return Ended::Done,
+                command = self.commands.recv() => match command {
+                    None => return Ended::Done,
+                    Some(Command::Subscribe(channel, ack)) => {
+                        self.wanted.insert(channel.clone());
+                        let result = conn.subscribe(&channel, self.timeout).await;
+                        let failed = result.is_err();
+                        let _ = ack.send(result);
+                        if failed {
+                            return Ended::Lost;
+                        }
+                    }
+                    Some(Command::Unsubscribe(channel)) => {
+                        self.wanted.remove(&channel);
+                        if conn.unsubscribe(&channel, self.timeout).await.is_err() {
+                            return Ended::Lost;
+                        }
+                    }
+                },
+                push = pushes.recv() => {
+                    let Some(push) = push else { return Ended::Lost };
+                    match push.kind {
+                        PushKind::Message | PushKind::SMessage
+                            if self.received.send(decode(&push.data)).is_err() => return Ended::Done,
+                        PushKind::Disconnection => return Ended::Lost,
+                        PushKind::Unsubscribe | PushKind::SUnsubscribe
+                            if channel_of(&push.data).is_some_and(|c| self.wanted.contains(&c)) => return Ended::Lost,
+                        _ => {}
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if let Err(e) = conn.ping(self.timeout).await {
+                        tracing::warn!(error = %e, "subscriber connection does not answer");
+                        return Ended::Lost;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A cluster connection is many node connections, and one node's loss (or a slot moving) must
+    /// neither interrupt the other nodes' channels nor hold up changes to them. So each change is
+    /// its own task, at most one per channel at a time (a change that comes while one is under way
+    /// is reconciled when it ends, keeping their order), answered when its node answers. Channels
+    /// a lost node may have had are subscribed again, retried until their slots have a reachable
+    /// owner, and the subscription says `Resubscribed` once all are back.
+    async fn serve_cluster(&mut self, conn: ClusterConnection, mut pushes: mpsc::UnboundedReceiver<PushInfo>) -> Ended {
+        let mut changes = Changes::new(conn, self.timeout);
+        let mut heartbeat = heartbeat();
+        // Channels to subscribe again, and when to try next.
         let mut pending: HashSet<String> = HashSet::new();
         let mut backoff = crate::retry::backoff();
         let mut retry_at: Option<tokio::time::Instant> = None;
+        // A loss not yet announced as `Resubscribed`.
+        let mut lost = false;
         loop {
             let retry = async {
                 match retry_at {
@@ -320,47 +365,42 @@ impl Task {
                     None => return Ended::Done,
                     Some(Command::Subscribe(channel, ack)) => {
                         self.wanted.insert(channel.clone());
-                        let result = conn.subscribe(&channel, self.timeout).await;
-                        let failed = result.is_err();
-                        let _ = ack.send(result);
-                        if failed {
-                            if !cluster {
-                                return Ended::Lost;
-                            }
-                            pending.insert(channel);
-                            retry_at.get_or_insert_with(|| tokio::time::Instant::now() + next_delay(&mut backoff));
-                        }
+                        pending.remove(&channel);
+                        changes.subscribe(channel, Some(ack));
                     }
                     Some(Command::Unsubscribe(channel)) => {
                         self.wanted.remove(&channel);
                         pending.remove(&channel);
-                        if conn.unsubscribe(&channel, self.timeout).await.is_err() && !cluster {
-                            return Ended::Lost;
-                        }
+                        changes.unsubscribe(channel);
                     }
                 },
+                done = changes.done.recv() => {
+                    let Some(done) = done else { return Ended::Lost };
+                    if let Some(channel) = changes.finished(done, &self.wanted) {
+                        pending.insert(channel);
+                        retry_at.get_or_insert_with(|| tokio::time::Instant::now() + next_delay(&mut backoff));
+                    }
+                }
                 push = pushes.recv() => {
                     let Some(push) = push else { return Ended::Lost };
                     match push.kind {
                         PushKind::Message | PushKind::SMessage
                             if self.received.send(decode(&push.data)).is_err() => return Ended::Done,
-                        PushKind::Disconnection if !cluster => return Ended::Lost,
                         // A node went away: any of the channels may have been on it.
                         PushKind::Disconnection => {
                             tracing::warn!("a redis node's connection was lost; re-subscribing its channels");
                             pending.extend(self.wanted.iter().cloned());
+                            lost = true;
                             retry_at.get_or_insert_with(tokio::time::Instant::now);
                         }
-                        // The server dropped a channel this side still wants: on a cluster, its
-                        // slot moved to another node. Subscribing again reaches the new owner.
+                        // The server dropped a channel this side still wants: its slot moved to
+                        // another node. Subscribing again reaches the new owner.
                         PushKind::Unsubscribe | PushKind::SUnsubscribe => {
                             let Some(channel) = channel_of(&push.data) else { continue };
-                            if self.wanted.contains(&channel) {
+                            if self.wanted.contains(&channel) && !changes.busy(&channel) {
                                 tracing::info!(%channel, "channel moved; re-subscribing");
-                                if !cluster {
-                                    return Ended::Lost;
-                                }
                                 pending.insert(channel);
+                                lost = true;
                                 retry_at.get_or_insert_with(tokio::time::Instant::now);
                             }
                         }
@@ -368,45 +408,161 @@ impl Task {
                     }
                 }
                 () = retry => {
-                    let attempts = pending.iter().map(|channel| {
-                        let mut conn = conn.clone_cluster();
-                        let timeout = self.timeout;
-                        async move {
-                            let subscribed = match &mut conn {
-                                Some(conn) => conn.subscribe(channel, timeout).await.is_ok(),
-                                None => false,
-                            };
-                            (channel.clone(), subscribed)
-                        }
-                    });
-                    for (channel, subscribed) in futures_util::future::join_all(attempts).await {
-                        if subscribed {
-                            pending.remove(&channel);
-                        }
-                    }
-                    if pending.is_empty() {
-                        retry_at = None;
-                        backoff = crate::retry::backoff();
-                        tracing::info!("re-subscribed every channel");
-                        if self.received.send(Received::Resubscribed).is_err() {
-                            return Ended::Done;
-                        }
-                    } else {
-                        retry_at = Some(tokio::time::Instant::now() + next_delay(&mut backoff));
+                    retry_at = None;
+                    for channel in pending.drain() {
+                        changes.subscribe(channel, None);
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if let Err(e) = conn.ping(self.timeout).await {
-                        tracing::warn!(error = %e, "subscriber connection does not answer");
-                        if !cluster {
-                            return Ended::Lost;
-                        }
+                    if let Err(e) = changes.ping().await {
+                        tracing::warn!(error = %e, "no redis node answers the subscriber");
                         pending.extend(self.wanted.iter().cloned());
+                        lost = true;
                         retry_at.get_or_insert_with(tokio::time::Instant::now);
                     }
                 }
             }
+            if lost && pending.is_empty() && retry_at.is_none() && !changes.resubscribing() {
+                lost = false;
+                backoff = crate::retry::backoff();
+                tracing::info!("re-subscribed every channel");
+                if self.received.send(Received::Resubscribed).is_err() {
+                    return Ended::Done;
+                }
+            }
         }
+    }
+}
+
+fn heartbeat() -> tokio::time::Interval {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.reset();
+    heartbeat
+}
+
+/// A change to one channel's subscription on a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Subscribe,
+    Unsubscribe,
+}
+
+/// A change that ended: its channel, what it was, and whether its node did it.
+struct Done {
+    channel: String,
+    change: Change,
+    ok: bool,
+}
+
+/// The changes under way on a cluster subscriber, one task each, at most one per channel.
+struct Changes {
+    conn: ClusterConnection,
+    timeout: Duration,
+    /// Channels with a change under way, and who waits for its confirmation.
+    busy: std::collections::HashMap<String, Vec<oneshot::Sender<Result<(), StoreError>>>>,
+    /// Channels being subscribed again after a loss.
+    retrying: HashSet<String>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done: mpsc::UnboundedReceiver<Done>,
+}
+
+impl Changes {
+    fn new(conn: ClusterConnection, timeout: Duration) -> Changes {
+        let (done_tx, done) = mpsc::unbounded_channel();
+        Changes { conn, timeout, busy: std::collections::HashMap::new(), retrying: HashSet::new(), done_tx, done }
+    }
+
+    fn busy(&self, channel: &str) -> bool {
+        self.busy.contains_key(channel)
+    }
+
+    fn resubscribing(&self) -> bool {
+        !self.retrying.is_empty()
+    }
+
+    /// Subscribes to `channel`, answering `ack` when its node confirms (`None`: a re-subscription
+    /// after a loss). With a change of that channel under way, waits for it; [`Changes::finished`]
+    /// then does what is still needed.
+    fn subscribe(&mut self, channel: String, ack: Option<oneshot::Sender<Result<(), StoreError>>>) {
+        if ack.is_none() {
+            self.retrying.insert(channel.clone());
+        }
+        if let Some(waiting) = self.busy.get_mut(&channel) {
+            waiting.extend(ack);
+            return;
+        }
+        self.busy.insert(channel.clone(), ack.into_iter().collect());
+        self.start(channel, Change::Subscribe);
+    }
+
+    fn unsubscribe(&mut self, channel: String) {
+        if self.busy.contains_key(&channel) {
+            return;
+        }
+        self.busy.insert(channel.clone(), Vec::new());
+        self.start(channel, Change::Unsubscribe);
+    }
+
+    fn start(&self, channel: String, change: Change) {
+        let mut conn = self.conn.clone();
+        let (timeout, done) = (self.timeout, self.done_tx.clone());
+        tokio::spawn(async move {
+            let call = async {
+                match change {
+                    Change::Subscribe => conn.ssubscribe(&channel).await,
+                    Change::Unsubscribe => conn.sunsubscribe(&channel).await,
+                }
+            };
+            let ok = matches!(tokio::time::timeout(timeout, call).await, Ok(Ok(())));
+            let _ = done.send(Done { channel, change, ok });
+        });
+    }
+
+    /// Settles a change that ended, against what is `wanted` now: answers whoever waited, starts
+    /// the change still needed if any, and returns the channel when it must be tried again later.
+    fn finished(&mut self, done: Done, wanted: &HashSet<String>) -> Option<String> {
+        let waiting = self.busy.remove(&done.channel).unwrap_or_default();
+        let want = wanted.contains(&done.channel);
+        // Settled one way or the other (a failure goes back to the caller's retries).
+        if done.change == Change::Subscribe || !want {
+            self.retrying.remove(&done.channel);
+        }
+        match (done.change, done.ok, want) {
+            (Change::Subscribe, true, true) => {
+                for ack in waiting {
+                    let _ = ack.send(Ok(()));
+                }
+                None
+            }
+            // Subscribed meanwhile unwanted, or unsubscribed meanwhile wanted again: undo.
+            (Change::Subscribe, true, false) => {
+                self.busy.insert(done.channel.clone(), Vec::new());
+                self.start(done.channel, Change::Unsubscribe);
+                None
+            }
+            (Change::Unsubscribe, _, true) => {
+                self.busy.insert(done.channel.clone(), waiting);
+                self.start(done.channel, Change::Subscribe);
+                None
+            }
+            (Change::Subscribe, false, true) => {
+                for ack in waiting {
+                    let _ = ack.send(Err(StoreError::NotSubscribed("its redis node does not answer; retrying")));
+                }
+                Some(done.channel)
+            }
+            (Change::Subscribe, false, false) | (Change::Unsubscribe, _, false) => None,
+        }
+    }
+
+    /// Whether any node answers (each node's connection is the cluster client's to watch; this
+    /// finds a client that lost them all).
+    async fn ping(&mut self) -> Result<(), StoreError> {
+        let random = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+        let call = self.conn.route_command(redis::cmd("PING"), random);
+        tokio::time::timeout(self.timeout, call).await.map_err(|_| StoreError::Timeout(self.timeout))??;
+        Ok(())
     }
 }
 
