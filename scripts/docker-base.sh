@@ -8,7 +8,8 @@
 # containers' health checks use curl). Its apt sources also list bookworm-updates and the security
 # archive, so images built on it install current packages.
 #
-# Starts dockerd (in the background, logging to /var/log/dockerd.log) when `docker info` fails,
+# Installs Debian's docker.io, docker-compose and debootstrap when they are missing, and starts
+# dockerd (in the background, logging to /var/log/dockerd.log) when `docker info` fails,
 # and waits up to 60 s for it to answer. Needs root, or sudo, for dockerd and debootstrap.
 #
 # Environment (defaults in brackets): BASE_IMAGE [auction-base:bookworm], DEBIAN_MIRROR
@@ -24,6 +25,18 @@ say() { printf 'docker-base: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+
+# Docker, compose and debootstrap from Debian's packages, when missing (a fresh machine).
+ensure_packages() {
+    local missing=()
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    [ ${#missing[@]} -eq 0 ] && return
+    say "installing ${missing[*]}"
+    $SUDO apt-get update -qq >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
 
 ensure_dockerd() {
     if docker info >/dev/null 2>&1; then return; fi
@@ -75,6 +88,7 @@ EOF
     say "made $BASE_IMAGE"
 }
 
+ensure_packages
 ensure_dockerd
 if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     say "$BASE_IMAGE is present"
