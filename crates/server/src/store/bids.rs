@@ -35,16 +35,16 @@ impl Store {
     pub async fn place_bid(&self, bid: &NewBid<'_>) -> Result<BidOutcome, StoreError> {
         let keys = self.keys.auction(bid.auction);
         let script_keys = [&keys.state, &keys.recent, &keys.outcomes, &keys.log];
-        let args = [
-            bid.auction.as_str().to_owned(),
-            bid.bidder.as_str().to_owned(),
-            bid.bid_id.as_str().to_owned(),
-            bid.amount.cents().to_string(),
+        let args = (
+            bid.auction.as_str(),
+            bid.bidder.as_str(),
+            bid.bid_id.as_str(),
+            bid.amount.cents(),
             bid.rules.to_script_arg(),
-            keys.live.clone(),
-            RECENT_BIDS.to_string(),
-            self.topology.publish_command().to_owned(),
-        ];
+            &keys.live,
+            RECENT_BIDS,
+            self.topology.publish_command(),
+        );
         if self.durability == Durability::Local {
             let mut invocation = BID.prepare_invoke();
             invocation.key(&script_keys).arg(&args);
@@ -76,9 +76,7 @@ impl Store {
             let mut pipe = redis::pipe();
             pipe.add_command(eval.clone()).cmd("WAIT").arg(1).arg(timeout_ms);
             // WAIT may take the whole replica timeout; the store's timeout is for Redis to answer.
-            let values = tokio::time::timeout(budget, conn.pipeline_on_primary_of(key, &pipe))
-                .await
-                .map_err(|_| StoreError::Timeout(budget))??;
+            let values = super::within(budget, conn.pipeline_on_primary_of(key, &pipe)).await?;
             let [script, wait]: [Value; 2] =
                 values.try_into().map_err(|v| StoreError::Corrupt(format!("bid pipeline answered {v:?}")))?;
             match script.extract_error() {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use super::StoreError;
@@ -65,7 +65,7 @@ impl Conn {
                         .set_response_timeout(Some(timeout))
                         .set_number_of_retries(2)
                         .set_max_delay(Duration::from_secs(1));
-                    Ok(Conn::Single(client.get_connection_manager_with_config(config).await?))
+                    Ok::<_, StoreError>(Conn::Single(client.get_connection_manager_with_config(config).await?))
                 }
                 Topology::Cluster(nodes) => {
                     let client = cluster_client(nodes, timeout).build()?;
@@ -73,28 +73,9 @@ impl Conn {
                 }
             }
         };
-        tokio::time::timeout(timeout * 3, connect).await.map_err(|_| StoreError::Timeout(timeout * 3))?
+        super::within(timeout * 3, connect).await
     }
 
-    /// Runs `cmd` on the primary that holds `key`'s slot (on one Redis, on that Redis): for
-    /// commands whose meaning depends on the node, such as `WAIT`, which the cluster client would
-    /// otherwise send to every primary.
-    pub async fn on_primary_of<T: redis::FromRedisValue>(&mut self, key: &str, cmd: Cmd) -> redis::RedisResult<T> {
-        match self {
-            Conn::Single(conn) => cmd.query_async(conn).await,
-            Conn::Cluster(conn) => {
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
-                    key.as_bytes(),
-                    SlotAddr::Master,
-                )));
-                let value = conn.route_command(cmd, route).await?;
-                Ok(redis::from_redis_value(value)?)
-            }
-        }
-    }
-}
-
-impl Conn {
     /// Runs `pipe` as one unit on the primary that holds `key`'s slot, every command on the same
     /// node connection, in order; the answers as they came, errors included (a command that did
     /// not belong there answers `MOVED`).

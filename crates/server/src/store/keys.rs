@@ -27,7 +27,7 @@ impl Keys {
     }
 
     pub fn auction(&self, id: &AuctionId) -> AuctionKeys {
-        let base = format!("{}auction:{{{}}}", self.prefix, id);
+        let base = self.base(id);
         AuctionKeys {
             recent: format!("{base}:recent"),
             outcomes: format!("{base}:outcomes"),
@@ -36,6 +36,16 @@ impl Keys {
             live: format!("{base}:live"),
             state: base,
         }
+    }
+
+    /// Auction `id`'s live channel (alone: hubs and the analytics sweep need nothing else).
+    pub fn live_channel(&self, id: &AuctionId) -> String {
+        format!("{}:live", self.base(id))
+    }
+
+    /// The auction's hash, and the stem of its other keys.
+    fn base(&self, id: &AuctionId) -> String {
+        format!("{}auction:{{{}}}", self.prefix, id)
     }
 
     /// Sorted set of every auction id, scored by creation time: the list endpoint's index.

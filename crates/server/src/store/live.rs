@@ -20,7 +20,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::conn::{Topology, cluster_client};
 use super::event::Live;
-use super::{Store, StoreError};
+use super::{Store, StoreError, within};
 
 /// What a subscription hands out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +87,7 @@ impl Store {
 
     /// Auction `id`'s live channel.
     pub fn live_channel(&self, id: &auction_proto::AuctionId) -> String {
-        self.keys.auction(id).live
+        self.keys.live_channel(id)
     }
 }
 
@@ -154,7 +154,7 @@ impl PubSubConn {
                         .set_response_timeout(Some(timeout))
                         .set_number_of_retries(0)
                         .set_push_sender(pushes);
-                    Ok(PubSubConn::Single(client.get_connection_manager_with_config(config).await?))
+                    Ok::<_, StoreError>(PubSubConn::Single(client.get_connection_manager_with_config(config).await?))
                 }
                 Topology::Cluster(nodes) => {
                     let client = cluster_client(nodes, timeout)
@@ -165,47 +165,15 @@ impl PubSubConn {
                 }
             }
         };
-        tokio::time::timeout(timeout * 3, open).await.map_err(|_| StoreError::Timeout(timeout * 3))?
+        within(timeout * 3, open).await
     }
 
     /// Subscribes to one channel; on a cluster, a shard channel on the node of its slot.
     async fn subscribe(&mut self, channel: &str, timeout: Duration) -> Result<(), StoreError> {
-        let call = async {
-            match self {
-                PubSubConn::Single(conn) => conn.subscribe(channel).await,
-                PubSubConn::Cluster(conn) => conn.ssubscribe(channel).await,
-            }
-        };
-        tokio::time::timeout(timeout, call).await.map_err(|_| StoreError::Timeout(timeout))?.map_err(Into::into)
-    }
-
-    async fn unsubscribe(&mut self, channel: &str, timeout: Duration) -> Result<(), StoreError> {
-        let call = async {
-            match self {
-                PubSubConn::Single(conn) => conn.unsubscribe(channel).await,
-                PubSubConn::Cluster(conn) => conn.sunsubscribe(channel).await,
-            }
-        };
-        tokio::time::timeout(timeout, call).await.map_err(|_| StoreError::Timeout(timeout))?.map_err(Into::into)
-    }
-
-    /// One Redis answers, or, on a cluster, any one node does (each node's connection is the
-    /// cluster client's to watch; this finds a client that lost them all).
-    async fn ping(&mut self, timeout: Duration) -> Result<(), StoreError> {
-        let call = async {
-            match self {
-                PubSubConn::Single(conn) => redis::cmd("PING").query_async::<Value>(conn).await,
-                PubSubConn::Cluster(conn) => {
-                    let random = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
-                    conn.route_command(redis::cmd("PING"), random).await
-                }
-            }
-        };
-        tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| StoreError::Timeout(timeout))?
-            .map(|_| ())
-            .map_err(Into::into)
+        match self {
+            PubSubConn::Single(conn) => within(timeout, conn.subscribe(channel)).await,
+            PubSubConn::Cluster(conn) => within(timeout, conn.ssubscribe(channel)).await,
+        }
     }
 }
 
@@ -233,13 +201,12 @@ impl Task {
         let mut backoff = crate::retry::backoff();
         loop {
             let (pushes_tx, pushes) = mpsc::unbounded_channel();
-            let connected = match PubSubConn::open(&self.topology, self.timeout, pushes_tx).await {
-                Ok(mut conn) => match self.subscribe_all(&mut conn).await {
-                    Ok(()) => Ok(conn),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            };
+            let connected = async {
+                let mut conn = PubSubConn::open(&self.topology, self.timeout, pushes_tx).await?;
+                self.subscribe_all(&mut conn).await?;
+                Ok::<_, StoreError>(conn)
+            }
+            .await;
             match connected {
                 Ok(conn) => {
                     backoff = crate::retry::backoff();
@@ -286,14 +253,18 @@ impl Task {
     /// Forwards messages and applies changes until the connection fails or nobody listens.
     async fn serve(&mut self, conn: PubSubConn, pushes: mpsc::UnboundedReceiver<PushInfo>) -> Ended {
         match conn {
-            PubSubConn::Single(_) => self.serve_single(conn, pushes).await,
+            PubSubConn::Single(conn) => self.serve_single(conn, pushes).await,
             PubSubConn::Cluster(conn) => self.serve_cluster(conn, pushes).await,
         }
     }
 
     /// One Redis: any failure ends the spell, and the caller connects afresh and subscribes to
     /// everything.
-    async fn serve_single(&mut self, mut conn: PubSubConn, mut pushes: mpsc::UnboundedReceiver<PushInfo>) -> Ended {
+    async fn serve_single(
+        &mut self,
+        mut conn: ConnectionManager,
+        mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    ) -> Ended {
         let mut heartbeat = heartbeat();
         loop {
             tokio::select! {
@@ -302,7 +273,7 @@ impl Task {
                     None => return Ended::Done,
                     Some(Command::Subscribe(channel, ack)) => {
                         self.wanted.insert(channel.clone());
-                        let result = conn.subscribe(&channel, self.timeout).await;
+                        let result = within(self.timeout, conn.subscribe(&channel)).await;
                         let failed = result.is_err();
                         let _ = ack.send(result);
                         if failed {
@@ -311,7 +282,7 @@ impl Task {
                     }
                     Some(Command::Unsubscribe(channel)) => {
                         self.wanted.remove(&channel);
-                        if conn.unsubscribe(&channel, self.timeout).await.is_err() {
+                        if within(self.timeout, conn.unsubscribe(&channel)).await.is_err() {
                             return Ended::Lost;
                         }
                     }
@@ -328,7 +299,7 @@ impl Task {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if let Err(e) = conn.ping(self.timeout).await {
+                    if let Err(e) = within(self.timeout, redis::cmd("PING").query_async::<Value>(&mut conn)).await {
                         tracing::warn!(error = %e, "subscriber connection does not answer");
                         return Ended::Lost;
                     }
@@ -560,9 +531,7 @@ impl Changes {
     /// finds a client that lost them all).
     async fn ping(&mut self) -> Result<(), StoreError> {
         let random = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
-        let call = self.conn.route_command(redis::cmd("PING"), random);
-        tokio::time::timeout(self.timeout, call).await.map_err(|_| StoreError::Timeout(self.timeout))??;
-        Ok(())
+        within(self.timeout, self.conn.route_command(redis::cmd("PING"), random)).await.map(|_| ())
     }
 }
 

@@ -56,6 +56,14 @@ pub enum StoreError {
     NotReplicated(Duration),
 }
 
+/// Runs a Redis call for at most `timeout`: a hung Redis turns into an error, not a hang.
+async fn within<T, E: Into<StoreError>>(
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(timeout, fut).await.map_err(|_| StoreError::Timeout(timeout))?.map_err(Into::into)
+}
+
 /// A handle on the auction data in Redis, one Redis or a cluster ([`Topology`]). Cheap to clone:
 /// the connection is multiplexed, so concurrent calls from many tasks are pipelined on one socket
 /// per node.
@@ -117,10 +125,7 @@ impl Store {
 
     /// Runs `fut` with the store's timeout, so that a hung Redis turns into an error, not a hang.
     async fn bounded<T>(&self, fut: impl Future<Output = Result<T, redis::RedisError>>) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| StoreError::Timeout(self.timeout))?
-            .map_err(Into::into)
+        within(self.timeout, fut).await
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
