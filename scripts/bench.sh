@@ -63,18 +63,22 @@ say "ceiling: $ceiling EVALSHA/s"
 redis-cli --scan --pattern "${REDIS_KEY_PREFIX}ceiling:*" | xargs -r -n 1000 redis-cli DEL >/dev/null
 
 # --- the stack --------------------------------------------------------------------------------
-PROFILE=release scripts/dev.sh >/tmp/bench-stack.log 2>&1 &
-stack=$!
+# start_stack LOG: the release stack in the background (its pid in $stack), waited for until healthy.
+start_stack() {
+    PROFILE=release scripts/dev.sh >"$1" 2>&1 &
+    stack=$!
+    for _ in $(seq 1 120); do
+        curl -sf "$api/health" >/dev/null 2>&1 && curl -sf "http://localhost:$BIDDING_PORT/health" >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+}
+stop_stack() { kill -TERM "$stack" 2>/dev/null || true; wait "$stack" 2>/dev/null || true; }
 cleanup() {
-    kill -TERM "$stack" 2>/dev/null || true
-    wait "$stack" 2>/dev/null || true
+    stop_stack
     redis-cli --scan --pattern "${REDIS_KEY_PREFIX}*" | xargs -r -n 1000 redis-cli DEL >/dev/null || true
 }
 trap cleanup EXIT
-for _ in $(seq 1 120); do
-    curl -sf "$api/health" >/dev/null 2>&1 && curl -sf "http://localhost:$BIDDING_PORT/health" >/dev/null 2>&1 && break
-    sleep 0.5
-done
+start_stack /tmp/bench-stack.log
 loadgen=target/release/auction-loadgen
 out=target/bench
 mkdir -p "$out"
@@ -187,17 +191,8 @@ if [ "${BENCH_REDIS:-single}" = cluster ]; then
     export REDIS_CLUSTER_BASE_PORT=7201 REDIS_CLUSTER_DIR=target/bench-cluster REDIS_CLUSTER_APPENDONLY=yes
     REDIS_CLUSTER_NODES=$(scripts/redis-cluster.sh)
     export REDIS_CLUSTER_NODES
-    cluster_stack() {
-        PROFILE=release scripts/dev.sh >/tmp/bench-cluster-stack.log 2>&1 &
-        stack=$!
-        for _ in $(seq 1 120); do
-            curl -sf "$api/health" >/dev/null 2>&1 && curl -sf "http://localhost:$BIDDING_PORT/health" >/dev/null 2>&1 && break
-            sleep 0.5
-        done
-    }
-    stop_stack() { kill -TERM "$stack" 2>/dev/null || true; wait "$stack" 2>/dev/null || true; }
     trap 'stop_stack; scripts/redis-cluster.sh stop' EXIT
-    cluster_stack
+    start_stack /tmp/bench-cluster-stack.log
     say "cluster: closed loop, 200 bidders over 100 auctions, ${seconds}s"
     cluster_max=$($loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 \
         --warmup 2s --duration "${seconds}s" --output json | tee "$out/cluster-max.json")
@@ -205,7 +200,7 @@ if [ "${BENCH_REDIS:-single}" = cluster ]; then
     cluster_half=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 \
         --warmup 2s --duration "${seconds}s" --output json | tee "$out/cluster-half.json")
     stop_stack
-    BID_DURABILITY=replicated cluster_stack
+    BID_DURABILITY=replicated start_stack /tmp/bench-cluster-stack.log
     say "cluster, BID_DURABILITY=replicated: open loop at $half bids/s, ${seconds}s"
     replicated_half=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 \
         --warmup 2s --duration "${seconds}s" --output json | tee "$out/cluster-replicated-half.json")

@@ -40,6 +40,8 @@ failed=0
 compose() { scripts/compose.sh "$@"; }
 container() { compose ps -q "$1"; }
 now_ms() { date +%s%3N; }
+# seconds_or_never MS: "12.3 s", or "never" when MS is empty.
+seconds_or_never() { if [ -n "$1" ]; then awk -v ms="$1" 'BEGIN {printf "%.1f s", ms / 1000}'; else echo never; fi; }
 
 cleanup() {
     compose down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1 || true
@@ -229,7 +231,7 @@ for id in $affected; do
     gap=$(( first - kill_redis ))
     if [ -z "$redis_resumed" ] || [ "$gap" -gt "$redis_resumed" ]; then redis_resumed=$gap; fi
 done
-redis_resumed=$( [ -n "$redis_resumed" ] && awk -v ms="$redis_resumed" 'BEGIN {printf "%.1f s", ms / 1000}' || echo "never")
+redis_resumed=$(seconds_or_never "$redis_resumed")
 
 # --- figures --------------------------------------------------------------------------------------
 # The longest a bidder waited, from a failure that began within a few seconds after the kill, for
@@ -248,8 +250,8 @@ echo "deploy test, BID_DURABILITY=$BID_DURABILITY, ${seconds}s through nginx, $(
 echo "  faults at: bidding node +$(( (kill_bidding - t0) / 1000 ))s, leader +$(( (kill_leader - t0) / 1000 ))s, redis primary +$(( (kill_redis - t0) / 1000 ))s, analytics cut off +24s to +34s"
 echo "  bids accepted (seen by the load generator)   $accepted   (errors $(field "d['errors']"), reconnects $(field "d.get('reconnects', 0)"), unresolved $unresolved)"
 echo "  bidding node killed: bidding resumed after    $(resumed "$kill_bidding" 3000)"
-echo "  leader killed: another led after              $( [ -n "$failover_ms" ] && awk -v ms="$failover_ms" 'BEGIN {printf "%.1f s", ms / 1000}' || echo never) (LEADER_TTL ${leader_ttl} s)"
-echo "  redis primary killed: replica promoted after  $( [ -n "$promoted_ms" ] && awk -v ms="$promoted_ms" 'BEGIN {printf "%.1f s", ms / 1000}' || echo never) (cluster-node-timeout 5 s; then the dead node was started again)"
+echo "  leader killed: another led after              $(seconds_or_never "$failover_ms") (LEADER_TTL ${leader_ttl} s)"
+echo "  redis primary killed: replica promoted after  $(seconds_or_never "$promoted_ms") (cluster-node-timeout 5 s; then the dead node was started again)"
 echo "                        bidding resumed after   $redis_resumed on its$affected_count auctions (longest bidder stall $(resumed "$kill_redis" 8000))"
 echo "  bids lost                                     $lost"
 echo "  duplicates in MySQL                           $duplicates"
