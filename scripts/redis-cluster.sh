@@ -35,9 +35,10 @@ fi
 mkdir -p "$dir"
 for p in $ports; do
     if redis-cli -p "$p" ping >/dev/null 2>&1; then continue; fi
+    # A node left over from an earlier run keeps its old view of the cluster and, with the
+    # append-only file, its old keys (which `cluster reset` refuses): start afresh.
+    rm -rf "${dir:?}/$p"
     mkdir -p "$dir/$p"
-    # A node left over from an earlier run keeps its old view of the cluster: start afresh.
-    rm -f "$dir/$p"/nodes.conf "$dir/$p"/dump.rdb
     redis-server --port "$p" --bind 127.0.0.1 --daemonize yes --dir "$dir/$p" \
         --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
         --appendonly "${REDIS_CLUSTER_APPENDONLY:-no}" --save "" --logfile "$(pwd)/$dir/$p/redis.log" >/dev/null
