@@ -1,5 +1,6 @@
 //! MySQL, the durable record. Migrations are embedded in the binary and applied on start. Every
-//! statement that writes lives here, behind [`write_events`]; every read, behind [`bids_page`].
+//! statement that writes lives here, behind [`write_events`]; every read, behind [`bids_page`]
+//! and, for auctions whose Redis keys have expired, [`retired_auction`] and [`retired_ids`].
 
 use std::time::Duration;
 
@@ -7,6 +8,9 @@ use auction_proto::rest::BidRecord;
 use auction_proto::{Amount, BidId, UserId};
 
 use crate::store::event::{Bid, Ended, Event};
+use crate::store::{RECENT_BIDS, StoredAuction, StoredState};
+use auction_proto::ws::RecentBid;
+use auction_proto::{AuctionId, AuctionStatus};
 use chrono::NaiveDateTime;
 use rust_decimal::Decimal;
 use sqlx::MySqlPool;
@@ -53,6 +57,15 @@ pub async fn connect_reader(options: &MySqlConnectOptions) -> Result<MySqlPool, 
         .acquire_timeout(Duration::from_secs(3))
         .connect_with(options.clone())
         .await
+}
+
+/// A read pool that connects on first use, for a service that must start and run without MySQL
+/// (the bidding service's optional archive reads).
+pub fn lazy_reader(options: &MySqlConnectOptions) -> MySqlPool {
+    MySqlPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options.clone())
 }
 
 pub async fn ping(pool: &MySqlPool) -> Result<(), sqlx::Error> {
@@ -218,6 +231,98 @@ pub async fn bids_page(
             let corrupt = |what: &str| sqlx::Error::Decode(format!("bids.{what} of {auction} seq {seq}").into());
             Ok(BidRecord {
                 bid_id: BidId::parse(&String::from_utf8_lossy(&bid_id)).map_err(|_| corrupt("bid_id"))?,
+                bidder: UserId::parse(&String::from_utf8_lossy(&bidder)).map_err(|_| corrupt("bidder"))?,
+                amount: Amount::from_decimal(amount).ok_or_else(|| corrupt("amount"))?,
+                seq,
+                placed_at: placed_at.and_utc(),
+            })
+        })
+        .collect()
+}
+
+/// An `auctions` row as read for [`retired_auction`].
+type AuctionRow = (Vec<u8>, String, String, NaiveDateTime, NaiveDateTime, Decimal, u32, u32, NaiveDateTime, u64);
+
+/// A finished auction as MySQL records it, in the shape Redis gives a live one, for reads after
+/// its Redis keys expired (`ENDED_RETENTION`); `None` unless it is ended or cancelled there (an
+/// auction MySQL still shows running is not one whose keys expired, and is not made up from it).
+/// Its `seq` is its last bid's (MySQL keeps no later one), `now_us` the caller's time.
+pub async fn retired_auction(pool: &MySqlPool, id: &AuctionId, now_us: i64) -> Result<Option<StoredAuction>, sqlx::Error> {
+    let row: Option<AuctionRow> = sqlx::query_as(
+        "SELECT a.auction_id, a.title, a.status, a.start_time, a.end_time, a.starting_bid, a.extension_window_s, \
+         a.extension_s, a.created_at, \
+         CAST(COALESCE(r.bid_count, (SELECT COUNT(*) FROM bids b WHERE b.auction_id = a.auction_id)) AS UNSIGNED) \
+         FROM auctions a LEFT JOIN auction_results r ON r.auction_id = a.auction_id \
+         WHERE a.auction_id = ? AND a.status IN ('ended', 'cancelled')",
+    )
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await?;
+    let Some((_, title, status, start, end, starting_bid, window_s, ext_s, created, bid_count)) = row else {
+        return Ok(None);
+    };
+    let corrupt = |what: &str| sqlx::Error::Decode(format!("auctions.{what} of {id}").into());
+    let recent: Vec<RecentBid> = bids_newest(pool, id.as_str(), RECENT_BIDS).await?;
+    Ok(Some(StoredAuction {
+        id: id.clone(),
+        title,
+        state: if status == "cancelled" { StoredState::Cancelled } else { StoredState::Ended },
+        start_ms: start.and_utc().timestamp_millis(),
+        end_ms: end.and_utc().timestamp_millis(),
+        starting_bid: Amount::from_decimal(starting_bid).ok_or_else(|| corrupt("starting_bid"))?,
+        current_bid: recent.first().map(|b| b.amount),
+        bidder: recent.first().map(|b| b.bidder.clone()),
+        seq: recent.first().map_or(0, |b| b.seq),
+        bid_count,
+        extension_window_s: window_s,
+        extension_s: ext_s,
+        created_ms: created.and_utc().timestamp_millis(),
+        now_us,
+        recent,
+    }))
+}
+
+/// The newest `limit` finished auctions (ended or cancelled; or only those of `status`, which
+/// must be one of the two), newest first: the list's view of auctions whose keys expired.
+pub async fn retired_ids(
+    pool: &MySqlPool,
+    status: Option<AuctionStatus>,
+    limit: usize,
+) -> Result<Vec<AuctionId>, sqlx::Error> {
+    let statuses = match status {
+        None => vec!["ended", "cancelled"],
+        Some(AuctionStatus::Ended) => vec!["ended"],
+        Some(AuctionStatus::Cancelled) => vec!["cancelled"],
+        Some(_) => return Ok(Vec::new()),
+    };
+    let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new("SELECT auction_id FROM auctions WHERE status IN (");
+    let mut list = query.separated(", ");
+    for status in statuses {
+        list.push_bind(status);
+    }
+    query.push(") ORDER BY created_at DESC LIMIT ").push_bind(u64::try_from(limit).unwrap_or(u64::MAX));
+    let rows: Vec<(Vec<u8>,)> = query.build_query_as().fetch_all(pool).await?;
+    rows.into_iter()
+        .map(|(id,)| {
+            AuctionId::parse(&String::from_utf8_lossy(&id))
+                .map_err(|_| sqlx::Error::Decode(format!("auctions.auction_id {id:?}").into()))
+        })
+        .collect()
+}
+
+/// An auction's newest `limit` bids, newest first, as a snapshot's recent bids.
+async fn bids_newest(pool: &MySqlPool, auction: &str, limit: usize) -> Result<Vec<RecentBid>, sqlx::Error> {
+    let rows: Vec<BidRow> = sqlx::query_as(
+        "SELECT bid_id, bidder, amount, seq, placed_at FROM bids WHERE auction_id = ? ORDER BY seq DESC LIMIT ?",
+    )
+    .bind(auction)
+    .bind(u64::try_from(limit).unwrap_or(u64::MAX))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(_, bidder, amount, seq, placed_at)| {
+            let corrupt = |what: &str| sqlx::Error::Decode(format!("bids.{what} of {auction} seq {seq}").into());
+            Ok(RecentBid {
                 bidder: UserId::parse(&String::from_utf8_lossy(&bidder)).map_err(|_| corrupt("bidder"))?,
                 amount: Amount::from_decimal(amount).ok_or_else(|| corrupt("amount"))?,
                 seq,

@@ -9,9 +9,15 @@
 //!   which is how the work of a dead instance is picked up once its lease lapses.
 //! - The stream is trimmed only below what every consumer group has acknowledged.
 //! - While the MySQL breaker is open nothing is read: events wait in Redis.
-//! - The instance listens on the live channel of every auction the sweep found unfinished, so an
-//!   active auction's events reach MySQL within moments; an auction created since the last sweep
-//!   waits for the next one (`ANALYTICS_SWEEP`).
+//! - The sweep looks only at the work index (`Store::work_ids`): auctions whose logs may still get
+//!   or hold entries not yet in MySQL, so it costs O(auctions with work), not O(auctions ever).
+//!   An auction joins the index before it is created, and leaves it only once it is ended or
+//!   cancelled with its log fully written and acknowledged; its keys then expire after
+//!   `ENDED_RETENTION` (`Store::retire`), and once they have, the sweep makes the global indexes
+//!   forget it (`Store::forget_retired`).
+//! - The instance listens on the live channel of every auction in the work index, so an active
+//!   auction's events reach MySQL within moments; an auction created since the last sweep waits
+//!   for the next one (`ANALYTICS_SWEEP`).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -28,7 +34,7 @@ use super::breaker::Breaker;
 use crate::config::AnalyticsConfig;
 use crate::store::event::LogEntryError;
 use crate::store::log::LogEntry;
-use crate::store::{Event, Feed, Live, Received, Store, StoreError, Subscription};
+use crate::store::{Event, Feed, Live, Received, Retire, Store, StoreError, Subscription};
 
 /// Why draining one auction's log stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +50,10 @@ pub enum DrainError {
 
 /// How many auctions' consumer groups the process remembers having made.
 const GROUPED_LIMIT: usize = 100_000;
+
+/// How many retired auctions one sweep forgets in the global indexes at most (the rest wait for
+/// the next sweep).
+const FORGET_PER_SWEEP: usize = 1000;
 
 pub struct Metrics {
     pub written: Counter,
@@ -69,8 +79,6 @@ pub struct Consumer {
 
 impl Consumer {
     pub async fn run(self, shutdown: CancellationToken) {
-        // Ended or cancelled auctions whose logs are fully written: nothing can follow.
-        let mut done: HashSet<AuctionId> = HashSet::new();
         // Auctions whose live channel this instance listens on.
         let mut listening: HashSet<AuctionId> = HashSet::new();
         let mut next_sweep = tokio::time::Instant::now();
@@ -79,9 +87,9 @@ impl Consumer {
             let dirty: HashSet<AuctionId> = std::mem::take(&mut *crate::sync::lock(&self.dirty));
             let mut candidates: Vec<AuctionId> = dirty.iter().cloned().collect();
             if sweep {
-                match self.store.recent_ids(usize::MAX).await {
+                match self.store.work_ids().await {
                     Ok(ids) => {
-                        for id in ids.into_iter().filter(|id| !done.contains(id)) {
+                        for id in ids {
                             if listening.insert(id.clone()) {
                                 // Confirmation is not awaited: the sweep covers what comes before.
                                 drop(self.feed.subscribe(self.store.live_channel(&id)));
@@ -89,7 +97,10 @@ impl Consumer {
                             candidates.push(id);
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot list auctions"),
+                    Err(e) => tracing::warn!(error = %e, "cannot read the work index"),
+                }
+                if let Err(e) = self.store.forget_retired(FORGET_PER_SWEEP).await {
+                    tracing::warn!(error = %e, "cannot trim the indexes of retired auctions");
                 }
                 next_sweep = tokio::time::Instant::now() + self.config.sweep;
             }
@@ -102,18 +113,21 @@ impl Consumer {
                 if shutdown.is_cancelled() {
                     return;
                 }
-                // Most swept auctions are quiet: one call tells, instead of a drain's several.
-                if sweep && !dirty.contains(id) && !self.store.log_has_work(id).await.unwrap_or(true) {
-                    continue;
+                // Most swept auctions are quiet: one call tells (and retires a finished one),
+                // instead of a drain's several.
+                if sweep && !dirty.contains(id) {
+                    match self.store.retire(id, self.config.ended_retention).await {
+                        Ok(Retire::Work) | Err(_) => {}
+                        Ok(Retire::Live) => continue,
+                        Ok(Retire::Retired { .. } | Retire::Gone) => {
+                            self.forget(id, &mut listening);
+                            continue;
+                        }
+                    }
                 }
                 if self.breaker.allow() {
                     match self.drain(id).await {
-                        Ok(true) => {
-                            done.insert(id.clone());
-                            if listening.remove(id) {
-                                self.feed.unsubscribe(self.store.live_channel(id));
-                            }
-                        }
+                        Ok(true) => self.finish(id, &mut listening).await,
                         Ok(false) => {}
                         Err(DrainError::Db(e)) => {
                             tracing::warn!(auction = %id, error = %e, "cannot write events to mysql");
@@ -147,6 +161,24 @@ impl Consumer {
         }
     }
 
+    /// An auction whose final event is written: its keys get their retention and it leaves the
+    /// work index (if that fails, the next sweep tries again).
+    async fn finish(&self, id: &AuctionId, listening: &mut HashSet<AuctionId>) {
+        match self.store.retire(id, self.config.ended_retention).await {
+            Ok(Retire::Retired { .. } | Retire::Gone) => self.forget(id, listening),
+            Ok(Retire::Work | Retire::Live) => {}
+            Err(e) => tracing::warn!(auction = %id, error = %e, "cannot retire the auction; the next sweep retries"),
+        }
+    }
+
+    /// Stops following an auction that needs no more looks.
+    fn forget(&self, id: &AuctionId, listening: &mut HashSet<AuctionId>) {
+        crate::sync::lock(&self.grouped).remove(id);
+        if listening.remove(id) {
+            self.feed.unsubscribe(self.store.live_channel(id));
+        }
+    }
+
     /// Writes everything in auction `id`'s log that is not yet in MySQL; true when the auction is
     /// over and its log fully written, so it never needs another look.
     ///
@@ -160,7 +192,10 @@ impl Consumer {
             return Ok(false);
         }
         if !crate::sync::lock(&self.grouped).contains(id) {
-            self.store.ensure_group(id).await?;
+            if !self.store.ensure_group(id).await? {
+                // No log: the auction's keys have expired (a late live message named it).
+                return Ok(false);
+            }
             let mut grouped = crate::sync::lock(&self.grouped);
             // Bounded: auctions finished elsewhere are never removed one by one; forgetting
             // them all costs one call each for the auctions still active.
@@ -193,11 +228,7 @@ impl Consumer {
             self.store.own_log(id, &self.instance, ttl_ms).await?;
         }
         self.store.trim_log(id).await?;
-        let finished = over && self.store.log_backlog(id).await? == 0;
-        if finished {
-            crate::sync::lock(&self.grouped).remove(id);
-        }
-        Ok(finished)
+        Ok(over && self.store.log_backlog(id).await? == 0)
     }
 
     /// Writes one batch and acknowledges it; true if it holds the auction's final event. Stops

@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use super::openapi::{BadRequest, NotFound, TooLarge, Unauthorized, Unavailable, limit_schema};
 use super::{AppState, operator};
 use crate::http::{ApiError, ApiJson};
-use crate::store::NewAuction;
+use crate::store::{NewAuction, StoredAuction};
 
 /// The most auctions one list call returns.
 const MAX_LIST: usize = 1000;
@@ -149,6 +149,8 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
             extension_window_s,
             extension_s,
         };
+        // The analytics work index first, so that no auction exists outside it.
+        state.store.mark_work(&candidate).await?;
         if let Some(created) = state.store.create(&new).await? {
             break (candidate, created);
         }
@@ -180,9 +182,56 @@ fn validate_title(title: Option<&str>) -> Result<String, ApiError> {
 }
 
 pub(super) async fn load(state: &AppState, id: &AuctionId) -> Result<Auction, ApiError> {
-    let record = state.store.load(id).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {id}")))?;
+    let record = find(state, id).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {id}")))?;
     let rules = state.store.rules().await?;
     Ok(record.to_auction(&rules)?)
+}
+
+/// An auction from Redis, or once its keys have expired (`ENDED_RETENTION` after it finished)
+/// its final state from MySQL.
+async fn find(state: &AppState, id: &AuctionId) -> Result<Option<StoredAuction>, ApiError> {
+    if let Some(record) = state.store.load(id).await? {
+        return Ok(Some(record));
+    }
+    crate::db::retired_auction(&state.reads, id, chrono::Utc::now().timestamp_micros())
+        .await
+        .map_err(|e| ApiError::Unavailable(e.into()))
+}
+
+/// Adds to a list read from Redis the finished auctions whose keys have expired, from MySQL:
+/// both newest first, merged by creation time, Redis's version first. MySQL not answering leaves
+/// the list as Redis has it, with a warning: live auctions matter more than the archive.
+async fn with_retired(
+    state: &AppState,
+    mut auctions: Vec<Auction>,
+    status: Option<AuctionStatus>,
+    limit: usize,
+    rules: &auction_proto::BidRules,
+) -> Result<Vec<Auction>, ApiError> {
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let retired = match crate::db::retired_ids(&state.reads, status, limit).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list finished auctions from mysql; listing redis alone");
+            return Ok(auctions);
+        }
+    };
+    let known: std::collections::HashSet<AuctionId> = auctions.iter().map(|a| a.auction_id.clone()).collect();
+    let missing: Vec<AuctionId> = retired.into_iter().filter(|id| !known.contains(id)).collect();
+    let records =
+        futures_util::future::join_all(missing.iter().map(|id| crate::db::retired_auction(&state.reads, id, now_us)))
+            .await;
+    for record in records {
+        match record {
+            Ok(Some(record)) => auctions.push(record.to_auction(rules)?),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read a finished auction from mysql"),
+        }
+    }
+    // Newest first, ties as the index orders them (the greater id first).
+    auctions.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.auction_id.cmp(&a.auction_id)));
+    auctions.truncate(limit);
+    Ok(auctions)
 }
 
 /// The `{auction_id}` of the path, validated. A segment that is not even UTF-8 gets the same JSON
@@ -269,6 +318,7 @@ async fn list(
             }
         }
     }
+    let auctions = with_retired(&state, auctions, status, limit, &rules).await?;
     Ok(Json(AuctionList { auctions }))
 }
 
@@ -340,7 +390,7 @@ async fn bids(
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| ApiError::field("cursor", "is not a cursor from a previous page"))?,
     };
-    if state.store.load(&id).await?.is_none() {
+    if find(&state, &id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no auction {id}")));
     }
     let mut bids = crate::db::bids_page(&state.reads, id.as_str(), after, limit)

@@ -29,7 +29,7 @@ use tracing::Instrument;
 
 use crate::config::{BiddingConfig, Config};
 use crate::http::{ApiError, check, health_response, not_found};
-use crate::store::{Store, Subscription};
+use crate::store::{Store, StoredAuction, Subscription};
 use hub::{Hubs, RulesCache, reload_rules};
 
 /// What every handler and connection shares; cheap to clone.
@@ -45,6 +45,9 @@ pub struct AppState {
     metrics: Arc<metrics::BidMetrics>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// `MYSQL_READ_DSN`'s pool, if set: where finished auctions are found once their Redis keys
+    /// have expired.
+    archive: Option<sqlx::MySqlPool>,
 }
 
 pub struct App {
@@ -90,7 +93,9 @@ impl App {
         let listener_task = live::Listener { hubs: hubs.clone(), store: store.clone(), rules };
         tracker.spawn(listener_task.run(feed, shutdown.clone()));
         let send_buffer = bidding.send_buffer;
+        let archive = bidding.mysql_read.as_ref().map(crate::db::lazy_reader);
         let state = AppState {
+            archive,
             store,
             hubs,
             instance_id: config.instance_id.into(),
@@ -163,8 +168,7 @@ async fn connect(
     })?;
     let membership = state.hubs.join(&auction);
     membership.subscribed().await;
-    let record =
-        state.store.load(&auction).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {auction}")))?;
+    let record = find(&state, &auction).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {auction}")))?;
     let snapshot = record.snapshot(&state.hubs.rules())?;
     let span = connection_span(&auction, &user, &headers);
     let config = &state.config;
@@ -184,6 +188,18 @@ async fn connect(
             tracker.track_future(connection.run(snapshot).instrument(span))
         })
         .into_response())
+}
+
+/// An auction from Redis or, once its keys have expired (`ENDED_RETENTION` after it finished),
+/// its final state from MySQL when `MYSQL_READ_DSN` is set.
+async fn find(state: &AppState, id: &AuctionId) -> Result<Option<StoredAuction>, ApiError> {
+    if let Some(record) = state.store.load(id).await? {
+        return Ok(Some(record));
+    }
+    let Some(archive) = &state.archive else { return Ok(None) };
+    crate::db::retired_auction(archive, id, chrono::Utc::now().timestamp_micros())
+        .await
+        .map_err(|e| ApiError::Unavailable(e.into()))
 }
 
 /// The span of one connection, over everything logged while serving it. A root span, not a

@@ -8,6 +8,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
+use crate::http::ApiError;
 use super::hub::{Hub, Membership, encode};
 use crate::store::{BidOutcome, NewBid, StoreError, stored::ms_to_time};
 
@@ -202,7 +203,8 @@ impl BidContext<'_> {
             let min_next = rules.min_next_bid(current, Some(current));
             return reject(RejectReason::BidTooLow, too_low_message(min_next), Some(min_next), Some(current));
         }
-        let new_bid = NewBid { auction: self.auction, bidder: self.user, bid_id, amount, rules: &rules };
+        let new_bid =
+            NewBid { auction: self.auction, bidder: self.user, bid_id, amount, rules: &rules, keep_outcome: client_bid_id };
         match self.state.store.place_bid(&new_bid).await {
             Ok(BidOutcome::Accepted { amount, seq, end_ms, .. }) => match ms_to_time(end_ms) {
                 Ok(end_time) => ServerFrame::BidAccepted(BidAccepted {
@@ -224,9 +226,9 @@ impl BidContext<'_> {
 
 impl Connection {
     async fn resync(&mut self) -> Result<(), Stop> {
-        let loaded = self.state.store.load(&self.auction).await;
+        let loaded = super::find(&self.state, &self.auction).await;
         let rules = self.state.hubs.rules();
-        match loaded.and_then(|record| record.map(|r| r.snapshot(&rules)).transpose()) {
+        match loaded.and_then(|record| record.map(|r| r.snapshot(&rules)).transpose().map_err(ApiError::from)) {
             Ok(Some(snapshot)) => self.send_snapshot(snapshot).await,
             Ok(None) => self.send_error("auction_not_found", "the auction no longer exists").await,
             Err(e) => {

@@ -14,6 +14,12 @@ use super::{ConfigError, Service, ServiceConfig};
 const MYSQL_DSN: Setting<MySqlConnectOptions> =
     Setting::new("MYSQL_DSN", "mysql.dsn", DEFAULT_MYSQL_DSN, parse::mysql_dsn);
 
+/// A MySQL read replica (or the primary) for reads only. Optional for both services that take
+/// it: the auction service reads from `MYSQL_DSN` without it, the bidding service then answers a
+/// connection to an auction whose Redis keys have expired with 404.
+const MYSQL_READ_DSN: Setting<Option<MySqlConnectOptions>> =
+    Setting::new("MYSQL_READ_DSN", "mysql.read_dsn", "", parse::optional_mysql_dsn);
+
 /// Named, because it must be at least the frame limit and the error must blame it.
 const WS_MAX_MESSAGE_BYTES: Setting<usize> =
     Setting::new("WS_MAX_MESSAGE_BYTES", "bidding.max_message_bytes", "65536", parse::number);
@@ -70,6 +76,9 @@ settings! {
         /// or a path on the page's own origin (`/` behind a proxy that serves both on one origin);
         /// `None` (unset): the page's host on port 8081.
         pub web_api_url: Option<String> = Setting::new("WEB_API_URL", "bidding.web_api_url", "", parse::web_url),
+        /// Where a connection to a finished auction whose Redis keys have expired finds its final
+        /// state (optional; connected lazily, so MySQL is never needed to start or to bid).
+        pub mysql_read: Option<MySqlConnectOptions> = MYSQL_READ_DSN,
     }
 }
 
@@ -112,8 +121,7 @@ settings! {
         pub leader_ttl: Duration = Setting::new("LEADER_TTL", "leader_ttl", "10s", parse::duration),
         pub mysql: MySqlConnectOptions = MYSQL_DSN,
         /// A read replica for the read-only queries (the bids API); unset reads from `MYSQL_DSN`.
-        pub mysql_read: Option<MySqlConnectOptions> =
-            Setting::new("MYSQL_READ_DSN", "mysql.read_dsn", "", parse::optional_mysql_dsn),
+        pub mysql_read: Option<MySqlConnectOptions> = MYSQL_READ_DSN,
     }
 }
 
@@ -136,6 +144,11 @@ settings! {
         pub batch: usize = Setting::new("ANALYTICS_BATCH", "analytics.batch", "500", parse::at_least_one),
         /// How often every auction's log is looked at, besides the ones pub/sub says changed.
         pub sweep: Duration = Setting::new("ANALYTICS_SWEEP", "analytics.sweep", "2s", parse::duration),
+        /// How long a finished auction's Redis keys stay once MySQL has all of it (it is ended or
+        /// cancelled and its log fully written); reads of it then come from MySQL. This is also
+        /// how long after the close a retried bid still gets its stored outcome.
+        pub ended_retention: Duration =
+            Setting::new("ENDED_RETENTION", "analytics.ended_retention", "1h", parse::duration),
         /// For failure testing only: abort the process right after the first MySQL commit, before
         /// acknowledging, to prove that redelivery does not duplicate rows.
         pub crash_after_commit: bool = Setting::env_only("ANALYTICS_CRASH_AFTER_COMMIT", "", parse::flag),

@@ -6,9 +6,11 @@
 -- ARGV[4] amount in cents    ARGV[5] increment bands, "from:increment,..." in cents, ascending
 -- ARGV[6] live channel       ARGV[7] how many recent bids to keep
 -- ARGV[8] publish command: SPUBLISH on a cluster, PUBLISH on one Redis
+-- ARGV[9] "1" to store the outcome (the client chose the bid id and may retry it), "0" not to
+--         (the server made the id: nobody can ever send it again)
 --
 -- Returns the outcome as JSON, stored under "bidder:bid id" so that a retry gets the very same
--- text back: an accepted bid's event (the one text also logged, published and kept as a recent
+-- text back (until the auction's keys expire, docs/protocol.md "Retention"): an accepted bid's event (the one text also logged, published and kept as a recent
 -- bid: {"type":"bid",...}, see docs/protocol.md, "Events"), or
 --   {"type":"rejected","reason":..,"current":..?,"min_next":..?}
 --
@@ -17,9 +19,12 @@
 local function int(n) return string.format('%.0f', n) end
 
 -- Step 1: a retry gets the stored outcome; an auction that does not exist gets nothing stored.
+local keep = ARGV[9] == '1'
 local outcome_field = ARGV[2] .. ':' .. ARGV[3]
-local prior = redis.call('HGET', KEYS[3], outcome_field)
-if prior then return prior end
+if keep then
+  local prior = redis.call('HGET', KEYS[3], outcome_field)
+  if prior then return prior end
+end
 
 local a = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'end_ms', 'starting_bid',
   'current_bid', 'bidder', 'seq', 'bid_count', 'ext_window_s', 'ext_s')
@@ -52,7 +57,7 @@ local min_next = starting_bid
 if current then min_next = current + increment_at(current) end
 
 local function finish(text)
-  redis.call('HSET', KEYS[3], outcome_field, text)
+  if keep then redis.call('HSET', KEYS[3], outcome_field, text) end
   return text
 end
 
@@ -65,9 +70,13 @@ local function reject(reason, with_prices)
   return finish(cjson.encode(o))
 end
 
--- Step 2: Redis time decides, whatever the stored lifecycle state says.
-if state == 'cancelled' then return reject('auction_cancelled', false) end
-if state == 'ended' or now_ms >= end_ms then return reject('auction_ended', false) end
+-- Step 2: Redis time decides, whatever the stored lifecycle state says. These two answers are
+-- final (nothing reopens an auction), so a retry gets the same one without a stored outcome, and
+-- bids sent to a finished auction add nothing to keys that are about to expire.
+if state == 'cancelled' then return cjson.encode({type = 'rejected', reason = 'auction_cancelled'}) end
+if state == 'ended' or now_ms >= end_ms then
+  return cjson.encode({type = 'rejected', reason = 'auction_ended'})
+end
 if now_ms < start_ms then return reject('auction_not_started', false) end
 -- Step 3.
 if a[6] and a[6] == ARGV[2] then return reject('already_highest_bidder', true) end

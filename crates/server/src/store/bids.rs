@@ -19,6 +19,9 @@ pub struct NewBid<'a> {
     pub bid_id: &'a BidId,
     pub amount: Amount,
     pub rules: &'a BidRules,
+    /// Whether the outcome is stored for retries: only when the client chose `bid_id` (one the
+    /// server made can never be sent again).
+    pub keep_outcome: bool,
 }
 
 /// The bid script's verdict.
@@ -44,6 +47,7 @@ impl Store {
             &keys.live,
             RECENT_BIDS,
             self.topology.publish_command(),
+            if bid.keep_outcome { "1" } else { "0" },
         );
         if self.durability == Durability::Local {
             let mut invocation = BID.prepare_invoke();

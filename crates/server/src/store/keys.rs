@@ -53,6 +53,24 @@ impl Keys {
         format!("{}auctions", self.prefix)
     }
 
+    /// Sorted set of the auctions whose log may still get or hold entries the analytics service
+    /// has not written to MySQL: the analytics sweep's work index. An auction joins it before it
+    /// is created and leaves it once it is over and its log fully written.
+    pub fn work(&self) -> String {
+        format!("{}log_work", self.prefix)
+    }
+
+    /// Set once the work index has been seeded from [`Keys::index`] (deployments that predate it).
+    pub fn work_seeded(&self) -> String {
+        format!("{}log_work:seeded", self.prefix)
+    }
+
+    /// Sorted set of finished auctions whose keys expire, scored by the expiry (Redis time, ms):
+    /// once that passes, the global indexes forget them.
+    pub fn retired(&self) -> String {
+        format!("{}retired", self.prefix)
+    }
+
     /// The bid increment table (JSON of `BidRules`); absent means the defaults.
     pub fn rules(&self) -> String {
         format!("{}bid_validation_rules", self.prefix)

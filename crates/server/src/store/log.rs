@@ -62,14 +62,19 @@ impl Store {
         Ok(owned == 1)
     }
 
-    /// Creates the consumer group on the auction's log (from its first entry) if it is missing.
-    pub async fn ensure_group(&self, id: &AuctionId) -> Result<(), StoreError> {
+    /// Creates the consumer group on the auction's log (from its first entry) if it is missing;
+    /// false when there is no log at all. The log is never made here: every auction's starts
+    /// with its creation, so a missing one belongs to an auction whose keys have expired, and
+    /// making it afresh would leave a key that never does.
+    pub async fn ensure_group(&self, id: &AuctionId) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let log = self.keys.auction(id).log;
-        let created: Result<(), _> = self.bounded(conn.xgroup_create_mkstream(&log, GROUP, "0")).await;
+        let created: Result<(), _> = self.bounded(conn.xgroup_create(&log, GROUP, "0")).await;
         match created {
-            Err(StoreError::Redis(e)) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => other,
+            Ok(()) => Ok(true),
+            Err(StoreError::Redis(e)) if e.code() == Some("BUSYGROUP") => Ok(true),
+            Err(StoreError::Redis(e)) if e.to_string().contains("requires the key to exist") => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -128,17 +133,6 @@ impl Store {
             LogProgress::NoLog => 0,
             LogProgress::NoGroup { len } => len,
             LogProgress::Group { pending, lag } => lag.unwrap_or(0) + pending,
-        })
-    }
-
-    /// Whether the log holds entries the group has not yet written and acknowledged: one cheap
-    /// call, so that a sweep over many quiet auctions does not drain each. Errs towards yes: a
-    /// group whose lag Redis cannot tell (`nil`, after deletions) counts as having work.
-    pub async fn log_has_work(&self, id: &AuctionId) -> Result<bool, StoreError> {
-        Ok(match self.log_progress(id).await? {
-            LogProgress::NoLog => false,
-            LogProgress::NoGroup { len } => len > 0,
-            LogProgress::Group { pending, lag } => pending > 0 || lag.is_none_or(|lag| lag > 0),
         })
     }
 

@@ -6,7 +6,8 @@
 //! One file per concern: [`bids`] (the bid script), [`auctions`] (create, read, operator changes),
 //! [`schedule`] (the leader lease, the deadline index and the fenced transition), [`rules`] (the
 //! increment table), [`live`] (the pub/sub feed), [`log`] (the durable log's consumer group),
-//! [`persistence`] (whether Redis keeps what it accepted).
+//! [`persistence`] (whether Redis keeps what it accepted), [`retention`] (the analytics work index and
+//! the expiry of finished auctions).
 
 mod auctions;
 mod bids;
@@ -16,6 +17,7 @@ mod keys;
 mod live;
 pub mod log;
 mod persistence;
+mod retention;
 mod rules;
 mod schedule;
 pub mod stored;
@@ -29,6 +31,7 @@ pub use event::{Event, Live};
 pub use keys::Keys;
 pub use live::{Feed, Received, Subscription};
 pub use persistence::{Persistence, warn_if_not_durable};
+pub use retention::Retire;
 pub use schedule::{Advance, Fence, LeaseState};
 pub use stored::{StoredAuction, StoredState};
 
