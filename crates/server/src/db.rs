@@ -247,7 +247,11 @@ type AuctionRow = (Vec<u8>, String, String, NaiveDateTime, NaiveDateTime, Decima
 /// its Redis keys expired (`ENDED_RETENTION`); `None` unless it is ended or cancelled there (an
 /// auction MySQL still shows running is not one whose keys expired, and is not made up from it).
 /// Its `seq` is its last bid's (MySQL keeps no later one), `now_us` the caller's time.
-pub async fn retired_auction(pool: &MySqlPool, id: &AuctionId, now_us: i64) -> Result<Option<StoredAuction>, sqlx::Error> {
+pub async fn retired_auction(
+    pool: &MySqlPool,
+    id: &AuctionId,
+    now_us: i64,
+) -> Result<Option<StoredAuction>, sqlx::Error> {
     let row: Option<AuctionRow> = sqlx::query_as(
         "SELECT a.auction_id, a.title, a.status, a.start_time, a.end_time, a.starting_bid, a.extension_window_s, \
          a.extension_s, a.created_at, \

@@ -8,8 +8,8 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
-use crate::http::ApiError;
 use super::hub::{Hub, Membership, encode};
+use crate::http::ApiError;
 use crate::store::{BidOutcome, NewBid, StoreError, stored::ms_to_time};
 
 /// Why a connection ended early; logged at debug level, since clients leave all the time.
@@ -203,8 +203,14 @@ impl BidContext<'_> {
             let min_next = rules.min_next_bid(current, Some(current));
             return reject(RejectReason::BidTooLow, too_low_message(min_next), Some(min_next), Some(current));
         }
-        let new_bid =
-            NewBid { auction: self.auction, bidder: self.user, bid_id, amount, rules: &rules, keep_outcome: client_bid_id };
+        let new_bid = NewBid {
+            auction: self.auction,
+            bidder: self.user,
+            bid_id,
+            amount,
+            rules: &rules,
+            keep_outcome: client_bid_id,
+        };
         match self.state.store.place_bid(&new_bid).await {
             Ok(BidOutcome::Accepted { amount, seq, end_ms, .. }) => match ms_to_time(end_ms) {
                 Ok(end_time) => ServerFrame::BidAccepted(BidAccepted {

@@ -57,9 +57,7 @@ impl Store {
             let _: () = self.bounded(conn.set(self.keys.work_seeded(), 1)).await?;
         }
         let ids: Vec<String> = self.bounded(conn.zrange(self.keys.work(), 0, -1)).await?;
-        ids.iter()
-            .map(|id| AuctionId::parse(id).map_err(|e| StoreError::Corrupt(format!("work index: {e}"))))
-            .collect()
+        ids.iter().map(|id| AuctionId::parse(id).map_err(|e| StoreError::Corrupt(format!("work index: {e}")))).collect()
     }
 
     /// Looks at auction `id` for the sweep and, once it is over and its log fully written, gives

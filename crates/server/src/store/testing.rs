@@ -61,10 +61,10 @@ impl Store {
         Ok(dumps)
     }
 
-    /// Deletes every key under this store's prefix. For tests, which each own a prefix.
-    pub async fn delete_all(&self) -> Result<(), StoreError> {
+    /// Every key under this store's prefix. For tests, which each own a prefix.
+    pub async fn all_keys(&self) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn.clone();
-        let keys: Vec<String> = if let Conn::Cluster(_) = conn {
+        Ok(if let Conn::Cluster(_) = conn {
             // Every primary's keys, combined by the client (a test's few are fine to list whole).
             redis::cmd("KEYS").arg(self.keys.all_pattern()).query_async(&mut conn).await?
         } else {
@@ -74,8 +74,13 @@ impl Store {
                 keys.push(key?);
             }
             keys
-        };
-        for key in keys {
+        })
+    }
+
+    /// Deletes every key under this store's prefix. For tests, which each own a prefix.
+    pub async fn delete_all(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        for key in self.all_keys().await? {
             let _: () = conn.del(key).await?;
         }
         Ok(())

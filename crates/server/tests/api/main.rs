@@ -18,4 +18,5 @@ mod limits;
 mod loadgen;
 mod logs;
 mod rest;
+mod retention;
 mod startup;
