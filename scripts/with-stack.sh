@@ -14,7 +14,8 @@
 #
 # Environment: BIDDING_PORT, AUCTION_PORT, ANALYTICS_PORT move the services (the README's examples
 # then miss them); TEST_REDIS_ADDRESS (host:port) and TEST_MYSQL_URL (mysql://user:pass@host:port)
-# point at another Redis and MySQL, as for the tests; PROFILE=release builds optimised binaries.
+# point at another Redis and MySQL, as for the tests; PROFILE=release builds optimised binaries;
+# STACK_SETTINGS adds service settings, space-separated NAME=VALUE pairs (ENDED_RETENTION=5s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -113,6 +114,10 @@ CONFIG_FILE=/dev/null
 LOG_LEVEL=info
 NO_COLOR=1
 ENV
+for setting in ${STACK_SETTINGS:-}; do
+    [[ $setting == *=* ]] || die "STACK_SETTINGS takes NAME=VALUE pairs, not $setting"
+    printf '%s\n' "$setting" >>"$env_file"
+done
 mapfile -t service_env <"$env_file"
 
 # start NAME PORT: runs one service with exactly the stack's environment, nothing inherited.
