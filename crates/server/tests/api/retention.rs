@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use auction_proto::rest::{AuctionList, BidsPage, CreateAuction};
 use auction_proto::ws::ServerFrame;
-use auction_proto::{AuctionId, AuctionStatus, BidId, BidRules, UserId};
-use auction_server::store::{BidOutcome, Keys, NewAuction, NewBid, Store};
+use auction_proto::{AuctionId, AuctionStatus, BidId, BidRules, RejectReason, UserId};
+use auction_server::store::{BidOutcome, ChangeRequest, Keys, NewAuction, NewBid, Retire, Store};
 use auction_server::testing::{TestEnv, mysql_base};
 use chrono::Utc;
 use tokio::time::Instant;
@@ -193,38 +193,79 @@ async fn outcomes_are_stored_only_for_bids_a_client_can_retry() {
     let env = TestEnv::new().await;
     let store = env.store().await;
     let now_ms = store.now_ms().await.unwrap();
-    let id = AuctionId::parse("lot").unwrap();
-    store.create(&new_auction(&id, now_ms, 1)).await.unwrap().unwrap();
+    let (open, closed) = (AuctionId::parse("open").unwrap(), AuctionId::parse("closed").unwrap());
+    store.create(&new_auction(&open, now_ms, 60)).await.unwrap().unwrap();
+    // Closed by Redis time four seconds ago.
+    store.create(&new_auction(&closed, now_ms - 5000, 1)).await.unwrap().unwrap();
     let rules = BidRules::default();
-    let bid = async |store: &Store, bid_id: &str, cents: &str, keep_outcome: bool| {
+    let bid = async |store: &Store, auction: &AuctionId, bid_id: &str, cents: &str, keep_outcome: bool| {
         let (bidder, bid_id) = (UserId::parse("alice").unwrap(), BidId::parse(bid_id).unwrap());
-        let new = NewBid {
-            auction: &id,
-            bidder: &bidder,
-            bid_id: &bid_id,
-            amount: amount(cents),
-            rules: &rules,
-            keep_outcome,
-        };
+        let new =
+            NewBid { auction, bidder: &bidder, bid_id: &bid_id, amount: amount(cents), rules: &rules, keep_outcome };
         store.place_bid(&new).await.unwrap()
     };
-    let outcomes = Keys::new(&env.prefix).auction(&id).outcomes;
-    let fields = async || -> Vec<String> {
+    let fields = async |auction: &AuctionId| -> Vec<String> {
+        let outcomes = Keys::new(&env.prefix).auction(auction).outcomes;
         redis::cmd("HKEYS").arg(&outcomes).query_async(&mut env.redis_connection().await).await.unwrap()
     };
-    assert!(matches!(bid(&store, "server-made", "1.00", false).await, BidOutcome::Accepted { .. }));
-    assert_eq!(fields().await, Vec::<String>::new(), "a server-made id's outcome was stored");
-    assert!(matches!(bid(&store, "mine", "9.00", true).await, BidOutcome::Rejected { .. }));
-    assert_eq!(fields().await, ["alice:mine"]);
-    // A retry gets the stored answer even where a fresh bid would now be treated otherwise.
-    assert!(matches!(bid(&store, "mine", "9.00", true).await, BidOutcome::Rejected { .. }));
+    assert!(matches!(bid(&store, &open, "server-made", "1.00", false).await, BidOutcome::Accepted { .. }));
+    assert_eq!(fields(&open).await, Vec::<String>::new(), "a server-made id's outcome was stored");
+    let first = bid(&store, &open, "mine", "9.00", true).await;
+    assert!(matches!(first, BidOutcome::Rejected { .. }), "{first:?}");
+    assert_eq!(fields(&open).await, ["alice:mine"]);
+    assert_eq!(bid(&store, &open, "mine", "9.00", true).await, first, "a retry got another answer");
 
-    // Past the close (Redis time decides; the two clocks are the same machine's).
-    let left_ms = now_ms + 1100 - store.now_ms().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(u64::try_from(left_ms).unwrap_or(0))).await;
-    let late = bid(&store, "late", "20.00", true).await;
-    assert!(matches!(late, BidOutcome::Rejected { reason: auction_proto::RejectReason::AuctionEnded, .. }), "{late:?}");
-    assert_eq!(fields().await, ["alice:mine"], "a bid on a finished auction stored an outcome");
+    let late = bid(&store, &closed, "late", "20.00", true).await;
+    assert!(matches!(late, BidOutcome::Rejected { reason: RejectReason::AuctionEnded, .. }), "{late:?}");
+    assert_eq!(fields(&closed).await, Vec::<String>::new(), "a bid on an ended auction stored an outcome");
+    assert_eq!(bid(&store, &closed, "late", "20.00", true).await, late, "a retry got another answer");
+    store.change(&open, ChangeRequest::Cancel).await.unwrap();
+    let cancelled = bid(&store, &open, "after", "20.00", true).await;
+    assert!(matches!(cancelled, BidOutcome::Rejected { reason: RejectReason::AuctionCancelled, .. }), "{cancelled:?}");
+    assert_eq!(fields(&open).await, ["alice:mine"], "a bid on a cancelled auction stored an outcome");
+}
+
+#[tokio::test]
+async fn retire_waits_for_the_final_event_to_be_acknowledged_and_never_extends() {
+    let env = TestEnv::new().await;
+    let store = env.store().await;
+    let now_ms = store.now_ms().await.unwrap();
+    let id = AuctionId::parse("lot").unwrap();
+    let hour = Duration::from_secs(3600);
+    assert_eq!(store.retire(&id, hour).await.unwrap(), Retire::Gone);
+    store.create(&new_auction(&id, now_ms, 60)).await.unwrap().unwrap();
+    // The creation is not yet in MySQL: the log has work (no group yet).
+    assert_eq!(store.retire(&id, hour).await.unwrap(), Retire::Work);
+    let drain = async || {
+        assert!(store.ensure_group(&id).await.unwrap());
+        let entries = store.read_new(&id, "test", 100).await.unwrap();
+        let ids: Vec<String> = entries.into_iter().map(|e| e.id).collect();
+        store.ack(&id, &ids).await.unwrap();
+    };
+    drain().await;
+    assert_eq!(store.retire(&id, hour).await.unwrap(), Retire::Live);
+    store.change(&id, ChangeRequest::Cancel).await.unwrap();
+    // The cancellation is delivered but not acknowledged: still work.
+    assert!(store.ensure_group(&id).await.unwrap());
+    let pending = store.read_new(&id, "test", 100).await.unwrap();
+    assert_eq!(store.retire(&id, hour).await.unwrap(), Retire::Work);
+    store.ack(&id, &pending.into_iter().map(|e| e.id).collect::<Vec<_>>()).await.unwrap();
+    let Retire::Retired { expires_ms } = store.retire(&id, hour).await.unwrap() else { panic!("not retired") };
+    let now_ms = store.now_ms().await.unwrap();
+    assert!((now_ms + 3_590_000..=now_ms + 3_600_000).contains(&expires_ms), "{expires_ms} vs now {now_ms}");
+    let keys = Keys::new(&env.prefix);
+    let mut conn = env.redis_connection().await;
+    for key in [keys.auction(&id).state, keys.auction(&id).log] {
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+        assert!(ttl > 3_590_000, "{key}: {ttl}");
+    }
+    assert!(in_index(&env, keys.retired(), "lot").await);
+    assert!(!in_index(&env, keys.work(), "lot").await);
+    // Again, with a longer retention: the expiry stays.
+    let Retire::Retired { expires_ms: again } = store.retire(&id, hour * 2).await.unwrap() else {
+        panic!("not retired")
+    };
+    assert!((again - expires_ms).abs() <= 2, "the retention moved from {expires_ms} to {again}");
 }
 
 #[tokio::test]
