@@ -2,6 +2,7 @@
 //! statement that writes lives here, behind [`write_events`]; every read, behind [`bids_page`]
 //! and, for auctions whose Redis keys have expired, [`retired_auction`] and [`retired_ids`].
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use auction_proto::rest::BidRecord;
@@ -91,7 +92,10 @@ async fn move_close<'e>(db: impl sqlx::MySqlExecutor<'e>, auction: &str, end_ms:
     Ok(())
 }
 
-/// The final state of an ended auction: the auction row and its result.
+/// The final state of an ended auction: the auction row and its result, as Redis decided it (never
+/// worked out from the `bids` table, which keeps bids Redis lost). An auction ends once in Redis,
+/// so an `ended` written again is the same event replayed; should Redis lose the end and decide
+/// again, the later decision is the one written.
 async fn mark_ended(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, ended: &Ended) -> Result<(), sqlx::Error> {
     let end_time = ms_naive(ended.end_ms);
     sqlx::query("UPDATE auctions SET status = 'ended', end_time = ? WHERE auction_id = ?")
@@ -101,7 +105,8 @@ async fn mark_ended(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, ended: &Ended) 
         .await?;
     sqlx::query(
         "INSERT INTO auction_results (auction_id, winner, final_price, bid_count, ended_at) VALUES (?, ?, ?, ?, ?) \
-         ON DUPLICATE KEY UPDATE auction_id = auction_id",
+         ON DUPLICATE KEY UPDATE winner = VALUES(winner), final_price = VALUES(final_price), \
+         bid_count = VALUES(bid_count), ended_at = VALUES(ended_at)",
     )
     .bind(ended.auction_id.as_str())
     .bind(ended.winner.as_ref().map(UserId::as_str))
@@ -113,6 +118,25 @@ async fn mark_ended(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, ended: &Ended) 
     Ok(())
 }
 
+/// A bid written next to another bid that already held its `(auction_id, seq)`: Redis lost the
+/// other one (a failover to a replica that was behind, an append-only file short of its last
+/// second) and gave its seq again. Both were accepted, so both are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeqConflict {
+    pub auction_id: String,
+    pub seq: u64,
+    /// The bid already recorded at that seq, as (bidder, bid id).
+    pub recorded: (String, String),
+    /// The bid written now.
+    pub written: (String, String),
+}
+
+/// What a [`write_events`] call found worth counting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    pub seq_conflicts: Vec<SeqConflict>,
+}
+
 /// Writes a batch of events in one transaction: the one way anything reaches the `auctions`,
 /// `bids` and `auction_results` tables, for the analytics service (from the logs) and the
 /// auction service (its fast path, right after each change). Every statement is idempotent, so
@@ -120,26 +144,97 @@ async fn mark_ended(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, ended: &Ended) 
 /// acknowledgement) changes nothing the second time, and the guards (`status = 'scheduled'`,
 /// `GREATEST`, no status change on an extension) keep an older event written late from undoing a
 /// newer one.
-pub async fn write_events(pool: &MySqlPool, events: &[&Event]) -> Result<(), sqlx::Error> {
+///
+/// A bid is known by its identity (auction, bidder, bid id), never by its seq alone: a bid whose
+/// seq another bid already holds is kept as well, logged and returned (see [`SeqConflict`]).
+pub async fn write_events(pool: &MySqlPool, events: &[&Event]) -> Result<Written, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    let mut written = Written::default();
     let mut bids = Vec::new();
     for event in events {
         match event {
             Event::Bid(bid) => bids.push(bid),
             other => {
-                insert_bids(&mut tx, &bids).await?;
+                insert_bids(&mut tx, &bids, &mut written).await?;
                 bids.clear();
                 write_lifecycle(&mut tx, other).await?;
             }
         }
     }
-    insert_bids(&mut tx, &bids).await?;
-    tx.commit().await
+    insert_bids(&mut tx, &bids, &mut written).await?;
+    tx.commit().await?;
+    // Told once the rows are in: a transaction that failed is retried and would tell it twice.
+    for c in &written.seq_conflicts {
+        tracing::warn!(
+            auction = %c.auction_id,
+            seq = c.seq,
+            recorded_bidder = %c.recorded.0,
+            recorded_bid_id = %c.recorded.1,
+            bidder = %c.written.0,
+            bid_id = %c.written.1,
+            "two accepted bids share one seq (redis lost writes and reused it); both are kept"
+        );
+    }
+    Ok(written)
 }
 
-async fn insert_bids(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, bids: &[&Bid]) -> Result<(), sqlx::Error> {
+/// The bids already recorded for `auction` with a seq in `from..=to`, as seq -> (bidder, bid id).
+async fn recorded_bids(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    auction: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<(u64, (String, String))>, sqlx::Error> {
+    let rows: Vec<(u64, Vec<u8>, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, bidder, bid_id FROM bids WHERE auction_id = ? AND seq BETWEEN ? AND ?")
+            .bind(auction)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, bidder, bid_id)| {
+            (seq, (String::from_utf8_lossy(&bidder).into_owned(), String::from_utf8_lossy(&bid_id).into_owned()))
+        })
+        .collect())
+}
+
+async fn insert_bids(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    bids: &[&Bid],
+    written: &mut Written,
+) -> Result<(), sqlx::Error> {
     if bids.is_empty() {
         return Ok(());
+    }
+    // What each seq of the batch already holds, one indexed read per auction: a bid recorded
+    // before is a replay (nothing to do), another bid at its seq is a conflict (both kept).
+    let mut held: HashMap<&str, Vec<(u64, (String, String))>> = HashMap::new();
+    for bid in bids {
+        let auction = bid.auction_id.as_str();
+        if held.contains_key(auction) {
+            continue;
+        }
+        let seqs = bids.iter().filter(|b| b.auction_id.as_str() == auction).map(|b| b.seq);
+        let (from, to) = seqs.fold((u64::MAX, 0), |(lo, hi), seq| (lo.min(seq), hi.max(seq)));
+        held.insert(auction, recorded_bids(tx, auction, from, to).await?);
+    }
+    for bid in bids {
+        let identity = (bid.bidder.as_str().to_owned(), bid.bid_id.as_str().to_owned());
+        let at_seq = held.entry(bid.auction_id.as_str()).or_default();
+        if at_seq.iter().any(|(_, recorded)| *recorded == identity) {
+            continue;
+        }
+        if let Some((_, recorded)) = at_seq.iter().find(|(seq, _)| *seq == bid.seq) {
+            written.seq_conflicts.push(SeqConflict {
+                auction_id: bid.auction_id.as_str().to_owned(),
+                seq: bid.seq,
+                recorded: recorded.clone(),
+                written: identity.clone(),
+            });
+        }
+        at_seq.push((bid.seq, identity));
     }
     let mut insert = sqlx::QueryBuilder::<sqlx::MySql>::new(
         "INSERT INTO bids (auction_id, seq, bid_id, bidder, amount, placed_at) ",
@@ -152,10 +247,12 @@ async fn insert_bids(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, bids: &[&Bid])
             .push_bind(bid.amount.to_decimal())
             .push_bind(us_naive(bid.placed_us));
     });
+    // Only the identity is unique now: a replayed bid changes nothing, a bid at a seq another
+    // bid holds is a row of its own.
     insert.push(" ON DUPLICATE KEY UPDATE seq = seq");
     insert.build().execute(&mut **tx).await?;
     // The close in force moves with bid extensions.
-    let mut latest: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    let mut latest: HashMap<&str, i64> = HashMap::new();
     for bid in bids {
         latest.insert(bid.auction_id.as_str(), bid.end_ms);
     }
@@ -208,34 +305,50 @@ fn us_naive(us: i64) -> NaiveDateTime {
 }
 
 /// A `bids` row as read: ids are `ascii_bin`, so they arrive as bytes.
-type BidRow = (Vec<u8>, Vec<u8>, Decimal, u64, NaiveDateTime);
+type BidRow = (u64, Vec<u8>, Vec<u8>, Decimal, u64, NaiveDateTime);
 
-/// One page of an auction's accepted bids, oldest first, after `after_seq`; `limit + 1` rows are
-/// read so the caller knows whether another page follows.
+/// Where a page of bids starts: after the bid at `seq` (and, when two bids share that seq, after
+/// the one with row id `id`; `None` is after every bid at `seq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BidsAfter {
+    pub seq: u64,
+    pub id: Option<u64>,
+}
+
+/// One page of an auction's accepted bids in `(seq, id)` order (two bids share a seq only when
+/// Redis lost one of them and reused its seq; the one recorded first comes first), after `after`;
+/// `limit + 1` rows are read so the caller knows whether another page follows. Each bid comes
+/// with its row id, for a cursor that falls between two bids of one seq.
 pub async fn bids_page(
     pool: &MySqlPool,
     auction: &str,
-    after_seq: u64,
+    after: BidsAfter,
     limit: u32,
-) -> Result<Vec<BidRecord>, sqlx::Error> {
+) -> Result<Vec<(u64, BidRecord)>, sqlx::Error> {
     let rows: Vec<BidRow> = sqlx::query_as(
-        "SELECT bid_id, bidder, amount, seq, placed_at FROM bids WHERE auction_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        "SELECT id, bid_id, bidder, amount, seq, placed_at FROM bids \
+         WHERE auction_id = ? AND (seq > ? OR (seq = ? AND id > ?)) ORDER BY seq, id LIMIT ?",
     )
     .bind(auction)
-    .bind(after_seq)
+    .bind(after.seq)
+    .bind(after.seq)
+    .bind(after.id.unwrap_or(u64::MAX))
     .bind(limit + 1)
     .fetch_all(pool)
     .await?;
     rows.into_iter()
-        .map(|(bid_id, bidder, amount, seq, placed_at)| {
+        .map(|(id, bid_id, bidder, amount, seq, placed_at)| {
             let corrupt = |what: &str| sqlx::Error::Decode(format!("bids.{what} of {auction} seq {seq}").into());
-            Ok(BidRecord {
-                bid_id: BidId::parse(&String::from_utf8_lossy(&bid_id)).map_err(|_| corrupt("bid_id"))?,
-                bidder: UserId::parse(&String::from_utf8_lossy(&bidder)).map_err(|_| corrupt("bidder"))?,
-                amount: Amount::from_decimal(amount).ok_or_else(|| corrupt("amount"))?,
-                seq,
-                placed_at: placed_at.and_utc(),
-            })
+            Ok((
+                id,
+                BidRecord {
+                    bid_id: BidId::parse(&String::from_utf8_lossy(&bid_id)).map_err(|_| corrupt("bid_id"))?,
+                    bidder: UserId::parse(&String::from_utf8_lossy(&bidder)).map_err(|_| corrupt("bidder"))?,
+                    amount: Amount::from_decimal(amount).ok_or_else(|| corrupt("amount"))?,
+                    seq,
+                    placed_at: placed_at.and_utc(),
+                },
+            ))
         })
         .collect()
 }

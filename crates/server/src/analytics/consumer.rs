@@ -57,6 +57,8 @@ const FORGET_PER_SWEEP: usize = 1000;
 
 pub struct Metrics {
     pub written: Counter,
+    /// Bids written at a seq another bid already held (Redis lost writes and reused the seq).
+    pub seq_conflicts: Counter,
     pub backlog: Gauge,
     pub breaker: Gauge,
 }
@@ -246,10 +248,11 @@ impl Consumer {
             tracing::error!("crash_before_commit is set: aborting after the read, before the commit");
             std::process::abort();
         }
-        crate::db::write_events(&self.db, &events).await?;
+        let written = crate::db::write_events(&self.db, &events).await?;
         self.breaker.success();
         // Counted at the commit, so a log that is fully acknowledged is fully counted.
         self.metrics.written.increment(events.len() as u64);
+        self.metrics.seq_conflicts.increment(written.seq_conflicts.len() as u64);
         if self.config.crash_after_commit {
             tracing::error!("crash_after_commit is set: aborting after the commit, before the acknowledgement");
             std::process::abort();

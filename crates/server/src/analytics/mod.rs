@@ -49,6 +49,7 @@ fn register(recorder: &PrometheusRecorder) -> Metrics {
     static META: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
     Metrics {
         written: recorder.register_counter(&Key::from_static_name("analytics_events_written_total"), &META),
+        seq_conflicts: recorder.register_counter(&Key::from_static_name("analytics_bid_seq_conflicts_total"), &META),
         backlog: recorder.register_gauge(&Key::from_static_name("analytics_backlog_events"), &META),
         breaker: recorder.register_gauge(&Key::from_static_name("analytics_mysql_breaker_state"), &META),
     }

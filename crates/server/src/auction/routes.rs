@@ -352,14 +352,16 @@ struct BidsParams {
     #[param(schema_with = page_limit)]
     limit: Option<u32>,
     /// The `next_cursor` of the previous page; absent or empty for the first.
-    #[param(pattern = "^[0-9]*$")]
+    #[param(pattern = "^([0-9]+(\\.[0-9]+)?)?$")]
     cursor: Option<String>,
 }
 
 /// The accepted bids of an auction, oldest first, a page at a time.
 ///
-/// Read from MySQL, where bids arrive within about a second of being accepted. The cursor is the
-/// `seq` of the last bid of the previous page.
+/// Read from MySQL, where bids arrive within about a second of being accepted, in `seq` order. The
+/// cursor is the `seq` of the last bid of the previous page, or `seq.row` when the next page
+/// starts with another bid of that same seq (possible only after Redis lost bids and reused
+/// their seqs: both bids are kept).
 #[utoipa::path(
     get,
     path = "/auctions/{auction_id}/bids",
@@ -382,22 +384,36 @@ async fn bids(
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
     }
-    let after: u64 = match params.cursor.as_deref() {
-        None | Some("") => 0,
-        // Digits only: `u64::from_str` would also take a sign, which no cursor of ours has.
-        Some(cursor) => Some(cursor)
-            .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| ApiError::field("cursor", "is not a cursor from a previous page"))?,
+    let after = match params.cursor.as_deref() {
+        None | Some("") => crate::db::BidsAfter::default(),
+        Some(cursor) => {
+            parse_cursor(cursor).ok_or_else(|| ApiError::field("cursor", "is not a cursor from a previous page"))?
+        }
     };
     if find(&state, &id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no auction {id}")));
     }
-    let mut bids = crate::db::bids_page(&state.reads, id.as_str(), after, limit)
+    let mut rows = crate::db::bids_page(&state.reads, id.as_str(), after, limit)
         .await
         .map_err(|e| ApiError::Unavailable(e.into()))?;
-    let more = bids.len() > limit as usize;
-    bids.truncate(limit as usize);
-    let next_cursor = if more { bids.last().map(|b| b.seq.to_string()) } else { None };
-    Ok(Json(BidsPage { bids, next_cursor }))
+    let next = rows.get(limit as usize).map(|(_, bid)| bid.seq);
+    rows.truncate(limit as usize);
+    let next_cursor = match (rows.last(), next) {
+        // The next page starts inside this seq: name the row too.
+        (Some((row, last)), Some(seq)) if seq == last.seq => Some(format!("{}.{row}", last.seq)),
+        (Some((_, last)), Some(_)) => Some(last.seq.to_string()),
+        _ => None,
+    };
+    Ok(Json(BidsPage { bids: rows.into_iter().map(|(_, bid)| bid).collect(), next_cursor }))
+}
+
+/// A bids cursor: `seq` (after every bid at that seq), or `seq.row` (after that row of the seq,
+/// when two bids share it). Digits only: `u64::from_str` would also take a sign, which no cursor
+/// of ours has.
+fn parse_cursor(cursor: &str) -> Option<crate::db::BidsAfter> {
+    let number = |text: &str| Some(text).filter(|t| t.bytes().all(|b| b.is_ascii_digit())).and_then(|t| t.parse().ok());
+    match cursor.split_once('.') {
+        None => Some(crate::db::BidsAfter { seq: number(cursor)?, id: None }),
+        Some((seq, row)) => Some(crate::db::BidsAfter { seq: number(seq)?, id: Some(number(row)?) }),
+    }
 }

@@ -175,7 +175,7 @@ pub async fn copy_to_mysql(db: sqlx::MySqlPool, mut events: mpsc::Receiver<Event
         let mut attempt = 0;
         loop {
             match crate::db::write_events(&db, &[&event]).await {
-                Ok(()) => break,
+                Ok(_) => break,
                 Err(e) if attempt < 3 => {
                     attempt += 1;
                     tracing::debug!(error = %e, attempt, "mysql write failed; retrying");

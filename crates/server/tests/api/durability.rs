@@ -643,3 +643,128 @@ async fn replicated_durability_acknowledges_only_what_a_replica_has() {
 async fn bids_logged(store: &auction_server::store::Store, id: &AuctionId) -> usize {
     store.log_types(id).await.unwrap().iter().filter(|kind| *kind == "bid").count()
 }
+
+/// Places one bid as `user` on a connection of its own; it must be accepted.
+async fn place(node: Node, auction: &str, user: &str, cents: &str, bid_id: &str) -> Accepted {
+    let (mut ws, _) = node.connect(auction, user).await;
+    match ws.bid(cents, Some(bid_id)).await {
+        ServerFrame::BidAccepted(a) => {
+            Accepted { seq: a.seq, bid_id: a.bid_id.to_string(), bidder: user.to_owned(), amount: a.amount }
+        }
+        other => panic!("{user} {cents}: {other:?}"),
+    }
+}
+
+/// Redis may lose its last writes: a failover to a replica that was behind, or an append-only
+/// file short of its last second. The lost bids are in MySQL already, and the bids accepted after
+/// the loss get their seqs again. MySQL must keep both (each was accepted), count and report the
+/// conflicts, page through both, and record the result Redis decided, not the highest bid it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bids_lost_in_a_redis_rollback_and_the_bids_reusing_their_seqs_are_all_recorded() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let analytics = env.analytics_service().await;
+    let auction = api.create_open(600, "1", 0).await;
+    let id = auction.auction_id.to_string();
+    let store = env.store().await;
+    let mut before = Vec::new();
+    for (user, cents, bid_id) in [("ann", "1.00", "b-1"), ("ben", "2.00", "b-2"), ("cat", "3.00", "b-3")] {
+        before.push(place(node, &id, user, cents, bid_id).await);
+    }
+    wait_acknowledged(&store, &auction.auction_id).await;
+    // What a replica that is behind holds: the auction's keys as they were.
+    let keys = auction_server::store::Keys::new(&env.prefix).auction(&auction.auction_id);
+    let keys = [keys.state, keys.recent, keys.outcomes, keys.log];
+    let replica = env.dump_auction(&id).await;
+    assert!(replica.iter().all(Option::is_some), "every key of the auction exists");
+
+    let mut lost = Vec::new();
+    for (user, cents, bid_id) in [("ann", "50.00", "lost-1"), ("ben", "60.00", "lost-2"), ("ann", "70.00", "lost-3")] {
+        lost.push(place(node, &id, user, cents, bid_id).await);
+    }
+    wait_acknowledged(&store, &auction.auction_id).await;
+    wait_in_mysql(&env, &id, &[before.clone(), lost.clone()].concat(), WAIT).await;
+
+    // The failover: the replica's state replaces the primary's.
+    let mut redis = env.redis_connection().await;
+    for (key, dump) in keys.iter().zip(&replica) {
+        let _: () = redis::cmd("RESTORE")
+            .arg(key)
+            .arg(0)
+            .arg(dump.as_deref())
+            .arg("REPLACE")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    let mut new = Vec::new();
+    for (user, cents, bid_id) in [("dan", "10.00", "new-1"), ("eve", "11.00", "new-2"), ("dan", "12.00", "new-3")] {
+        new.push(place(node, &id, user, cents, bid_id).await);
+    }
+    let seqs = |bids: &[Accepted]| bids.iter().map(|b| b.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(&new), seqs(&lost), "the new bids reuse the lost bids' seqs");
+    wait_acknowledged(&store, &auction.auction_id).await;
+
+    // Both bids of each reused seq, the lost one (recorded first) first.
+    let mut expected = before.clone();
+    for (lost, new) in lost.iter().zip(&new) {
+        expected.extend([lost.clone(), new.clone()]);
+    }
+    let mut conn = env.mysql().await;
+    assert_eq!(mysql_bids(&mut conn, &id).await, expected, "every accepted bid is in mysql");
+    assert_eq!(scrape(analytics, "analytics_bid_seq_conflicts_total").await, 3.0);
+
+    // Every page size reads each bid once, in order, whether a page ends inside a seq or not.
+    for limit in [1, 2, 4, 100] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let query = match &cursor {
+                Some(c) => format!("/api/v1/auctions/{id}/bids?limit={limit}&cursor={c}"),
+                None => format!("/api/v1/auctions/{id}/bids?limit={limit}"),
+            };
+            let (status, body) = api.get(&query).await;
+            assert_eq!(status, 200, "{query}: {body}");
+            let page: BidsPage = serde_json::from_value(body).unwrap();
+            seen.extend(page.bids.iter().map(|b| b.bid_id.to_string()));
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let ids: Vec<String> = expected.iter().map(|b| b.bid_id.clone()).collect();
+        assert_eq!(seen, ids, "pages of {limit}");
+    }
+    // A plain seq is still a cursor: after every bid of that seq.
+    let (status, body) = api.get(&format!("/api/v1/auctions/{id}/bids?cursor={}", lost[0].seq)).await;
+    assert_eq!(status, 200, "{body}");
+    let page: BidsPage = serde_json::from_value(body).unwrap();
+    assert_eq!(
+        page.bids.iter().map(|b| b.bid_id.to_string()).collect::<Vec<_>>(),
+        ["lost-2", "new-2", "lost-3", "new-3"]
+    );
+
+    // Close it now: the result is the one Redis decides, with the bids Redis still holds.
+    let now_ms = store.now_ms().await.unwrap();
+    let _: () = redis::cmd("HSET").arg(&keys[0]).arg("end_ms").arg(now_ms).query_async(&mut redis).await.unwrap();
+    store.schedule(&auction.auction_id, now_ms).await.unwrap();
+    store.announce_deadline().await.unwrap();
+    wait_for_row(&mut conn, &id, |status| status == "ended").await;
+    let ended = store.log_events(&auction.auction_id).await.unwrap().into_iter().find_map(|e| match e {
+        Event::Ended(ended) => Some(ended),
+        _ => None,
+    });
+    let ended = ended.expect("an ended event");
+    assert_eq!(
+        (ended.winner.as_ref().map(|w| w.as_str()), ended.final_price, ended.bid_count),
+        (Some("dan"), Some(amount("12.00")), 6)
+    );
+    let result: (Option<Vec<u8>>, Option<Decimal>, u64) =
+        sqlx::query_as("SELECT winner, final_price, bid_count FROM auction_results WHERE auction_id = ?")
+            .bind(&id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(result, (Some(b"dan".to_vec()), Some(amount("12.00").to_decimal()), 6), "the result redis decided");
+}

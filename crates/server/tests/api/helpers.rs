@@ -547,11 +547,11 @@ pub struct BidRow {
     pub placed_at: DateTime<Utc>,
 }
 
-/// Every bid of `auction` in MySQL, in `seq` order.
+/// Every bid of `auction` in MySQL, in `seq` order (bids sharing a seq in the order recorded).
 pub async fn mysql_bid_rows(conn: &mut sqlx::MySqlConnection, auction: &str) -> Vec<BidRow> {
     type Row = (u64, Vec<u8>, Vec<u8>, rust_decimal::Decimal, chrono::NaiveDateTime);
     let rows: Vec<Row> =
-        sqlx::query_as("SELECT seq, bid_id, bidder, amount, placed_at FROM bids WHERE auction_id = ? ORDER BY seq")
+        sqlx::query_as("SELECT seq, bid_id, bidder, amount, placed_at FROM bids WHERE auction_id = ? ORDER BY seq, id")
             .bind(auction)
             .fetch_all(conn)
             .await
