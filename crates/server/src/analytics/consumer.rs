@@ -127,7 +127,7 @@ impl Consumer {
                         }
                     }
                 }
-                if self.breaker.allow() {
+                if let Some(_permit) = self.breaker.allow() {
                     match self.drain(id).await {
                         Ok(true) => self.finish(id, &mut listening).await,
                         Ok(false) => {}
