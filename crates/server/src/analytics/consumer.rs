@@ -6,7 +6,8 @@
 //!   one row.
 //! - One instance at a time owns an auction's stream (a short lease), so an auction's events reach
 //!   MySQL in order; the owner first reclaims every pending entry of the group (`XAUTOCLAIM`),
-//!   which is how the work of a dead instance is picked up once its lease lapses.
+//!   which is how the work of a dead instance is picked up once its lease lapses. The lease is
+//!   renewed before each further batch, and an instance that finds it has lost it stops there.
 //! - The stream is trimmed only below what every consumer group has acknowledged.
 //! - While the MySQL breaker is open nothing is read: events wait in Redis.
 //! - The sweep looks only at the work index (`Store::work_ids`): auctions whose logs may still get
@@ -226,8 +227,13 @@ impl Consumer {
             if last {
                 break;
             }
-            // Keep the stream while working through a long backlog.
-            self.store.own_log(id, &self.instance, ttl_ms).await?;
+            // Keep the stream while working through a long backlog; once another instance holds
+            // it (ours lapsed during a slow batch), it drains it, from what is still pending, and
+            // this one stops before reading another batch, so two never drain one log at once.
+            if !self.store.own_log(id, &self.instance, ttl_ms).await? {
+                tracing::warn!(auction = %id, "another analytics instance took over this log; stopped draining it");
+                return Ok(false);
+            }
         }
         self.store.trim_log(id).await?;
         Ok(over && self.store.log_backlog(id).await? == 0)

@@ -768,3 +768,59 @@ async fn bids_lost_in_a_redis_rollback_and_the_bids_reusing_their_seqs_are_all_r
             .unwrap();
     assert_eq!(result, (Some(b"dan".to_vec()), Some(amount("12.00").to_decimal()), 6), "the result redis decided");
 }
+
+/// How many entries of `auction`'s log are delivered to a consumer of the group and not yet
+/// acknowledged.
+async fn pending(env: &TestEnv, auction: &AuctionId) -> u64 {
+    let log = auction_server::store::Keys::new(&env.prefix).auction(auction).log;
+    let mut redis = env.redis_connection().await;
+    let (count, ..): (u64, redis::Value, redis::Value, redis::Value) =
+        redis::cmd("XPENDING").arg(&log).arg("analytics").query_async(&mut redis).await.unwrap();
+    count
+}
+
+/// An analytics instance whose ownership of a log lapsed during a slow batch, and was taken by
+/// another instance, stops draining that log before its next batch: two instances never drain
+/// one log at once (and its events reach MySQL in order). The other instance drains the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_loses_a_log_to_another_stops_before_its_next_batch() {
+    let mut env = TestEnv::new().await;
+    env.set("ANALYTICS_BATCH", "2");
+    env.set("ANALYTICS_SWEEP", "200ms");
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let relay = Relay::start(&mysql_target()).await;
+    let dsn = mysql_through(&env, relay.addr);
+    let mut first = env.process(env!("CARGO_BIN_EXE_analytics-service"), "first", &[("MYSQL_DSN", &dsn)]).await;
+    let auction = api.create_open(600, "1", 0).await;
+    let id = auction.auction_id.clone();
+    let store = env.store().await;
+    wait_acknowledged(&store, &id).await;
+
+    // MySQL hangs for the first instance: it reads a batch and waits on the write.
+    relay.set(Link::Stalled);
+    let accepted = bid_rounds(node, id.as_str(), &["ann", "ben"], 10).await;
+    let deadline = Instant::now() + WAIT;
+    let in_flight = loop {
+        match pending(&env, &id).await {
+            0 => assert!(Instant::now() < deadline, "the first instance never read a batch"),
+            n => break n,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Meanwhile its ownership lapsed and the second instance took the log.
+    let owner = auction_server::store::Keys::new(&env.prefix).auction(&id).log_owner;
+    let mut redis = env.redis_connection().await;
+    let _: () =
+        redis::cmd("SET").arg(&owner).arg("second").arg("PX").arg(60_000).query_async(&mut redis).await.unwrap();
+    relay.set(Link::Up);
+    first.output.line_matching(|line| line.contains("another analytics instance took over this log")).await;
+    let mut conn = env.mysql().await;
+    assert_eq!(mysql_bids(&mut conn, id.as_str()).await, accepted[..in_flight as usize], "only its batch in flight");
+    assert_eq!(store.log_backlog(&id).await.unwrap(), 10 - in_flight, "the rest left to the owner");
+
+    let second = env.process(env!("CARGO_BIN_EXE_analytics-service"), "second", &[]).await;
+    wait_acknowledged(&store, &id).await;
+    assert_eq!(mysql_bids(&mut conn, id.as_str()).await, accepted);
+    assert_eq!(scrape(second.addr, "analytics_events_written_total").await, 10.0 - in_flight as f64);
+}
