@@ -92,13 +92,13 @@ impl App {
         let state = self.state;
         let tracker = TaskTracker::new();
         let (copies_tx, copies_rx) = mpsc::channel(4096);
-        let scheduler = Scheduler {
-            store: state.store.clone(),
-            lease: state.lease.clone(),
-            wake: state.wake.clone(),
-            copies: copies_tx,
-            metrics: state.metrics.clone(),
-        };
+        let scheduler = Scheduler::new(
+            state.store.clone(),
+            state.lease.clone(),
+            state.wake.clone(),
+            copies_tx,
+            state.metrics.clone(),
+        );
         tracker.spawn(self.elector.run(shutdown.clone()));
         tracker.spawn(scheduler.run(shutdown.clone()));
         tracker.spawn(scheduler::copy_to_mysql(state.db.clone(), copies_rx));

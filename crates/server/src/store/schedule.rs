@@ -162,12 +162,13 @@ impl Store {
         Ok(ids.iter().filter_map(|id| AuctionId::parse(id).ok()).collect())
     }
 
-    /// The earliest deadline in the index, in ms.
-    pub async fn next_deadline(&self) -> Result<Option<i64>, StoreError> {
+    /// The `count` earliest deadlines in the index, in ms, earliest first.
+    pub async fn next_deadlines(&self, count: usize) -> Result<Vec<(AuctionId, i64)>, StoreError> {
         let mut conn = self.conn.clone();
-        let head: Vec<(String, f64)> = self.bounded(conn.zrange_withscores(self.keys.deadlines(), 0, 0)).await?;
+        let last = isize::try_from(count).unwrap_or(isize::MAX).saturating_sub(1);
+        let head: Vec<(String, f64)> = self.bounded(conn.zrange_withscores(self.keys.deadlines(), 0, last)).await?;
         #[allow(clippy::cast_possible_truncation)]
-        Ok(head.first().map(|(_, score)| *score as i64))
+        Ok(head.into_iter().filter_map(|(id, score)| Some((AuctionId::parse(&id).ok()?, score as i64))).collect())
     }
 
     /// Wakes the leader's scheduler on whichever instance it runs.

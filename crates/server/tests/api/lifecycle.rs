@@ -1006,3 +1006,54 @@ async fn closes_missed_while_nothing_ran_end_on_the_next_leaders_first_pass() {
     assert_eq!(fence(&env, &id).await, Some(info.epoch), "the next leader ended it");
     assert_eq!(metric_of(&restarted, "auction_ended_total").await, 1.0);
 }
+
+/// A transition refused by the fence is not retried in a loop: an auction a newer epoch has acted
+/// on (its hash carries that epoch) is left alone until the next renewal of the lease, while every
+/// other auction still ends on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_auction_is_left_until_the_next_renewal_and_holds_up_no_other() {
+    let mut env = TestEnv::new().await;
+    // Renewed every second.
+    env.set("LEADER_TTL", "3s");
+    let api = env.auction_service().await;
+    leads(&api).await;
+    let fenced = api.create_open(1, "1", 0).await;
+    let state = Keys::new(&env.prefix).auction(&fenced.auction_id).state;
+    let mut redis = env.redis_connection().await;
+    let _: () = redis::cmd("HSET").arg(&state).arg("fence").arg(1_000_000_000).query_async(&mut redis).await.unwrap();
+    let other = api.create_open(2, "1", 0).await;
+
+    let (at, ended) = wait_logged(&env, &other.auction_id, "ended").await;
+    let Event::Ended(ended) = ended else { unreachable!() };
+    assert!(at - ended.end_ms < 1000, "the other auction ended {} ms after its close", at - ended.end_ms);
+    assert!(ends(&env, &fenced.auction_id).await.is_empty(), "the fence was ignored");
+    // About two seconds: one refusal at first, then one per renewal.
+    let refused = metric_of(&api, "auction_transitions_fenced_total").await;
+    assert!((1.0..=6.0).contains(&refused), "{refused} refused transitions in about two seconds");
+}
+
+/// Redis answering one auction with an error (its hash is not a hash) neither stops the pass for
+/// the others nor sends the scheduler back to re-index everything: an auction due later still ends
+/// on time, and the failing one is retried later, backing off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auction_redis_fails_on_holds_up_no_other() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    leads(&api).await;
+    let broken = api.create_open(1, "1", 0).await;
+    let other = api.create_open(2, "1", 0).await;
+    let state = Keys::new(&env.prefix).auction(&broken.auction_id).state;
+    let mut redis = env.redis_connection().await;
+    let _: () = redis::cmd("DEL").arg(&state).query_async(&mut redis).await.unwrap();
+    let _: () = redis::cmd("SET").arg(&state).arg("not a hash").query_async(&mut redis).await.unwrap();
+
+    let (at, ended) = wait_logged(&env, &other.auction_id, "ended").await;
+    let Event::Ended(ended) = ended else { unreachable!() };
+    assert!(at - ended.end_ms < 1000, "the other auction ended {} ms after its close", at - ended.end_ms);
+    // The broken one is still scheduled, for a retry after its close.
+    let deadlines = Keys::new(&env.prefix).deadlines();
+    let retry: Option<f64> =
+        redis::cmd("ZSCORE").arg(&deadlines).arg(broken.auction_id.as_str()).query_async(&mut redis).await.unwrap();
+    let retry = retry.expect("the failing auction is still scheduled");
+    assert!(retry > broken.end_time.timestamp_millis() as f64, "retried later than its close");
+}
