@@ -118,6 +118,9 @@ async fn mark_ended(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, ended: &Ended) 
     Ok(())
 }
 
+/// A bid's identity within its auction: (bidder, bid id).
+pub type Identity = (String, String);
+
 /// A bid written next to another bid that already held its `(auction_id, seq)`: Redis lost the
 /// other one (a failover to a replica that was behind, an append-only file short of its last
 /// second) and gave its seq again. Both were accepted, so both are kept.
@@ -125,10 +128,10 @@ async fn mark_ended(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, ended: &Ended) 
 pub struct SeqConflict {
     pub auction_id: String,
     pub seq: u64,
-    /// The bid already recorded at that seq, as (bidder, bid id).
-    pub recorded: (String, String),
+    /// The bid already recorded at that seq.
+    pub recorded: Identity,
     /// The bid written now.
-    pub written: (String, String),
+    pub written: Identity,
 }
 
 /// What a [`write_events`] call found worth counting.
@@ -178,13 +181,13 @@ pub async fn write_events(pool: &MySqlPool, events: &[&Event]) -> Result<Written
     Ok(written)
 }
 
-/// The bids already recorded for `auction` with a seq in `from..=to`, as seq -> (bidder, bid id).
+/// The bids already recorded for `auction` with a seq in `from..=to`, with their identities.
 async fn recorded_bids(
     tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
     auction: &str,
     from: u64,
     to: u64,
-) -> Result<Vec<(u64, (String, String))>, sqlx::Error> {
+) -> Result<Vec<(u64, Identity)>, sqlx::Error> {
     let rows: Vec<(u64, Vec<u8>, Vec<u8>)> =
         sqlx::query_as("SELECT seq, bidder, bid_id FROM bids WHERE auction_id = ? AND seq BETWEEN ? AND ?")
             .bind(auction)
@@ -210,7 +213,7 @@ async fn insert_bids(
     }
     // What each seq of the batch already holds, one indexed read per auction: a bid recorded
     // before is a replay (nothing to do), another bid at its seq is a conflict (both kept).
-    let mut held: HashMap<&str, Vec<(u64, (String, String))>> = HashMap::new();
+    let mut held: HashMap<&str, Vec<(u64, Identity)>> = HashMap::new();
     for bid in bids {
         let auction = bid.auction_id.as_str();
         if held.contains_key(auction) {
