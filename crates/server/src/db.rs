@@ -433,14 +433,15 @@ pub async fn retired_ids(
 /// An auction's newest `limit` bids, newest first, as a snapshot's recent bids.
 async fn bids_newest(pool: &MySqlPool, auction: &str, limit: usize) -> Result<Vec<RecentBid>, sqlx::Error> {
     let rows: Vec<BidRow> = sqlx::query_as(
-        "SELECT bid_id, bidder, amount, seq, placed_at FROM bids WHERE auction_id = ? ORDER BY seq DESC LIMIT ?",
+        "SELECT id, bid_id, bidder, amount, seq, placed_at FROM bids WHERE auction_id = ? \
+         ORDER BY seq DESC, id DESC LIMIT ?",
     )
     .bind(auction)
     .bind(u64::try_from(limit).unwrap_or(u64::MAX))
     .fetch_all(pool)
     .await?;
     rows.into_iter()
-        .map(|(_, bidder, amount, seq, placed_at)| {
+        .map(|(_, _, bidder, amount, seq, placed_at)| {
             let corrupt = |what: &str| sqlx::Error::Decode(format!("bids.{what} of {auction} seq {seq}").into());
             Ok(RecentBid {
                 bidder: UserId::parse(&String::from_utf8_lossy(&bidder)).map_err(|_| corrupt("bidder"))?,
