@@ -81,6 +81,12 @@ if [ -z "$addr" ]; then
     say "the auction service did not start" >&2
     exit 1
 fi
+# It serves at once, and its API once Redis and MySQL answered: /health says when.
+for _ in $(seq 1 300); do
+    curl -sf -o /dev/null "http://$addr/health" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+done
 say "fuzzing the auction service at http://$addr ($examples cases per operation and phase)"
 
 # Random times almost never make a valid auction (it must end in the future, after its start), and

@@ -20,13 +20,21 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// Connects and brings the schema up to date.
-pub async fn connect_and_migrate(options: &MySqlConnectOptions) -> Result<MySqlPool, sqlx::Error> {
-    let pool = MySqlPoolOptions::new()
-        .max_connections(10)
+/// A pool sized as configured; a caller waits at most 3 s for a connection.
+pub fn pool_options(pool: crate::config::MySqlPool) -> MySqlPoolOptions {
+    MySqlPoolOptions::new()
+        .max_connections(pool.max_open)
+        .min_connections(pool.keep_idle)
+        .max_lifetime(pool.max_lifetime)
         .acquire_timeout(Duration::from_secs(3))
-        .connect_with(options.clone())
-        .await?;
+}
+
+/// Connects and brings the schema up to date.
+pub async fn connect_and_migrate(
+    options: &MySqlConnectOptions,
+    pool: crate::config::MySqlPool,
+) -> Result<MySqlPool, sqlx::Error> {
+    let pool = pool_options(pool).connect_with(options.clone()).await?;
     MIGRATOR.run(&pool).await?;
     Ok(pool)
 }
@@ -52,12 +60,11 @@ pub fn may_recover(error: &sqlx::Error) -> bool {
 
 /// Connects to a read replica: no migrations (the primary's arrive by replication), and a pool
 /// of its own so that slow reads never hold the writers' connections.
-pub async fn connect_reader(options: &MySqlConnectOptions) -> Result<MySqlPool, sqlx::Error> {
-    MySqlPoolOptions::new()
-        .max_connections(10)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect_with(options.clone())
-        .await
+pub async fn connect_reader(
+    options: &MySqlConnectOptions,
+    pool: crate::config::MySqlPool,
+) -> Result<MySqlPool, sqlx::Error> {
+    pool_options(pool).connect_with(options.clone()).await
 }
 
 /// A read pool that connects on first use, for a service that must start and run without MySQL

@@ -16,6 +16,8 @@ pub mod http;
 pub mod request_log;
 mod retry;
 pub mod runtime;
+pub mod serving;
+mod starting;
 pub mod store;
 mod sync;
 #[cfg(feature = "testing")]

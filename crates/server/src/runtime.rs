@@ -4,8 +4,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
-use axum::serve::ListenerExt;
 use sqlx::MySqlPool;
 use sqlx::mysql::MySqlConnectOptions;
 use tokio::net::TcpListener;
@@ -13,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, LogFormat, ServiceConfig};
+pub use crate::starting::Waiting;
 
 /// Installs the log subscriber at the configured level (`RUST_LOG` wins when set) and format.
 ///
@@ -67,14 +66,15 @@ pub fn shutdown_on_signal() -> CancellationToken {
 #[error("stopped while waiting for {0}")]
 pub struct Interrupted(&'static str);
 
-/// Connects to Redis, waiting while it cannot be reached (see [`patiently`]), and warns about
-/// settings that would lose accepted bids.
+/// Connects to Redis, waiting while it cannot be reached (see [`patiently`]; `waiting` shows
+/// each failure as the `redis` check), and warns about settings that would lose accepted bids.
 pub async fn open_store(
     config: &crate::config::RedisConfig,
+    waiting: &Waiting,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<crate::store::Store> {
     let connect = || crate::store::Store::connect(config);
-    let store = redis_patiently(shutdown, connect).await.context("cannot connect to redis")?;
+    let store = redis_patiently(waiting, shutdown, connect).await.context("cannot connect to redis")?;
     crate::store::warn_if_not_durable(&store).await;
     Ok(store)
 }
@@ -82,30 +82,53 @@ pub async fn open_store(
 /// Runs a Redis call of a service's start-up until it succeeds, waiting while Redis is not ready
 /// (see [`patiently`]): a connection is not enough on a cluster, which refuses every command
 /// (`CLUSTERDOWN`) for a few seconds after its nodes come back.
-pub async fn redis_patiently<T, F, Fut>(shutdown: &CancellationToken, call: F) -> anyhow::Result<T>
+pub async fn redis_patiently<T, F, Fut>(waiting: &Waiting, shutdown: &CancellationToken, call: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, crate::store::StoreError>>,
 {
-    patiently("redis", shutdown, redis_may_recover, call).await
+    patiently(Server::REDIS, waiting, shutdown, redis_may_recover, call).await
 }
 
 /// Connects to MySQL and applies the migrations, waiting while it cannot be reached (see
-/// [`patiently`]).
-pub async fn open_database(options: &MySqlConnectOptions, shutdown: &CancellationToken) -> anyhow::Result<MySqlPool> {
-    let connect = || crate::db::connect_and_migrate(options);
-    patiently("mysql", shutdown, crate::db::may_recover, connect).await.context("cannot prepare the mysql database")
-}
-
-/// Connects to a MySQL read replica (`MYSQL_READ_DSN`), waiting like [`open_database`].
-pub async fn open_read_replica(
+/// [`patiently`]; the `mysql` check).
+pub async fn open_database(
     options: &MySqlConnectOptions,
+    pool: crate::config::MySqlPool,
+    waiting: &Waiting,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<MySqlPool> {
-    let connect = || crate::db::connect_reader(options);
-    patiently("the mysql read replica", shutdown, crate::db::may_recover, connect)
+    let connect = || crate::db::connect_and_migrate(options, pool);
+    patiently(Server::MYSQL, waiting, shutdown, crate::db::may_recover, connect)
+        .await
+        .context("cannot prepare the mysql database")
+}
+
+/// Connects to a MySQL read replica (`MYSQL_READ_DSN`), waiting like [`open_database`] (the
+/// `mysql_read` check).
+pub async fn open_read_replica(
+    options: &MySqlConnectOptions,
+    pool: crate::config::MySqlPool,
+    waiting: &Waiting,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<MySqlPool> {
+    let connect = || crate::db::connect_reader(options, pool);
+    patiently(Server::MYSQL_READ, waiting, shutdown, crate::db::may_recover, connect)
         .await
         .context("cannot connect to the mysql read replica")
+}
+
+/// A server a service waits for at start: how logs name it, and its `/health` check.
+#[derive(Debug, Clone, Copy)]
+pub struct Server {
+    pub name: &'static str,
+    pub check: &'static str,
+}
+
+impl Server {
+    pub const REDIS: Server = Server { name: "redis", check: "redis" };
+    pub const MYSQL: Server = Server { name: "mysql", check: "mysql" };
+    pub const MYSQL_READ: Server = Server { name: "the mysql read replica", check: "mysql_read" };
 }
 
 /// Whether a failure to reach Redis is one that time may cure: the server is not up or not
@@ -134,12 +157,14 @@ fn redis_may_recover(error: &crate::store::StoreError) -> bool {
 }
 
 /// Runs `connect` until it succeeds, at the services' one retry pace, logging each failure at
-/// warn, for as long as the failure is one `may_recover` says time can cure: a service started
-/// before its servers (as containers are, in any order) waits for them instead of exiting. Any
-/// other failure is returned at once, so a bad configuration still stops the service with its
-/// error. Each attempt is bounded by the client's own timeouts; the waiting ends with `shutdown`.
+/// warn and showing it in `waiting`, for as long as the failure is one `may_recover` says time
+/// can cure: a service started before its servers (as containers are, in any order) serves
+/// `/health` and waits for them instead of exiting. Any other failure is returned at once, so a
+/// bad configuration still stops the service with its error. Each attempt is bounded by the
+/// client's own timeouts; the waiting ends with `shutdown`.
 async fn patiently<T, E, F, Fut>(
-    what: &'static str,
+    server: Server,
+    waiting: &Waiting,
     shutdown: &CancellationToken,
     may_recover: fn(&E) -> bool,
     mut connect: F,
@@ -149,6 +174,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
+    let what = server.name;
     let mut backoff = crate::retry::backoff();
     let mut attempt: u64 = 0;
     loop {
@@ -162,10 +188,12 @@ where
                 if attempt > 1 {
                     tracing::info!(attempts = attempt, "{what} answered");
                 }
+                waiting.connected(server.check);
                 return Ok(connected);
             }
             Err(e) if may_recover(&e) => {
                 tracing::warn!(error = %e, attempt, "{what} is not ready yet; retrying");
+                waiting.failed(server.check, &e.to_string());
             }
             Err(e) => return Err(e.into()),
         }
@@ -173,6 +201,27 @@ where
             return Err(Interrupted(what).into());
         }
     }
+}
+
+/// Runs a service: `serving` (see [`serve`], stopped by `stop`) answers from the start while
+/// `starting` connects to the servers and puts the service's own routes in place. A failure of
+/// `starting` that waiting cannot cure (a refused password) stops the serving and is returned, as
+/// before a service served anything.
+pub async fn serve_while_starting(
+    serving: impl Future<Output = anyhow::Result<()>>,
+    starting: impl Future<Output = anyhow::Result<()>>,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let starting = async {
+        let started = starting.await;
+        if started.is_err() {
+            stop.cancel();
+        }
+        started
+    };
+    let (served, started) = tokio::join!(serving, starting);
+    started?;
+    served
 }
 
 /// The address a service listens on (what tests connect to when they bound port 0).
@@ -186,34 +235,29 @@ pub async fn bind<S>(config: &Config<S>) -> anyhow::Result<TcpListener> {
     TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))
 }
 
-/// Serves `router` until `shutdown`, then waits (up to `drain`) for the tasks in `tracker`, such
-/// as WebSocket connections, which hyper no longer tracks once upgraded. `send_buffer` sets each
-/// connection's kernel send buffer (`None`: the kernel's autotuning).
+/// Serves `routes` until `shutdown` (see [`crate::serving`] for the timers and the count of
+/// connections), then waits, `drain` at most in all, for the connections still answering and for
+/// the tasks in `tracker`, such as WebSocket connections, which hyper no longer tracks once
+/// upgraded.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    routes: crate::serving::Routes,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     drain: Duration,
-    send_buffer: Option<usize>,
+    serving: crate::serving::Serving,
 ) -> anyhow::Result<()> {
     let address: SocketAddr = listener.local_addr()?;
     tracing::info!(%address, "listening");
-    // No Nagle: a bid's answer and the live events are small frames that must leave at once, not
-    // wait for the peer's delayed acknowledgement of the previous one.
-    let listener = listener.tap_io(move |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-        if let Some(bytes) = send_buffer
-            && let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(bytes)
-        {
-            tracing::debug!(error = %e, "cannot set SO_SNDBUF");
-        }
-    });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+    let connections = TaskTracker::new();
+    crate::serving::accept(listener, routes, serving, shutdown, &connections).await;
+    let deadline = tokio::time::Instant::now() + drain;
+    connections.close();
     tracker.close();
-    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+    if tokio::time::timeout_at(deadline, connections.wait()).await.is_err() {
+        tracing::warn!(connections = connections.len(), "connections still open at shutdown");
+    }
+    if tokio::time::timeout_at(deadline, tracker.wait()).await.is_err() {
         tracing::warn!(tasks = tracker.len(), "tasks still running at shutdown");
     }
     Ok(())

@@ -147,7 +147,9 @@ impl TestEnv {
         let token = CancellationToken::new();
         let app = crate::auction::App::build(config, &token).await.expect("auction service");
         let addr = app.local_addr();
+        let ready = app.ready();
         self.keep(&token, app.run(token.clone()));
+        self.until_ready("auction", ready).await;
         (addr, instance, token)
     }
 
@@ -176,7 +178,9 @@ impl TestEnv {
             }
         };
         let addr = app.local_addr();
+        let ready = app.ready();
         self.keep(&token, app.run(token.clone()));
+        self.until_ready("bidding", ready).await;
         (addr, token)
     }
 
@@ -186,8 +190,36 @@ impl TestEnv {
         let app =
             crate::analytics::App::build(self.config::<AnalyticsConfig>(), &token).await.expect("analytics service");
         let addr = app.local_addr();
+        let ready = app.ready();
         self.keep(&token, app.run(token.clone()));
+        self.until_ready("analytics", ready).await;
         (addr, token)
+    }
+
+    /// Starts an analytics service and returns at once, without waiting for Redis and MySQL, for
+    /// a test that watches it start: its address, the token that stops it, and what resolves
+    /// once its servers answered.
+    pub async fn start_analytics_starting(
+        &mut self,
+    ) -> (SocketAddr, CancellationToken, impl Future<Output = ()> + Send + 'static) {
+        let token = CancellationToken::new();
+        let app =
+            crate::analytics::App::build(self.config::<AnalyticsConfig>(), &token).await.expect("analytics service");
+        let addr = app.local_addr();
+        let ready = app.ready();
+        self.keep(&token, app.run(token.clone()));
+        (addr, token, ready)
+    }
+
+    /// Waits until a service just started reached its servers; panics, with the service's own
+    /// error if it stopped, after 30 s.
+    async fn until_ready(&mut self, service: &str, ready: impl Future<Output = ()>) {
+        let Some((_, running)) = self.services.last_mut() else { return };
+        tokio::select! {
+            _ = ready => {}
+            stopped = running => panic!("{service} service stopped while starting: {stopped:?}"),
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => panic!("{service} service never became ready"),
+        }
     }
 }
 

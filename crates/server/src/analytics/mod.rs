@@ -23,7 +23,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{AnalyticsConfig, Config};
 use crate::http::{check, health_response, not_found};
-use crate::store::{Store, Subscription};
+use crate::runtime::{Server, Waiting};
+use crate::serving::{Routes, Serving};
+use crate::store::Store;
 use breaker::{Breaker, State as BreakerState};
 use consumer::{Consumer, Metrics};
 
@@ -38,9 +40,9 @@ pub struct AppState {
 
 pub struct App {
     listener: TcpListener,
-    state: AppState,
-    consumer: Consumer,
-    live: Subscription,
+    config: Config<AnalyticsConfig>,
+    waiting: Waiting,
+    routes: Routes,
 }
 
 /// The instance's own recorder (not the process-wide one), so that several instances in one
@@ -56,50 +58,81 @@ fn register(recorder: &PrometheusRecorder) -> Metrics {
 }
 
 impl App {
-    /// Connects to Redis and MySQL (applying migrations), waiting while they cannot be reached
-    /// until `shutdown`, and binds the port.
-    pub async fn build(config: Config<AnalyticsConfig>, shutdown: &CancellationToken) -> anyhow::Result<App> {
-        let store = crate::runtime::open_store(&config.redis, shutdown).await?;
-        let db = crate::runtime::open_database(&config.service.mysql, shutdown).await?;
+    /// Binds the port. Redis and MySQL are reached in [`App::run`], while the start-up routes
+    /// answer (see [`crate::starting`]).
+    pub async fn build(config: Config<AnalyticsConfig>, _shutdown: &CancellationToken) -> anyhow::Result<App> {
         let listener = crate::runtime::bind(&config).await?;
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let breaker = Arc::new(Breaker::new(3, Duration::from_millis(500), Duration::from_secs(10)));
-        let live = store.subscribe(Vec::new());
-        let consumer = Consumer {
-            feed: live.feed(),
-            store: store.clone(),
-            db: db.clone(),
-            instance: config.instance_id.clone(),
-            config: config.service.clone(),
-            breaker: breaker.clone(),
-            metrics: register(&recorder),
-            dirty: Arc::new(Mutex::new(HashSet::new())),
-            wake: Arc::new(Notify::new()),
-            grouped: Mutex::new(HashSet::new()),
-        };
-        let state =
-            AppState { store, db, instance_id: config.instance_id.clone().into(), breaker, metrics: recorder.handle() };
-        Ok(App { listener, state, consumer, live })
+        let waiting = Waiting::new("analytics", &config.instance_id, &[Server::REDIS.check, Server::MYSQL.check]);
+        let routes = Routes::new(waiting.router());
+        Ok(App { listener, config, waiting, routes })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         crate::runtime::local_addr(&self.listener)
     }
 
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let tracker = TaskTracker::new();
-        tracker.spawn(consumer::watch_live(
-            self.live,
-            self.consumer.dirty.clone(),
-            self.consumer.wake.clone(),
-            shutdown.clone(),
-        ));
-        tracker.spawn(self.consumer.run(shutdown.clone()));
-        let routes =
-            Router::new().route("/health", get(health)).route("/metrics", get(metrics_text)).fallback(not_found);
-        let router = crate::request_log::traced(routes).with_state(self.state);
-        crate::runtime::serve(self.listener, router, shutdown, tracker, Duration::from_secs(5), None).await
+    /// Resolves once Redis and MySQL answered and the consumer runs.
+    pub fn ready(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        self.waiting.ready()
     }
+
+    /// Serves at once; connects to Redis and MySQL (applying migrations), waiting while they
+    /// cannot be reached; then consumes the logs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let App { listener, config, waiting, routes } = self;
+        let tracker = TaskTracker::new();
+        let stop = shutdown.child_token();
+        let serving = Serving { http: config.http, send_buffer: None };
+        let served = crate::runtime::serve(
+            listener,
+            routes.clone(),
+            stop.clone(),
+            tracker.clone(),
+            Duration::from_secs(5),
+            serving,
+        );
+        let starting = async {
+            let (store, db) = tokio::try_join!(
+                crate::runtime::open_store(&config.redis, &waiting, &stop),
+                crate::runtime::open_database(&config.service.mysql, config.service.pool(), &waiting, &stop),
+            )?;
+            routes.replace(start(&config, store, db, &tracker, &stop));
+            waiting.done();
+            Ok(())
+        };
+        crate::runtime::serve_while_starting(served, starting, &stop).await
+    }
+}
+
+/// Starts the consumer and returns the service's routes.
+fn start(
+    config: &Config<AnalyticsConfig>,
+    store: Store,
+    db: MySqlPool,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Router {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let breaker = Arc::new(Breaker::new(3, Duration::from_millis(500), Duration::from_secs(10)));
+    let live = store.subscribe(Vec::new());
+    let consumer = Consumer {
+        feed: live.feed(),
+        store: store.clone(),
+        db: db.clone(),
+        instance: config.instance_id.clone(),
+        config: config.service.clone(),
+        breaker: breaker.clone(),
+        metrics: register(&recorder),
+        dirty: Arc::new(Mutex::new(HashSet::new())),
+        wake: Arc::new(Notify::new()),
+        grouped: Mutex::new(HashSet::new()),
+    };
+    let state =
+        AppState { store, db, instance_id: config.instance_id.clone().into(), breaker, metrics: recorder.handle() };
+    tracker.spawn(consumer::watch_live(live, consumer.dirty.clone(), consumer.wake.clone(), shutdown.clone()));
+    tracker.spawn(consumer.run(shutdown.clone()));
+    let routes = Router::new().route("/health", get(health)).route("/metrics", get(metrics_text)).fallback(not_found);
+    crate::request_log::traced(routes).with_state(state)
 }
 
 async fn health(State(state): State<AppState>) -> Response {

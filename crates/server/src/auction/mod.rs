@@ -27,6 +27,8 @@ use utoipa_axum::routes;
 
 use crate::config::{AuctionConfig, Config};
 use crate::http::{MAX_BODY_BYTES, check, health_response, not_found};
+use crate::runtime::{Server, Waiting};
+use crate::serving::{Routes, Serving};
 use crate::store::Store;
 use leader::{Elector, LeaseWatch};
 use scheduler::Scheduler;
@@ -51,62 +53,111 @@ pub struct AppState {
 
 pub struct App {
     listener: TcpListener,
-    state: AppState,
-    elector: Elector,
+    config: Config<AuctionConfig>,
+    waiting: Waiting,
+    routes: Routes,
 }
 
 impl App {
-    /// Connects to Redis and MySQL (applying migrations; and the read replica, when there is one),
-    /// waiting while they cannot be reached until `shutdown`, and binds the port.
-    pub async fn build(config: Config<AuctionConfig>, shutdown: &CancellationToken) -> anyhow::Result<App> {
-        let store = crate::runtime::open_store(&config.redis, shutdown).await?;
-        let db = crate::runtime::open_database(&config.service.mysql, shutdown).await?;
-        let reads = match &config.service.mysql_read {
-            Some(replica) => Some(crate::runtime::open_read_replica(replica, shutdown).await?),
-            None => None,
-        };
+    /// Binds the port. Redis and MySQL are reached in [`App::run`], while the start-up routes
+    /// answer (see [`crate::starting`]).
+    pub async fn build(config: Config<AuctionConfig>, _shutdown: &CancellationToken) -> anyhow::Result<App> {
         let listener = crate::runtime::bind(&config).await?;
-        let (elector, lease) = Elector::new(store.clone(), config.instance_id.clone(), config.service.leader_ttl);
-        let state = AppState {
-            store,
-            reads: reads.clone().unwrap_or_else(|| db.clone()),
-            replica: reads.is_some(),
-            db,
-            config: Arc::new(config.service.clone()),
-            instance_id: config.instance_id.clone().into(),
-            lease,
-            admin_token: config.auth.admin_token.clone().map(Into::into),
-            wake: Arc::new(Notify::new()),
-            metrics: Arc::new(metrics::AuctionMetrics::new()),
-        };
-        Ok(App { listener, state, elector })
+        let mut servers = vec![Server::REDIS.check, Server::MYSQL.check];
+        if config.service.mysql_read.is_some() {
+            servers.push(Server::MYSQL_READ.check);
+        }
+        let waiting = Waiting::new("auction", &config.instance_id, &servers);
+        let routes = Routes::new(waiting.router());
+        Ok(App { listener, config, waiting, routes })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         crate::runtime::local_addr(&self.listener)
     }
 
-    /// Serves the API and runs the election and, while leading, the scheduler, until `shutdown`;
-    /// then releases the lease.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let state = self.state;
-        let tracker = TaskTracker::new();
-        let (copies_tx, copies_rx) = mpsc::channel(4096);
-        let scheduler = Scheduler::new(
-            state.store.clone(),
-            state.lease.clone(),
-            state.wake.clone(),
-            copies_tx,
-            state.metrics.clone(),
-        );
-        tracker.spawn(self.elector.run(shutdown.clone()));
-        tracker.spawn(scheduler.run(shutdown.clone()));
-        tracker.spawn(scheduler::copy_to_mysql(state.db.clone(), copies_rx));
-        let deadlines = state.store.subscribe(vec![state.store.deadline_channel()]);
-        tracker.spawn(scheduler::listen_for_deadlines(deadlines, state.wake.clone(), shutdown.clone()));
-        let router = router(state);
-        crate::runtime::serve(self.listener, router, shutdown, tracker, Duration::from_secs(5), None).await
+    /// Resolves once Redis and MySQL answered and the API is served.
+    pub fn ready(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        self.waiting.ready()
     }
+
+    /// Serves at once; connects to Redis and MySQL (applying migrations; and the read replica,
+    /// when there is one), waiting while they cannot be reached; then serves the API and runs
+    /// the election and, while leading, the scheduler, until `shutdown`; then releases the lease.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let App { listener, config, waiting, routes } = self;
+        let tracker = TaskTracker::new();
+        let stop = shutdown.child_token();
+        let serving = Serving { http: config.http, send_buffer: None };
+        let served = crate::runtime::serve(
+            listener,
+            routes.clone(),
+            stop.clone(),
+            tracker.clone(),
+            Duration::from_secs(5),
+            serving,
+        );
+        let starting = async {
+            let (state, elector) = connect(&config, &waiting, &stop).await?;
+            start(state, elector, &routes, &tracker, &stop);
+            waiting.done();
+            Ok(())
+        };
+        crate::runtime::serve_while_starting(served, starting, &stop).await
+    }
+}
+
+/// Reaches Redis and MySQL (and the replica), all at once, and builds the service's state.
+async fn connect(
+    config: &Config<AuctionConfig>,
+    waiting: &Waiting,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(AppState, Elector)> {
+    let service = &config.service;
+    let pool = service.pool();
+    let replica = async {
+        match &service.mysql_read {
+            Some(replica) => crate::runtime::open_read_replica(replica, pool, waiting, shutdown).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (store, db, reads) = tokio::try_join!(
+        crate::runtime::open_store(&config.redis, waiting, shutdown),
+        crate::runtime::open_database(&service.mysql, pool, waiting, shutdown),
+        replica,
+    )?;
+    let (elector, lease) = Elector::new(store.clone(), config.instance_id.clone(), service.leader_ttl);
+    let state = AppState {
+        store,
+        reads: reads.clone().unwrap_or_else(|| db.clone()),
+        replica: reads.is_some(),
+        db,
+        config: Arc::new(service.clone()),
+        instance_id: config.instance_id.clone().into(),
+        lease,
+        admin_token: config.auth.admin_token.clone().map(Into::into),
+        wake: Arc::new(Notify::new()),
+        metrics: Arc::new(metrics::AuctionMetrics::new()),
+    };
+    Ok((state, elector))
+}
+
+/// Starts the election, the scheduler and the copy to MySQL, and puts the API in place.
+fn start(state: AppState, elector: Elector, routes: &Routes, tracker: &TaskTracker, shutdown: &CancellationToken) {
+    let (copies_tx, copies_rx) = mpsc::channel(4096);
+    let scheduler = Scheduler::new(
+        state.store.clone(),
+        state.lease.clone(),
+        state.wake.clone(),
+        copies_tx,
+        state.metrics.clone(),
+    );
+    tracker.spawn(elector.run(shutdown.clone()));
+    tracker.spawn(scheduler.run(shutdown.clone()));
+    tracker.spawn(scheduler::copy_to_mysql(state.db.clone(), copies_rx));
+    let deadlines = state.store.subscribe(vec![state.store.deadline_channel()]);
+    tracker.spawn(scheduler::listen_for_deadlines(deadlines, state.wake.clone(), shutdown.clone()));
+    routes.replace(router(state));
 }
 
 /// Every route of the service, each with its part of the OpenAPI document, which is served too.

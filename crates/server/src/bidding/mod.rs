@@ -29,6 +29,8 @@ use tracing::Instrument;
 
 use crate::config::{BiddingConfig, Config};
 use crate::http::{ApiError, check, health_response, not_found};
+use crate::runtime::{Server, Waiting};
+use crate::serving::{Routes, Serving};
 use crate::store::{Store, StoredAuction, Subscription};
 use hub::{Hubs, RulesCache, reload_rules};
 
@@ -52,67 +54,94 @@ pub struct AppState {
 
 pub struct App {
     listener: TcpListener,
-    store: Store,
-    feed: Subscription,
-    rules: RulesCache,
     config: Config<BiddingConfig>,
+    waiting: Waiting,
+    routes: Routes,
 }
 
 impl App {
-    /// Connects to Redis (waiting while it cannot be reached, until `shutdown`), starts the live
-    /// subscription (the rules channel; each hub adds its auction's) and binds the port.
-    pub async fn build(config: Config<BiddingConfig>, shutdown: &CancellationToken) -> anyhow::Result<App> {
-        let store = crate::runtime::open_store(&config.redis, shutdown)
-            .await?
-            .with_durability(config.service.bid_durability, config.service.replica_timeout);
-        let feed = store.subscribe(vec![store.rules_channel()]);
-        let rules = RulesCache::default();
-        let first_read = || reload_rules(&store, &rules);
-        crate::runtime::redis_patiently(shutdown, first_read).await.context("cannot read the bid rules")?;
+    /// Binds the port. Redis is reached in [`App::run`], while the start-up routes answer (see
+    /// [`crate::starting`]). MySQL is none of this service's business.
+    pub async fn build(config: Config<BiddingConfig>, _shutdown: &CancellationToken) -> anyhow::Result<App> {
         let listener = crate::runtime::bind(&config).await?;
-        Ok(App { listener, store, feed, rules, config })
+        let waiting = Waiting::new("bidding", &config.instance_id, &[Server::REDIS.check]);
+        let routes = Routes::new(waiting.router());
+        Ok(App { listener, config, waiting, routes })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         crate::runtime::local_addr(&self.listener)
     }
 
-    /// Serves until `shutdown`; then closes every WebSocket with 1001 and waits for them.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { listener, store, feed, rules, config } = self;
-        let tracker = TaskTracker::new();
-        let bidding = config.service;
-        let hubs = Hubs::new(
-            store.clone(),
-            feed.feed(),
-            rules.clone(),
-            bidding.watcher_queue,
-            tracker.clone(),
-            shutdown.clone(),
-        );
-        let listener_task = live::Listener { hubs: hubs.clone(), store: store.clone(), rules };
-        tracker.spawn(listener_task.run(feed, shutdown.clone()));
-        let send_buffer = bidding.send_buffer;
-        let archive = bidding.mysql_read.as_ref().map(crate::db::lazy_reader);
-        let state = AppState {
-            archive,
-            store,
-            hubs,
-            instance_id: config.instance_id.into(),
-            auth_secret: config.auth.secret.map(Into::into),
-            limits: limits::Limits::new(
-                bidding.max_connections,
-                bidding.max_connections_per_user,
-                bidding.bid_rate_per_user,
-            ),
-            config: Arc::new(bidding),
-            metrics: Arc::new(metrics::BidMetrics::new()),
-            shutdown: shutdown.clone(),
-            tracker: tracker.clone(),
-        };
-        let router = router(state);
-        crate::runtime::serve(listener, router, shutdown, tracker, Duration::from_secs(5), send_buffer).await
+    /// Resolves once Redis answered and bids are taken.
+    pub fn ready(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        self.waiting.ready()
     }
+
+    /// Serves at once; connects to Redis (waiting while it cannot be reached), starts the live
+    /// subscription (the rules channel; each hub adds its auction's) and takes bids until
+    /// `shutdown`; then closes every WebSocket with 1001 and waits for them.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let App { listener, config, waiting, routes } = self;
+        let tracker = TaskTracker::new();
+        let stop = shutdown.child_token();
+        let serving = Serving { http: config.http, send_buffer: config.service.send_buffer };
+        let served = crate::runtime::serve(
+            listener,
+            routes.clone(),
+            stop.clone(),
+            tracker.clone(),
+            Duration::from_secs(5),
+            serving,
+        );
+        let starting = async {
+            let store = crate::runtime::open_store(&config.redis, &waiting, &stop)
+                .await?
+                .with_durability(config.service.bid_durability, config.service.replica_timeout);
+            let feed = store.subscribe(vec![store.rules_channel()]);
+            let rules = RulesCache::default();
+            let first_read = || reload_rules(&store, &rules);
+            crate::runtime::redis_patiently(&waiting, &stop, first_read).await.context("cannot read the bid rules")?;
+            routes.replace(start(config, store, feed, rules, &tracker, &stop));
+            waiting.done();
+            Ok(())
+        };
+        crate::runtime::serve_while_starting(served, starting, &stop).await
+    }
+}
+
+/// Starts the live subscription's listener and returns the service's routes.
+fn start(
+    config: Config<BiddingConfig>,
+    store: Store,
+    feed: Subscription,
+    rules: RulesCache,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Router {
+    let bidding = config.service;
+    let hubs =
+        Hubs::new(store.clone(), feed.feed(), rules.clone(), bidding.watcher_queue, tracker.clone(), shutdown.clone());
+    let listener_task = live::Listener { hubs: hubs.clone(), store: store.clone(), rules };
+    tracker.spawn(listener_task.run(feed, shutdown.clone()));
+    let archive = bidding.mysql_read.as_ref().map(crate::db::lazy_reader);
+    let state = AppState {
+        archive,
+        store,
+        hubs,
+        instance_id: config.instance_id.into(),
+        auth_secret: config.auth.secret.map(Into::into),
+        limits: limits::Limits::new(
+            bidding.max_connections,
+            bidding.max_connections_per_user,
+            bidding.bid_rate_per_user,
+        ),
+        config: Arc::new(bidding),
+        metrics: Arc::new(metrics::BidMetrics::new()),
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    };
+    router(state)
 }
 
 pub fn router(state: AppState) -> Router {

@@ -23,6 +23,24 @@ settings! {
     }
 }
 
+settings! {
+    /// How long an HTTP connection may hold its place without making progress, and how many may
+    /// be open at once: what bounds the sockets a slow or silent client can take.
+    #[derive(Debug, Clone, Copy)]
+    pub struct HttpConfig {
+        /// A request head (the request line and headers) must arrive whole within this of its
+        /// first byte, or of the connection's opening for its first request.
+        pub header_timeout: Duration =
+            Setting::new("HTTP_HEADER_TIMEOUT", "server.header_timeout", "10s", parse::positive_duration),
+        /// A kept-alive connection with no request for this long is closed.
+        pub idle_timeout: Duration =
+            Setting::new("HTTP_IDLE_TIMEOUT", "server.idle_timeout", "60s", parse::positive_duration),
+        /// Open HTTP connections (not counting the WebSockets they became); one more is closed at once.
+        pub max_connections: usize =
+            Setting::new("HTTP_MAX_CONNECTIONS", "server.max_connections", "10000", parse::at_least_one),
+    }
+}
+
 /// How log lines are written: `text` for people at a terminal, `json` (one object a line) for
 /// log collectors and `jq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,8 +18,8 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use common::{AuthConfig, LogFormat, RedisConfig};
-pub use services::{AnalyticsConfig, AuctionConfig, BiddingConfig, Durability};
+pub use common::{AuthConfig, HttpConfig, LogFormat, RedisConfig};
+pub use services::{AnalyticsConfig, AuctionConfig, BiddingConfig, Durability, MySqlPool};
 pub use setting::Sources;
 
 use file::{FILE_NAME, FileSettings};
@@ -81,6 +81,7 @@ pub struct Config<S> {
     pub instance_id: String,
     pub log_level: String,
     pub log_format: LogFormat,
+    pub http: HttpConfig,
     pub redis: RedisConfig,
     pub auth: AuthConfig,
     /// The starting service's own settings.
@@ -121,6 +122,7 @@ impl<S: ServiceConfig> Config<S> {
             instance_id: server.instance_id.unwrap_or_else(random_id),
             log_level: server.log_level,
             log_format: server.log_format,
+            http: HttpConfig::read(&sources)?,
             redis: RedisConfig::resolve(&sources)?,
             auth: AuthConfig::read(&sources)?,
             service: S::resolve(&sources)?,
@@ -132,6 +134,7 @@ impl<S: ServiceConfig> Config<S> {
 fn file_keys() -> Vec<&'static str> {
     [
         common::Server::SETTINGS,
+        HttpConfig::SETTINGS,
         common::RedisSettings::SETTINGS,
         AuthConfig::SETTINGS,
         BiddingConfig::SETTINGS,

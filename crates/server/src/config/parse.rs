@@ -58,6 +58,19 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     auction_proto::duration::parse(text).map_err(|e| e.to_string())
 }
 
+/// A [`duration`] above zero (a timer of zero would close everything at once).
+pub fn positive_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        Duration::ZERO => Err(format!("{text:?} must be above zero")),
+        d => Ok(d),
+    }
+}
+
+/// A [`duration`] of which 0 means "no limit" (as the Go driver's `conn_max_lifetime` has it).
+pub fn optional_duration(text: &str) -> Result<Option<Duration>, String> {
+    duration(text).map(|d| Some(d).filter(|d| !d.is_zero()))
+}
+
 pub fn amount(text: &str) -> Result<Amount, String> {
     Amount::parse(text.trim()).map_err(|e| e.to_string())
 }

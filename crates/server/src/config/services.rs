@@ -20,6 +20,35 @@ const MYSQL_DSN: Setting<MySqlConnectOptions> =
 const MYSQL_READ_DSN: Setting<Option<MySqlConnectOptions>> =
     Setting::new("MYSQL_READ_DSN", "mysql.read_dsn", "", parse::optional_mysql_dsn);
 
+/// The MySQL pool, by the keys of the original Go service's `database/sql` settings, shared by
+/// both services that write MySQL (and their read replica's pool).
+const MYSQL_MAX_OPEN_CONNS: Setting<u32> =
+    Setting::new("MYSQL_MAX_OPEN_CONNS", "mysql.max_open_conns", "10", parse::at_least_one);
+const MYSQL_MAX_IDLE_CONNS: Setting<u32> =
+    Setting::new("MYSQL_MAX_IDLE_CONNS", "mysql.max_idle_conns", "0", parse::number);
+const MYSQL_CONN_MAX_LIFETIME: Setting<Option<Duration>> =
+    Setting::new("MYSQL_CONN_MAX_LIFETIME", "mysql.conn_max_lifetime", "30m", parse::optional_duration);
+
+/// How a service's MySQL pools are sized, from `MYSQL_MAX_OPEN_CONNS`, `MYSQL_MAX_IDLE_CONNS`
+/// and `MYSQL_CONN_MAX_LIFETIME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MySqlPool {
+    /// The most connections open at once (sqlx `max_connections`).
+    pub max_open: u32,
+    /// Connections the pool keeps open even when idle (sqlx `min_connections`, at most
+    /// `max_open`). sqlx has no cap on idle connections: ones beyond this are closed after ten
+    /// idle minutes.
+    pub keep_idle: u32,
+    /// A connection older than this is closed and replaced (sqlx `max_lifetime`); `None`: never.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl MySqlPool {
+    fn new(max_open: u32, max_idle: u32, max_lifetime: Option<Duration>) -> MySqlPool {
+        MySqlPool { max_open, keep_idle: max_idle.min(max_open), max_lifetime }
+    }
+}
+
 /// Named, because it must be at least the frame limit and the error must blame it.
 const WS_MAX_MESSAGE_BYTES: Setting<usize> =
     Setting::new("WS_MAX_MESSAGE_BYTES", "bidding.max_message_bytes", "65536", parse::number);
@@ -122,6 +151,16 @@ settings! {
         pub mysql: MySqlConnectOptions = MYSQL_DSN,
         /// A read replica for the read-only queries (the bids API); unset reads from `MYSQL_DSN`.
         pub mysql_read: Option<MySqlConnectOptions> = MYSQL_READ_DSN,
+        mysql_max_open: u32 = MYSQL_MAX_OPEN_CONNS,
+        mysql_max_idle: u32 = MYSQL_MAX_IDLE_CONNS,
+        mysql_max_lifetime: Option<Duration> = MYSQL_CONN_MAX_LIFETIME,
+    }
+}
+
+impl AuctionConfig {
+    /// How each of its MySQL pools (the primary's, and the replica's) is sized.
+    pub fn pool(&self) -> MySqlPool {
+        MySqlPool::new(self.mysql_max_open, self.mysql_max_idle, self.mysql_max_lifetime)
     }
 }
 
@@ -157,6 +196,16 @@ settings! {
         /// delivered to an instance that dies are neither lost nor written twice.
         pub crash_before_commit: bool = Setting::env_only("ANALYTICS_CRASH_BEFORE_COMMIT", "", parse::flag),
         pub mysql: MySqlConnectOptions = MYSQL_DSN,
+        mysql_max_open: u32 = MYSQL_MAX_OPEN_CONNS,
+        mysql_max_idle: u32 = MYSQL_MAX_IDLE_CONNS,
+        mysql_max_lifetime: Option<Duration> = MYSQL_CONN_MAX_LIFETIME,
+    }
+}
+
+impl AnalyticsConfig {
+    /// How its MySQL pool is sized.
+    pub fn pool(&self) -> MySqlPool {
+        MySqlPool::new(self.mysql_max_open, self.mysql_max_idle, self.mysql_max_lifetime)
     }
 }
 

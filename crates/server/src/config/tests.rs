@@ -179,6 +179,7 @@ fn the_example_config_names_every_file_setting() {
     let example = std::fs::read_to_string(path).unwrap();
     let groups = [
         common::Server::SETTINGS,
+        HttpConfig::SETTINGS,
         common::RedisSettings::SETTINGS,
         BiddingConfig::SETTINGS,
         AuctionConfig::SETTINGS,
@@ -225,7 +226,10 @@ fn yaml_file_errors_name_the_key() {
     );
     let top = err("servers:\n  port: 1\n");
     assert!(top.starts_with("config.yaml: servers: unknown key, expected one of server, instance_id"), "{top}");
-    assert_eq!(err("server: 8080\n"), "config.yaml: server: expected a mapping of host, port");
+    assert_eq!(
+        err("server: 8080\n"),
+        "config.yaml: server: expected a mapping of host, port, header_timeout, idle_timeout, max_connections"
+    );
     assert_eq!(err("leader_ttl:\n  s: 5\n"), "config.yaml: leader_ttl: expected one value, not a mapping");
     assert_eq!(err("redis:\n  address: [a, b]\n"), "config.yaml: redis.address: expected one value, not a list");
     assert!(err("- server\n").contains("expected a mapping of settings"));
@@ -242,4 +246,51 @@ fn yaml_file_errors_name_the_key() {
 fn a_missing_file_names_its_path() {
     let err = FileSettings::read(Path::new("/nonexistent/config.yaml"), &file_keys()).unwrap_err().to_string();
     assert!(err.starts_with("/nonexistent/config.yaml: cannot read"), "{err}");
+}
+
+#[test]
+fn the_original_mysql_pool_keys_size_the_pool() {
+    let text = "mysql:\n  max_open_conns: 25\n  max_idle_conns: 5\n  conn_max_lifetime: 5m\n";
+    let pool = from_file::<AuctionConfig>(text).unwrap().service.pool();
+    let five_minutes = Some(Duration::from_secs(300));
+    assert_eq!(pool, MySqlPool { max_open: 25, keep_idle: 5, max_lifetime: five_minutes });
+    let options = crate::db::pool_options(pool);
+    assert_eq!((options.get_max_connections(), options.get_min_connections()), (25, 5));
+    assert_eq!(options.get_max_lifetime(), five_minutes);
+    assert_eq!(from_file::<AnalyticsConfig>(text).unwrap().service.pool(), pool);
+    // One file serves every service: the bidding service reads none of it, and refuses none.
+    assert!(from_file::<BiddingConfig>(text).is_ok());
+
+    let env = [("MYSQL_MAX_OPEN_CONNS", "4"), ("MYSQL_MAX_IDLE_CONNS", "9"), ("MYSQL_CONN_MAX_LIFETIME", "0")];
+    let pool = load::<AnalyticsConfig>(&env).unwrap().service.pool();
+    assert_eq!(pool, MySqlPool { max_open: 4, keep_idle: 4, max_lifetime: None }, "idle is capped, 0 is no limit");
+    assert_eq!(crate::db::pool_options(pool).get_max_lifetime(), None);
+
+    let defaults = load::<AuctionConfig>(&[]).unwrap().service.pool();
+    assert_eq!(defaults, MySqlPool { max_open: 10, keep_idle: 0, max_lifetime: Some(Duration::from_secs(1800)) });
+}
+
+#[test]
+fn a_bad_mysql_pool_value_names_its_key() {
+    let err = from_file::<AuctionConfig>("mysql:\n  max_open_conns: many\n").unwrap_err().to_string();
+    assert_eq!(err, "config.yaml: mysql.max_open_conns: \"many\" is not a valid number here");
+    let err = from_file::<AnalyticsConfig>("mysql:\n  max_idle_conns: -1\n").unwrap_err().to_string();
+    assert!(err.starts_with("config.yaml: mysql.max_idle_conns: "), "{err}");
+    let err = load::<AuctionConfig>(&[("MYSQL_CONN_MAX_LIFETIME", "soon")]).unwrap_err().to_string();
+    assert!(err.starts_with("environment variable MYSQL_CONN_MAX_LIFETIME: "), "{err}");
+}
+
+#[test]
+fn http_timeouts_and_their_errors() {
+    let config = bidding(&[]).unwrap().http;
+    assert_eq!((config.header_timeout, config.idle_timeout), (Duration::from_secs(10), Duration::from_secs(60)));
+    assert_eq!(config.max_connections, 10_000);
+    let text = "server:\n  header_timeout: 2s\n  idle_timeout: 5m\n  max_connections: 7\n";
+    let config = from_file::<AnalyticsConfig>(text).unwrap().http;
+    assert_eq!((config.header_timeout, config.idle_timeout), (Duration::from_secs(2), Duration::from_secs(300)));
+    assert_eq!(config.max_connections, 7);
+    let err = load::<AuctionConfig>(&[("HTTP_HEADER_TIMEOUT", "0s")]).unwrap_err().to_string();
+    assert_eq!(err, "environment variable HTTP_HEADER_TIMEOUT: \"0s\" must be above zero");
+    let err = from_file::<BiddingConfig>("server:\n  idle_timeout: forever\n").unwrap_err().to_string();
+    assert!(err.starts_with("config.yaml: server.idle_timeout: "), "{err}");
 }

@@ -68,12 +68,15 @@ impl EnvExt for TestEnv {
     }
 
     /// Starts a service binary as a separate process with extra environment variables (which win
-    /// over the defaults here, `LOG_LEVEL=info` among them), and waits until it listens.
+    /// over the defaults here, `LOG_LEVEL=info` among them), and waits until it listens and its
+    /// servers answered.
     async fn process(&self, binary: &str, instance_id: &str, extra: &[(&str, &str)]) -> Process {
         let (child, mut output) = self.starting_process(binary, instance_id, extra);
         let listening = output.line_matching(|line| listening_address(line).is_some()).await;
         let addr = listening.as_deref().and_then(listening_address);
         let addr = addr.unwrap_or_else(|| panic!("{binary} exited before listening: {:?}", output.seen));
+        let ready = output.line_matching(is_ready).await;
+        assert!(ready.is_some(), "{binary} exited before its servers answered: {:?}", output.seen);
         Process { child, addr, api: Api::new(addr), instance_id: instance_id.to_owned(), output }
     }
 
@@ -124,6 +127,14 @@ impl EnvExt for TestEnv {
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true);
         command
+    }
+}
+
+/// Whether `line` is a service's "ready" line (its servers answered), in either log format.
+pub fn is_ready(line: &str) -> bool {
+    match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(json) => json["message"] == "ready",
+        Err(_) => line.trim_end().ends_with(" ready"),
     }
 }
 

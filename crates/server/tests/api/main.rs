@@ -20,3 +20,4 @@ mod logs;
 mod rest;
 mod retention;
 mod startup;
+mod timeouts;

@@ -1,7 +1,9 @@
-//! Start-up before the servers: a service started while Redis or MySQL cannot be reached waits
-//! for them, saying why at warn, and serves once they answer, in the same process; a bad
-//! password still stops it at once, and a stop signal ends the wait.
+//! Start-up before the servers: a service started while Redis or MySQL cannot be reached serves
+//! at once, `/health` saying what it waits for, waits for them, saying why at warn, and serves its
+//! API once they answer, in the same process; a bad password still stops it at once, and a stop
+//! signal ends the wait.
 
+use std::net::SocketAddr;
 use std::process::Stdio;
 
 use crate::helpers::*;
@@ -12,8 +14,20 @@ fn warns(line: &str, start: &str) -> bool {
         .is_ok_and(|json| json["level"] == "WARN" && json["message"].as_str().is_some_and(|m| m.starts_with(start)))
 }
 
+/// Whether `line` (a JSON log line) says `server` answered after failed attempts.
+fn answered(line: &str, server: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(line).is_ok_and(|json| json["message"] == format!("{server} answered"))
+}
+
+/// `GET /health`: its status and body.
+async fn health(addr: SocketAddr) -> (u16, serde_json::Value) {
+    let request = reqwest::Client::new().get(format!("http://{addr}/health")).timeout(WAIT).send();
+    let response = request.await.unwrap_or_else(|e| panic!("no answer from /health: {e}"));
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
 #[tokio::test]
-async fn a_service_started_before_redis_and_mysql_serves_once_they_answer() {
+async fn a_service_started_before_redis_and_mysql_serves_and_says_what_it_waits_for() {
     let mut env = TestEnv::new().await;
     // The proxy stands in for one Redis: a cluster's clients would go to its nodes past it.
     env.unset("REDIS_CLUSTER_NODES");
@@ -31,22 +45,83 @@ async fn a_service_started_before_redis_and_mysql_serves_once_they_answer() {
         ],
     );
 
-    let waiting = output.line_matching(|line| warns(line, "redis is not ready yet")).await;
-    assert!(waiting.is_some(), "no warning while redis was unreachable: {:?}", output.seen);
-    redis.restore();
-    let waiting = output.line_matching(|line| warns(line, "mysql is not ready yet")).await;
-    assert!(waiting.is_some(), "no warning while mysql was unreachable: {:?}", output.seen);
-    assert!(child.try_wait().unwrap().is_none(), "the service gave up: {:?}", output.seen);
-    mysql.restore();
-
+    // It listens at once, and says what it waits for, each with its last failure once there is one.
     let listening = output.line_matching(|line| listening_address(line).is_some()).await;
     let addr = listening.as_deref().and_then(listening_address);
     let addr = addr.unwrap_or_else(|| panic!("the service exited instead of serving: {:?}", output.seen));
-    let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
-    assert_eq!(health.status(), 200);
-    let body: serde_json::Value = health.json().await.unwrap();
-    assert_eq!(body["checks"]["redis"], "ok", "{body}");
-    assert_eq!(body["checks"]["mysql"], "ok", "{body}");
+    assert!(output.line_matching(|line| warns(line, "redis is not ready yet")).await.is_some());
+    assert!(output.line_matching(|line| warns(line, "mysql is not ready yet")).await.is_some());
+    let (status, body) = health(addr).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "starting", "{body}");
+    for server in ["redis", "mysql"] {
+        let check = body["checks"][server].as_str().unwrap_or_default();
+        assert!(check.starts_with("connecting: "), "{server}: {body}");
+    }
+    let list = reqwest::get(format!("http://{addr}/api/v1/auctions")).await.unwrap();
+    assert_eq!(list.status(), 503);
+    let error: serde_json::Value = list.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "unavailable", "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("starting: waiting for mysql and redis"), "{error}");
+
+    redis.restore();
+    assert!(output.line_matching(|line| answered(line, "redis")).await.is_some(), "{:?}", output.seen);
+    let (status, body) = health(addr).await;
+    assert_eq!((status, &body["checks"]["redis"]), (503, &serde_json::json!("ok")), "{body}");
+    assert!(body["checks"]["mysql"].as_str().unwrap().starts_with("connecting"), "{body}");
+    assert!(child.try_wait().unwrap().is_none(), "the service gave up: {:?}", output.seen);
+
+    mysql.restore();
+    assert!(output.line_matching(is_ready).await.is_some(), "never ready: {:?}", output.seen);
+    let (status, body) = health(addr).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["status"], &body["checks"]["mysql"]), (&serde_json::json!("ok"), &serde_json::json!("ok")));
+    let list = reqwest::get(format!("http://{addr}/api/v1/auctions")).await.unwrap();
+    assert_eq!(list.status(), 200, "the same process serves the API");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_analytics_service_serves_without_mysql_or_redis_and_recovers() {
+    for missing in ["mysql", "redis"] {
+        let mut env = TestEnv::new().await;
+        env.unset("REDIS_CLUSTER_NODES");
+        let proxy = match missing {
+            "mysql" => Proxy::start(&mysql_target()).await,
+            _ => Proxy::start(&redis_target()).await,
+        };
+        proxy.down();
+        match missing {
+            "mysql" => env.set("MYSQL_DSN", &mysql_through(&env, proxy.addr)),
+            _ => env.set("REDIS_ADDRESS", &redis_through(proxy.addr)),
+        }
+        let (addr, _, ready) = env.start_analytics_starting().await;
+        let (status, body) = health(addr).await;
+        assert_eq!((status, &body["status"]), (503, &serde_json::json!("starting")), "{missing}: {body}");
+        let check = body["checks"][missing].as_str().unwrap_or_default();
+        assert!(check.starts_with("connecting"), "{missing}: {body}");
+
+        proxy.restore();
+        tokio::time::timeout(WAIT, ready).await.unwrap_or_else(|_| panic!("{missing}: never ready"));
+        let (status, body) = health(addr).await;
+        assert_eq!(status, 200, "{missing}: {body}");
+        assert_eq!(body["checks"][missing], "ok", "{missing}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_bidding_service_needs_no_mysql_settings() {
+    let mut env = TestEnv::new().await;
+    env.unset("MYSQL_DSN");
+    let node = env
+        .process(
+            env!("CARGO_BIN_EXE_bidding-service"),
+            "no-mysql",
+            &[("MYSQL_DSN", "nonsense"), ("MYSQL_MAX_OPEN_CONNS", "many"), ("MYSQL_CONN_MAX_LIFETIME", "soon")],
+        )
+        .await;
+    let (status, body) = health(node.addr).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["checks"].get("mysql").is_none(), "{body}");
 }
 
 #[tokio::test]
