@@ -182,7 +182,7 @@ pub enum ErrorCode {
 }
 
 /// `GET /health` of every service: `status` is `ok` when every dependency answers, `degraded`
-/// otherwise, and `checks` says which.
+/// otherwise, `starting` until the service first reached them all; `checks` says which.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
@@ -221,6 +221,6 @@ mod openapi {
     }
 
     pub fn health_status() -> RefOr<Schema> {
-        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["ok", "degraded"])).into()
+        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["ok", "degraded", "starting"])).into()
     }
 }
