@@ -7,7 +7,9 @@
 //!   connection's opening, for the first request);
 //! - a kept-alive connection with no request in progress and no byte of a next one is closed after
 //!   the idle timeout;
-//! - while a request is being answered, neither runs (the handlers bound their own work).
+//! - while a request is being answered, a connection on which nothing arrives for the idle
+//!   timeout is closed too: a request body sent by halves holds its place no longer than an idle
+//!   connection (the handlers bound their own work, which reads nothing).
 //!
 //! hyper's own `header_read_timeout` is not used: it also runs while a kept-alive connection waits
 //! for its next request, so the idle timeout could never be longer than it. A connection that
@@ -172,11 +174,12 @@ async fn serve_connection(
             _ = timer => {
                 // The state may have changed since the deadline was taken: check it again.
                 if clock.deadline(&http).is_some_and(|d| d <= Instant::now()) {
-                    let reading = clock.head_since.load(Ordering::Acquire) != 0;
-                    tracing::debug!(
-                        "closing a connection: {}",
-                        if reading { "its request head took too long" } else { "idle" }
-                    );
+                    let why = match (clock.in_flight.load(Ordering::Acquire), clock.head_since.load(Ordering::Acquire)) {
+                        (0, 0) => "idle between requests",
+                        (0, _) => "its request head took too long",
+                        _ => "its request stalled",
+                    };
+                    tracing::debug!("closing a connection: {why}");
                     return;
                 }
             }
@@ -199,6 +202,8 @@ struct Clock {
     head_since: AtomicU64,
     /// When the connection last had no request in progress.
     idle_since: AtomicU64,
+    /// When bytes last arrived.
+    last_read: AtomicU64,
     /// Wakes the task when a deadline moves earlier or appears.
     changed: Notify,
 }
@@ -211,6 +216,7 @@ impl Clock {
             in_flight: AtomicUsize::new(0),
             head_since: AtomicU64::new(1),
             idle_since: AtomicU64::new(0),
+            last_read: AtomicU64::new(0),
             changed: Notify::new(),
         }
     }
@@ -219,13 +225,12 @@ impl Clock {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
     }
 
-    /// When the connection is to be closed unless something happens first; `None` while a
-    /// request is being answered.
+    /// When the connection is to be closed unless something happens first.
     fn deadline(&self, http: &HttpConfig) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
-        }
         let at = |ms: u64, after: Duration| self.start + Duration::from_millis(ms) + after;
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Some(at(self.last_read.load(Ordering::Acquire), http.idle_timeout));
+        }
         match self.head_since.load(Ordering::Acquire) {
             0 => Some(at(self.idle_since.load(Ordering::Acquire), http.idle_timeout)),
             since => Some(at(since - 1, http.header_timeout)),
@@ -234,6 +239,7 @@ impl Clock {
 
     /// Bytes arrived: if the connection was idle, a request head has begun.
     fn bytes_arrived(&self) {
+        self.last_read.store(self.now(), Ordering::Release);
         if self.in_flight.load(Ordering::Acquire) == 0
             && self.head_since.load(Ordering::Acquire) == 0
             && self.head_since.compare_exchange(0, self.now() + 1, Ordering::AcqRel, Ordering::Acquire).is_ok()

@@ -32,7 +32,8 @@ settings! {
         /// first byte, or of the connection's opening for its first request.
         pub header_timeout: Duration =
             Setting::new("HTTP_HEADER_TIMEOUT", "server.header_timeout", "10s", parse::positive_duration),
-        /// A kept-alive connection with no request for this long is closed.
+        /// A kept-alive connection with no request for this long is closed, as is one on which
+        /// nothing arrives for this long while a request is in progress (a stalled body).
         pub idle_timeout: Duration =
             Setting::new("HTTP_IDLE_TIMEOUT", "server.idle_timeout", "60s", parse::positive_duration),
         /// Open HTTP connections (not counting the WebSockets they became); one more is closed at once.

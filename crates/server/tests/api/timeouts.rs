@@ -113,6 +113,24 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_stalls_is_closed_after_the_idle_timeout() {
+    let mut env = TestEnv::new().await;
+    env.set("HTTP_HEADER_TIMEOUT", "200ms");
+    env.set("HTTP_IDLE_TIMEOUT", "1s");
+    let addr = env.start_auction().await.0;
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    let head =
+        "POST /api/v1/auctions HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n";
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(b"{\"title\":").await.unwrap();
+    let sent = Instant::now();
+    let answer = read_until_closed(&mut stalled).await;
+    let held = sent.elapsed();
+    assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
+    assert!(held >= Duration::from_millis(900), "closed after {held:?}, before the idle timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_connection_takes_a_place_until_it_is_closed() {
     let mut env = TestEnv::new().await;
     env.set("HTTP_HEADER_TIMEOUT", "2s");
