@@ -20,7 +20,7 @@ const MYSQL_DSN: Setting<MySqlConnectOptions> =
 const MYSQL_READ_DSN: Setting<Option<MySqlConnectOptions>> =
     Setting::new("MYSQL_READ_DSN", "mysql.read_dsn", "", parse::optional_mysql_dsn);
 
-/// The MySQL pool, by the keys of the original Go service's `database/sql` settings, shared by
+/// The MySQL pool, by the `database/sql`-style keys that earlier configuration files use, shared by
 /// both services that write MySQL (and their read replica's pool).
 const MYSQL_MAX_OPEN_CONNS: Setting<u32> =
     Setting::new("MYSQL_MAX_OPEN_CONNS", "mysql.max_open_conns", "10", parse::at_least_one);

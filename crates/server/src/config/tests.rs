@@ -249,7 +249,7 @@ fn a_missing_file_names_its_path() {
 }
 
 #[test]
-fn the_original_mysql_pool_keys_size_the_pool() {
+fn the_mysql_pool_keys_size_the_pool() {
     let text = "mysql:\n  max_open_conns: 25\n  max_idle_conns: 5\n  conn_max_lifetime: 5m\n";
     let pool = from_file::<AuctionConfig>(text).unwrap().service.pool();
     let five_minutes = Some(Duration::from_secs(300));
