@@ -30,9 +30,22 @@ pub fn mint(secret: &[u8], user: &UserId, now_s: u64, ttl_s: u64) -> Result<Stri
         .map_err(|e| TokenError::Invalid(e.to_string()))
 }
 
+/// A verified token: who it names, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bidder {
+    pub user: UserId,
+    /// Expiry, seconds since the Unix epoch: a connection opened with the token ends then.
+    pub exp: u64,
+}
+
 /// Verifies a token (HS256 only: `alg: none` and every other algorithm are refused) and returns
 /// its user.
 pub fn verify(secret: &[u8], token: &str) -> Result<UserId, TokenError> {
+    verify_bidder(secret, token).map(|bidder| bidder.user)
+}
+
+/// Verifies a token as [`verify`] does and returns its user with its expiry.
+pub fn verify_bidder(secret: &[u8], token: &str) -> Result<Bidder, TokenError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "sub"]);
@@ -42,7 +55,13 @@ pub fn verify(secret: &[u8], token: &str) -> Result<UserId, TokenError> {
             _ => TokenError::Invalid(e.to_string()),
         }
     })?;
-    UserId::parse(&data.claims.sub).map_err(|e| TokenError::Invalid(e.to_string()))
+    // The library still accepts a token in its `exp` second; a connection opened with it is closed
+    // at `exp`, so it is refused from `exp` on, and connect and close agree.
+    if data.claims.exp <= jsonwebtoken::get_current_timestamp() {
+        return Err(TokenError::Expired);
+    }
+    let user = UserId::parse(&data.claims.sub).map_err(|e| TokenError::Invalid(e.to_string()))?;
+    Ok(Bidder { user, exp: data.claims.exp })
 }
 
 #[cfg(test)]
@@ -58,6 +77,9 @@ mod tests {
         let alice = UserId::parse("alice").unwrap();
         let token = mint(b"0123456789abcdef0123456789abcdef", &alice, now(), 60).unwrap();
         assert_eq!(verify(b"0123456789abcdef0123456789abcdef", &token), Ok(alice.clone()));
+        let bidder = verify_bidder(b"0123456789abcdef0123456789abcdef", &token).unwrap();
+        assert_eq!(bidder.user, alice);
+        assert!((now() + 59..=now() + 60).contains(&bidder.exp), "exp {} is a minute from now", bidder.exp);
         assert!(matches!(verify(b"another secret, another secret!!", &token), Err(TokenError::Invalid(_))));
         let old = mint(b"0123456789abcdef0123456789abcdef", &alice, now() - 120, 60).unwrap();
         assert_eq!(verify(b"0123456789abcdef0123456789abcdef", &old), Err(TokenError::Expired));

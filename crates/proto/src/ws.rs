@@ -142,6 +142,15 @@ fn invalid(message: &str) -> FrameError {
     FrameError { code: "invalid_frame", message: message.to_owned() }
 }
 
+/// The close code of a connection whose bidder token expired (reason text `token expired`),
+/// after an `error` frame with the code [`TOKEN_EXPIRED`]. In the range left to applications, so
+/// that a client can tell it from every other close and ask for a new token rather than
+/// reconnect: a reconnect with the same token gets 401.
+pub const TOKEN_EXPIRED_CLOSE: u16 = 4001;
+
+/// The `error` frame code sent just before [`TOKEN_EXPIRED_CLOSE`].
+pub const TOKEN_EXPIRED: &str = "token_expired";
+
 /// A frame from the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -12,6 +12,8 @@ pub struct BidMetrics {
     pub slow_dropped: Counter,
     /// Watchers that fell a whole queue behind and were resynced from a snapshot.
     pub resyncs: Counter,
+    /// Connections closed because their bidder token expired.
+    pub token_expired: Counter,
     handle: PrometheusHandle,
 }
 
@@ -26,6 +28,7 @@ impl BidMetrics {
             slow_dropped: recorder
                 .register_counter(&Key::from_static_name("bidding_slow_clients_dropped_total"), &META),
             resyncs: recorder.register_counter(&Key::from_static_name("bidding_watcher_resyncs_total"), &META),
+            token_expired: recorder.register_counter(&Key::from_static_name("bidding_tokens_expired_total"), &META),
             handle: recorder.handle(),
         }
     }

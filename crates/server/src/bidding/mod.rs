@@ -177,14 +177,16 @@ async fn connect(
         }
     }
     let auction = AuctionId::parse(&auction_id).map_err(|e| ApiError::field("auction_id", short(e)))?;
-    let user = match (&state.auth_secret, params.get("token")) {
-        // With a secret, the token alone says who bids; `user_id` is ignored.
+    let (user, token_exp) = match (&state.auth_secret, params.get("token")) {
+        // With a secret, the token alone says who bids, until it expires; `user_id` is ignored.
         (Some(secret), Some(token)) => {
-            auction_proto::auth::verify(secret, token).map_err(|e| ApiError::Unauthorized(format!("token: {e}")))?
+            let bidder = auction_proto::auth::verify_bidder(secret, token)
+                .map_err(|e| ApiError::Unauthorized(format!("token: {e}")))?;
+            (bidder.user, Some(bidder.exp))
         }
         (Some(_), None) => return Err(ApiError::Unauthorized("a token is required (?token=...)".to_owned())),
         (None, _) => match params.get("user_id") {
-            Some(user) => UserId::parse(user).map_err(|e| ApiError::field("user_id", short(e)))?,
+            Some(user) => (UserId::parse(user).map_err(|e| ApiError::field("user_id", short(e)))?, None),
             None => return Err(ApiError::field("user_id", "is required (?user_id=...)")),
         },
     };
@@ -212,8 +214,17 @@ async fn connect(
     Ok(upgrade
         .on_upgrade(move |socket| {
             let bids = limits::Bucket::new(state.config.bid_rate_per_connection);
-            let connection =
-                socket::Connection { socket, state, user, auction, membership, last_seq: 0, bids, _admitted: admitted };
+            let connection = socket::Connection {
+                socket,
+                state,
+                user,
+                auction,
+                membership,
+                last_seq: 0,
+                bids,
+                _admitted: admitted,
+                token_exp,
+            };
             tracker.track_future(connection.run(snapshot).instrument(span))
         })
         .into_response())

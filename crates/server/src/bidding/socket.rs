@@ -2,9 +2,13 @@
 //! Everything here runs in the connection's span (`conn_id`, `auction_id`, `user`), opened in
 //! `bidding::connect`, so log lines name neither the user nor the auction themselves.
 
-use auction_proto::ws::{BidAccepted, BidRejected, ErrorFrame, PlaceBid, ServerFrame, Snapshot};
+use auction_proto::ws::{
+    BidAccepted, BidRejected, ErrorFrame, PlaceBid, ServerFrame, Snapshot, TOKEN_EXPIRED, TOKEN_EXPIRED_CLOSE,
+};
 use auction_proto::{Amount, AuctionId, BidId, ClientFrame, RejectReason, UserId};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
@@ -17,6 +21,7 @@ use crate::store::{BidOutcome, NewBid, StoreError, stored::ms_to_time};
 enum Stop {
     Closed,
     SendFailed,
+    TokenExpired,
 }
 
 pub struct Connection {
@@ -31,6 +36,8 @@ pub struct Connection {
     pub bids: super::limits::Bucket,
     /// Counted against the node's and the user's connection limits until dropped.
     pub _admitted: super::limits::Admitted,
+    /// When the bidder token expires, seconds since the Unix epoch; `None` without tokens.
+    pub token_exp: Option<u64>,
 }
 
 impl Connection {
@@ -44,6 +51,8 @@ impl Connection {
         // event, and a fan-out wakes every watcher at once.
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
+        let expiry = until_expiry(self.token_exp);
+        tokio::pin!(expiry);
         let result = async {
             self.send_snapshot(first).await?;
             let mut heard = tokio::time::Instant::now();
@@ -53,6 +62,7 @@ impl Connection {
                         self.close(close_code::AWAY, "server shutting down").await;
                         return Ok(());
                     }
+                    () = &mut expiry => return Err(self.expire().await),
                     _ = ping.tick() => {
                         if heard.elapsed() >= idle {
                             self.close(close_code::NORMAL, "idle timeout").await;
@@ -119,6 +129,9 @@ impl Connection {
             Err(e) => self.send_error(e.code, &e.message).await,
             Ok(ClientFrame::Ping) => self.send_frame(&ServerFrame::Pong).await,
             Ok(ClientFrame::Sync) => self.resync().await,
+            // The timer closes the connection at expiry, but a bid may arrive in the same instant
+            // and be picked first: the clock decides, so no bid is placed after expiry.
+            Ok(ClientFrame::PlaceBid(_)) if self.token_expired() => Err(self.expire().await),
             Ok(ClientFrame::PlaceBid(bid)) => {
                 let reply = self.on_bid(bid).await;
                 self.send_frame(&reply).await
@@ -287,10 +300,41 @@ impl Connection {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
     }
 
+    fn token_expired(&self) -> bool {
+        self.token_exp.is_some_and(|exp| unix_now() >= Duration::from_secs(exp))
+    }
+
+    /// Ends a connection whose token expired: an `error` frame saying so, then the close
+    /// [`TOKEN_EXPIRED_CLOSE`], for clients that read only one of them.
+    async fn expire(&mut self) -> Stop {
+        self.state.metrics.token_expired.increment(1);
+        let message = "your token has expired; connect again with a new one";
+        if self.send_error(TOKEN_EXPIRED, message).await.is_ok() {
+            self.close(TOKEN_EXPIRED_CLOSE, "token expired").await;
+            self.await_close_reply().await;
+        }
+        Stop::TokenExpired
+    }
+
     async fn close(&mut self, code: u16, reason: &str) {
         let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
         let _ =
             tokio::time::timeout(self.state.config.send_timeout, self.socket.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+/// The time since the Unix epoch by this node's clock, the clock that token expiries are
+/// checked against at connect.
+fn unix_now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// Completes when a token expiring at `exp` (seconds since the Unix epoch) runs out; never
+/// without one.
+async fn until_expiry(exp: Option<u64>) {
+    match exp {
+        Some(exp) => tokio::time::sleep(Duration::from_secs(exp).saturating_sub(unix_now())).await,
+        None => std::future::pending().await,
     }
 }
 

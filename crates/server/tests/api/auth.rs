@@ -101,6 +101,66 @@ async fn missing_forged_none_and_expired_tokens_get_401_before_the_upgrade() {
     assert!(body["error"]["message"].as_str().unwrap().contains("expired"), "{body}");
 }
 
+async fn connect_with(node: &Node, id: &str, token: &str) -> Ws {
+    let url = format!("ws://{}/ws/auction/{id}?token={token}", node.addr);
+    let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut ws = Ws::from_stream(stream);
+    assert!(matches!(ws.next().await, ServerFrame::Snapshot(_)));
+    ws
+}
+
+fn unix_now() -> std::time::Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_closed_when_its_token_expires_and_places_no_bid_after() {
+    let (_env, api, node) = secured().await;
+    let id = create(&api).await;
+    let issued = now_s();
+    let exp = issued + 2;
+    let mut alice = connect_with(&node, &id, &token("alice", SECRET, issued, 2)).await;
+    let mut bob = connect_with(&node, &id, &token("bob", SECRET, issued, 2)).await;
+    assert!(matches!(alice.bid("10.00", Some("a-1")).await, ServerFrame::BidAccepted(_)));
+    assert!(matches!(bob.bid("20.00", Some("b-1")).await, ServerFrame::BidAccepted(_)));
+
+    // Alice's connection ends at the expiry, saying why in a frame and in the close.
+    let (code, reason) = alice.close_frame().await;
+    let closed_at = unix_now();
+    assert_eq!((code, reason.as_str()), (4001, "token expired"));
+    assert!(closed_at >= std::time::Duration::from_secs(exp), "closed at {closed_at:?}, before the expiry {exp}");
+    assert!(
+        closed_at < std::time::Duration::from_secs(exp + 3),
+        "closed at {closed_at:?}, long after the expiry {exp}"
+    );
+    assert!(
+        alice.seen.iter().any(|f| matches!(f, ServerFrame::Error(e) if e.code == "token_expired")),
+        "an error frame token_expired before the close: {:?}",
+        alice.seen
+    );
+
+    // Bob bids once his token has expired: not placed, whatever the connection does with it.
+    while unix_now() < std::time::Duration::from_secs(exp) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let before = bob.seen.len();
+    bob.send_text(r#"{"type":"place_bid","amount":"30.00","bid_id":"b-late"}"#).await;
+    let (code, _) = bob.close_frame().await;
+    assert_eq!(code, 4001);
+    let after = &bob.seen[before..];
+    let late = |f: &ServerFrame| match f {
+        ServerFrame::BidAccepted(a) => a.bid_id.as_str() == "b-late",
+        ServerFrame::BidPlaced(p) => p.bid_id.as_str() == "b-late",
+        _ => false,
+    };
+    assert!(!after.iter().any(late), "{after:?}");
+    let auction = api.auction(&id).await;
+    assert_eq!((auction.bid_count, auction.current_bid), (2, Some(amount("20.00"))), "the late bid was not placed");
+    assert_eq!(scrape(node.addr, "bidding_tokens_expired_total").await, 2.0);
+    // And the expired token cannot come back.
+    assert_eq!(node.refused_status(&format!("/ws/auction/{id}?token={}", token("bob", SECRET, issued, 2))).await, 401);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_need_the_operator_token_and_happen_with_it_and_reads_stay_open() {
     let (_env, api, _node) = secured().await;

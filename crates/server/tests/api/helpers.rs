@@ -393,6 +393,22 @@ impl Ws {
         .await
     }
 
+    /// Reads (keeping text frames in `seen`) until the server's Close, and returns its code and
+    /// reason; fails the test after [`WAIT`] or if the connection ends without one.
+    pub async fn close_frame(&mut self) -> (u16, String) {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.stream.next()).await.expect("timed out waiting for a close");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    self.seen.push(serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad frame {text}: {e}")));
+                }
+                Some(Ok(Message::Close(Some(frame)))) => return (u16::from(frame.code), frame.reason.to_string()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
     /// Sends `text` while reading, for a frame the server refuses mid-send; returns the close code.
     pub async fn send_expecting_close(self, text: String) -> Option<u16> {
         let (mut sink, mut stream) = self.stream.split();
