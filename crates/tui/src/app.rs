@@ -20,8 +20,16 @@ pub enum Screen {
 pub enum Connection {
     Connecting,
     Live,
-    Reconnecting { attempt: u32, reason: String },
+    Reconnecting {
+        attempt: u32,
+        reason: String,
+    },
+    /// The server closed the room at the bidder token's expiry; bidding needs a new token.
+    TokenExpired,
 }
+
+/// What the room says once the token expired, in the outcome line and on a bid attempt.
+pub const TOKEN_EXPIRED_TEXT: &str = "session expired: restart with a new --token";
 
 /// The last bid's outcome, in words.
 #[derive(Debug, Clone, PartialEq)]
@@ -228,6 +236,10 @@ impl App {
     }
 
     fn send_bid(&mut self) -> Vec<Command> {
+        if self.connection == Connection::TokenExpired {
+            self.outcome = Some(Outcome { accepted: false, text: TOKEN_EXPIRED_TEXT.to_owned() });
+            return vec![];
+        }
         let Some(amount) = self.next_amount() else {
             self.outcome = Some(Outcome { accepted: false, text: format!("{:?} is not an amount", self.input) });
             return vec![];
@@ -262,6 +274,11 @@ impl App {
             }
             Net::Reconnecting { attempt, reason } => {
                 self.connection = Connection::Reconnecting { attempt, reason };
+                vec![]
+            }
+            Net::TokenExpired => {
+                self.connection = Connection::TokenExpired;
+                self.outcome = Some(Outcome { accepted: false, text: TOKEN_EXPIRED_TEXT.to_owned() });
                 vec![]
             }
             Net::RoundTrip(ms) => {

@@ -24,6 +24,9 @@ pub enum Net {
         attempt: u32,
         reason: String,
     },
+    /// The server closed the room because the bidder token expired; the task does not
+    /// reconnect (the same token would be refused) until the app leaves the room.
+    TokenExpired,
     Frame(Box<ServerFrame>),
     /// Measured round trip of a ping.
     RoundTrip(u64),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use auction_proto::ClientFrame;
 use auction_proto::rest::AuctionList;
-use auction_proto::ws::{PlaceBid, ServerFrame};
+use auction_proto::ws::{PlaceBid, ServerFrame, TOKEN_EXPIRED_CLOSE};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -157,6 +157,13 @@ async fn session(
             message = socket.next() => {
                 let text = match message {
                     Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(Some(frame)))) if u16::from(frame.code) == TOKEN_EXPIRED_CLOSE => {
+                        *pending = None;
+                        if events.send(Event::Net(Net::TokenExpired)).await.is_err() {
+                            return Ok(RoomEnd::Quit);
+                        }
+                        return Ok(stay_closed(commands).await);
+                    }
                     Some(Ok(Message::Close(frame))) => {
                         return Err(frame.map_or_else(|| "closed".to_owned(), |f| format!("closed: {}", f.reason)));
                     }
@@ -187,6 +194,18 @@ async fn session(
                     return Ok(RoomEnd::Quit);
                 }
             }
+        }
+    }
+}
+
+/// After the token expired: no reconnect (the same token gets 401), until the app leaves the
+/// room or quits.
+async fn stay_closed(commands: &mut mpsc::Receiver<Command>) -> RoomEnd {
+    loop {
+        match commands.recv().await {
+            None => return RoomEnd::Quit,
+            Some(Command::Leave) => return RoomEnd::Left,
+            Some(_) => {}
         }
     }
 }

@@ -71,6 +71,7 @@ fn connection_span(app: &App) -> Span<'static> {
         Connection::Reconnecting { attempt, .. } => {
             Span::styled(format!("reconnecting (attempt {attempt})…"), Style::new().fg(Color::Red).bold())
         }
+        Connection::TokenExpired => Span::styled("session expired", Style::new().fg(Color::Red).bold()),
     }
 }
 

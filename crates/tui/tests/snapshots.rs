@@ -218,6 +218,19 @@ fn reconnecting_and_help() {
 }
 
 #[test]
+fn an_expired_token_is_shown_and_bidding_stops() {
+    let mut app = room();
+    app.on_net(Net::Frame(Box::new(ServerFrame::Error(auction_proto::ws::ErrorFrame {
+        code: "token_expired".into(),
+        message: "your token has expired; connect again with a new one".into(),
+    }))));
+    app.on_net(Net::TokenExpired);
+    let commands = app.on_key(KeyEvent::new(KeyCode::Char('m'), KeyModifiers::NONE));
+    assert_eq!(commands, vec![], "no bid is sent on an expired token");
+    render(&app, "token_expired");
+}
+
+#[test]
 fn a_gap_in_seq_asks_for_a_resync() {
     let mut app = room();
     let commands = app.on_net(placed(5, "bob", "100.00", "102.50", "2026-11-26T10:02:13Z"));

@@ -1,6 +1,6 @@
 //! The real `auction-tui` in tmux against the real stack: bid by keystrokes, see another client's
-//! bid, survive the bidding service going away, resend an unanswered bid after a reconnect, quit
-//! leaving the terminal usable.
+//! bid, survive the bidding service going away, resend an unanswered bid after a reconnect, say so
+//! when the bidder token expires (and stop reconnecting), quit leaving the terminal usable.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -283,5 +283,33 @@ async fn a_bid_unanswered_when_the_connection_drops_is_resent_and_placed_once() 
     assert_eq!(bids.len(), 1, "{bids:?}");
     assert_eq!((bids[0]["bidder"].as_str(), bids[0]["amount"].as_str()), (Some("alice"), Some("10.00")));
     assert!(bids[0]["bid_id"].as_str().unwrap().starts_with("tui-"), "{bids:?}");
+    tmux.keys(&["q"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_says_the_session_expired_when_the_token_does_and_stops_reconnecting() {
+    const SECRET: &str = "a-test-secret-that-is-long-enough-0123";
+    let mut env = TestEnv::new().await;
+    env.set("AUTH_SECRET", SECRET);
+    let (api, _, _) = env.start_auction().await;
+    let node = env.start_bidding().await;
+    let id = create_auction(api).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let alice = auction_proto::UserId::parse("alice").unwrap();
+    let token = auction_proto::auth::mint(SECRET.as_bytes(), &alice, now, 3).unwrap();
+
+    let tmux = Tmux::start();
+    let command = format!(
+        "{} --user alice --auction {id} --api-url http://{api} --ws-url ws://{node} --token {token}",
+        env!("CARGO_BIN_EXE_auction-tui")
+    );
+    tmux.keys(&[&command, "Enter"]);
+    tmux.wait_for(&["Brass lamp", "min next   10.00", "live"]).await;
+    let screen = tmux.wait_for(&["session expired: restart with a new --token"]).await;
+    assert!(!screen.contains("reconnecting"), "{screen}");
+    // A bid now goes nowhere, and the room still says why.
+    tmux.keys(&["m"]);
+    let screen = tmux.wait_for(&["session expired: restart with a new --token"]).await;
+    assert!(!screen.contains("bidding 10.00"), "{screen}");
     tmux.keys(&["q"]);
 }
