@@ -10,6 +10,9 @@ userInput.value = params.get('user') || localStorage.getItem('auction.user') || 
 userInput.addEventListener('change', () => localStorage.setItem('auction.user', userInput.value.trim()));
 if (params.get('user')) localStorage.setItem('auction.user', params.get('user'));
 const user = () => userInput.value.trim();
+// The close code of a connection whose bidder token expired (docs/protocol.md).
+const TOKEN_EXPIRED_CLOSE = 4001;
+const EXPIRED = 'Your session expired: open the page with a new ?token= (auctionctl token) to bid again.';
 
 const el = (tag, attrs = {}, ...children) => {
   const node = document.createElement(tag);
@@ -110,6 +113,7 @@ function roomView(id) {
   let room = null;
   let socket = null;
   let closed = false;
+  let expired = false;
   let attempt = 0;
   let retry = null;
   let offset = 0;
@@ -151,6 +155,7 @@ function roomView(id) {
 
   function bid(value) {
     if (!room) return;
+    if (expired) return say(EXPIRED, false);
     const chosen = value || room.min_next_bid;
     const bidId = `web-${Date.now().toString(36)}-${++counter}`;
     pending.set(bidId, chosen);
@@ -221,8 +226,17 @@ function roomView(id) {
       for (const [bidId, value] of pending) send({ type: 'place_bid', amount: value, bid_id: bidId });
     };
     socket.onmessage = (event) => { try { onFrame(JSON.parse(event.data)); } catch { /* not ours */ } };
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       if (closed) return;
+      // The server closes at the bidder token's expiry; the same token would be refused, so
+      // the page stops here and says what to do rather than retrying for ever.
+      if (event.code === TOKEN_EXPIRED_CLOSE) {
+        expired = true;
+        pending.clear();
+        state.textContent = 'session expired';
+        state.className = 'state down expired';
+        return say(EXPIRED, false);
+      }
       attempt += 1;
       const delay = Math.min(5000, 250 * 2 ** Math.min(attempt, 5));
       state.textContent = `reconnecting in ${Math.round(delay / 100) / 10}s…`;

@@ -1,11 +1,15 @@
 // The web UI in headless Chromium against the real stack: list, room, a bid, another browser
 // context seeing it live, the extension in the countdown, a too-low bid's reason, a screenshot,
 // no console errors; and a room that reconnects and resyncs when its bidding node restarts.
+// Endpoints named by a link are used only when the user agrees, and never stored; a room whose
+// bidder token expires says so and stops.
 // Run it through scripts/browser-test.sh, which starts a stack of its own (scripts/with-stack.sh).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import { chromium } from 'playwright-core';
@@ -101,8 +105,8 @@ async function freePort() {
 }
 
 // Starts a bidding node of the stack on `port`, with the stack's own environment, and waits (20 s
-// at most) until it answers; `stop()` ends it with SIGTERM and waits for it to exit.
-async function startNode(port) {
+// at most) until it answers, with `extraEnv` added; `stop()` ends it with SIGTERM and waits for it to exit.
+async function startNode(port, extraEnv = {}) {
   assert.ok(BIN_DIR && ENV_FILE, 'STACK_BIN_DIR and STACK_ENV_FILE are unset: run scripts/browser-test.sh');
   const env = { PATH: process.env.PATH };
   for (const line of readFileSync(ENV_FILE, 'utf8').split('\n')) {
@@ -111,7 +115,7 @@ async function startNode(port) {
   }
   const instance = `browser-node-${port}-${Date.now()}`;
   const child = spawn(`${BIN_DIR}/bidding-service`, [], {
-    env: { ...env, SERVER_PORT: String(port), INSTANCE_ID: instance },
+    env: { ...env, ...extraEnv, SERVER_PORT: String(port), INSTANCE_ID: instance },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -155,6 +159,8 @@ test('the room reconnects and resyncs after its bidding node restarts', { timeou
 
     // Carol's room talks to the extra node; Dave's to the stack's own.
     const carol = await (await browser.newContext()).newPage();
+    // The link names another node than the one serving the page: the page asks first.
+    carol.on('dialog', (d) => d.accept());
     const errors = [];
     carol.on('pageerror', (e) => errors.push(`${e}`));
     carol.on('console', (m) => {
@@ -189,6 +195,122 @@ test('the room reconnects and resyncs after its bidding node restarts', { timeou
     assert.deepEqual(errors, [], 'console errors');
   } finally {
     for (const node of nodes) node.kill();
+    await browser.close();
+  }
+});
+
+// A bidder token as `auctionctl token` makes it: HS256, `sub` and `exp`.
+function mintToken(secret, user, ttlSeconds) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub: user, exp: Math.floor(Date.now() / 1000) + ttlSeconds })}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+// Waits (10 s at most) until `check()` holds.
+async function until(what, check) {
+  const deadline = Date.now() + 10000;
+  while (!check()) {
+    assert.ok(Date.now() < deadline, `never: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+test('the room says the session expired when the bidder token does, and stops', { timeout: 60000 }, async () => {
+  const browser = await launch();
+  const nodes = [];
+  try {
+    const now = Date.now();
+    const auction = await createAuction({
+      title: `Expiry lamp ${now}`,
+      start_time: new Date(now - 1000).toISOString(),
+      end_time: new Date(now + 600000).toISOString(),
+      starting_bid: '10.00',
+    });
+    // A node of the stack that requires bidder tokens.
+    const secret = 'a-browser-test-secret-that-is-long-enough';
+    const port = await freePort();
+    nodes.push(await startNode(port, { AUTH_SECRET: secret }));
+    const page = await (await browser.newContext()).newPage();
+    page.setDefaultTimeout(10000);
+    page.on('dialog', (d) => d.accept());
+    const sockets = [];
+    page.on('websocket', (ws) => sockets.push(ws.url()));
+    const token = mintToken(secret, 'frank', 3);
+    await page.goto(`${WEB}/?user=frank&token=${token}&api=${API}&ws=ws://127.0.0.1:${port}#/auction/${auction.auction_id}`);
+    await page.waitForSelector('.state.live');
+    await page.waitForSelector('.state.expired:has-text("session expired")');
+    await page.waitForSelector('#outcome.bad:has-text("Your session expired")');
+    await page.click('#bid-min');
+    await page.waitForSelector('#outcome.bad:has-text("Your session expired")');
+    assert.equal(sockets.length, 1, `no reconnect with the expired token: ${sockets}`);
+    const state = await (await fetch(`${API}/api/v1/auctions/${auction.auction_id}`)).json();
+    assert.equal(state.bid_count, 0);
+  } finally {
+    for (const node of nodes) node.kill();
+    await browser.close();
+  }
+});
+
+// An HTTP server that records every request it gets: a stranger's endpoint named by a link.
+async function stranger() {
+  const seen = [];
+  const server = http.createServer((request, response) => {
+    seen.push(request.url);
+    response.writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*' });
+    response.end('{"auctions":[]}');
+  });
+  server.on('upgrade', (request, socket) => { seen.push(request.url); socket.destroy(); });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { host: `127.0.0.1:${server.address().port}`, seen, close: () => server.close() };
+}
+
+test('endpoints from a link are used only when the user agrees, and never stored', { timeout: 60000 }, async () => {
+  const browser = await launch();
+  const evil = await stranger();
+  try {
+    const now = Date.now();
+    const auction = await createAuction({
+      title: `Link lamp ${now}`,
+      start_time: new Date(now - 1000).toISOString(),
+      end_time: new Date(now + 600000).toISOString(),
+      starting_bid: '10.00',
+    });
+    const context = await browser.newContext();
+    const link = `${WEB}/?user=eve&token=bidder-token&admin=operator-token&api=http://${evil.host}&ws=ws://${evil.host}`;
+    const stored = (page) => page.evaluate(() => [localStorage.getItem('auction.api'), localStorage.getItem('auction.ws')]);
+
+    // Declined: the page asks once per endpoint, naming it, and talks to its own services.
+    const declined = await context.newPage();
+    declined.setDefaultTimeout(10000);
+    const asked = [];
+    declined.on('dialog', (d) => { asked.push(d.message()); d.dismiss(); });
+    await declined.goto(`${link}#/auction/${auction.auction_id}`);
+    await declined.waitForSelector('.state.live');
+    await declined.waitForSelector(`h1:has-text("${auction.title}")`);
+    assert.equal(asked.length, 2, `${asked}`);
+    assert.ok(asked.every((m) => m.includes(evil.host)), `${asked}`);
+    assert.deepEqual(evil.seen, [], 'nothing went to the endpoints the user declined');
+    assert.deepEqual(await stored(declined), [null, null]);
+
+    // Agreed: used, for this page only; nothing stored.
+    const agreed = await context.newPage();
+    agreed.on('dialog', (d) => d.accept());
+    await agreed.goto(link);
+    await until('the agreed API is called', () => evil.seen.length > 0);
+    assert.deepEqual(await stored(agreed), [null, null]);
+
+    // A visit without the link afterwards asks nothing and goes to the page's own services.
+    await agreed.close();
+    const before = evil.seen.length;
+    const plain = await context.newPage();
+    plain.setDefaultTimeout(10000);
+    plain.on('dialog', (d) => { asked.push(d.message()); d.dismiss(); });
+    await plain.goto(`${WEB}/#/auction/${auction.auction_id}`);
+    await plain.waitForSelector('.state.live');
+    assert.equal(asked.length, 2, `${asked}`);
+    assert.deepEqual(evil.seen.slice(before), [], 'a plain visit went to the link\'s endpoints');
+  } finally {
+    evil.close();
     await browser.close();
   }
 });
