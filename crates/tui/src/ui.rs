@@ -171,7 +171,6 @@ fn info_lines(app: &App, room: &Room, now: DateTime<Utc>) -> Vec<Line<'static>> 
 }
 
 fn help(frame: &mut Frame) {
-    let area = centered(frame.area(), 52, 14);
     let text = vec![
         Line::from(" Keys").bold(),
         Line::from(""),
@@ -185,6 +184,11 @@ fn help(frame: &mut Frame) {
         Line::from(""),
         Line::from(" any key closes this help"),
     ];
+    // Sized to its longest line plus a space and the borders, so that no line is cut.
+    let widest = text.iter().map(Line::width).max().unwrap_or(0);
+    let width = u16::try_from(widest + 3).unwrap_or(u16::MAX);
+    let height = u16::try_from(text.len() + 2).unwrap_or(u16::MAX);
+    let area = centered(frame.area(), width, height);
     frame.render_widget(Clear, area);
     frame.render_widget(Paragraph::new(text).block(Block::default().borders(Borders::ALL).title(" help ")), area);
 }

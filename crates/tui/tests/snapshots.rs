@@ -231,6 +231,31 @@ fn an_expired_token_is_shown_and_bidding_stops() {
 }
 
 #[test]
+fn the_help_box_shows_every_line_whole() {
+    let mut app = room();
+    app.on_key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE));
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| auction_tui::ui::draw(f, &app, t(NOW))).unwrap();
+    let buffer = terminal.backend().buffer();
+    let screen: Vec<String> = (0..buffer.area.height)
+        .map(|y| (0..buffer.area.width).map(|x| buffer[(x, y)].symbol().to_owned()).collect())
+        .collect();
+    for line in [
+        "list:  ↑/↓ or j/k choose, Enter open",
+        "Enter   send (the minimum if nothing typed) │",
+        "s       resync   Esc clear / back",
+        "any:   ? help   q or Ctrl-C quit",
+        "any key closes this help",
+    ] {
+        assert!(
+            screen.iter().any(|row| row.contains(line)),
+            "{line:?} is not whole inside the box:\n{}",
+            screen.join("\n")
+        );
+    }
+}
+
+#[test]
 fn a_gap_in_seq_asks_for_a_resync() {
     let mut app = room();
     let commands = app.on_net(placed(5, "bob", "100.00", "102.50", "2026-11-26T10:02:13Z"));
