@@ -5,7 +5,7 @@ use auction_proto::ws::ServerFrame;
 use auction_proto::{AuctionStatus, BidRules};
 use chrono::{DateTime, Utc};
 
-use crate::time::{local_with_hint, span};
+use crate::time::{local, local_since, local_with_hint, span};
 
 fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map(|v| v.to_string()).unwrap_or_else(|| "-".to_owned())
@@ -17,15 +17,23 @@ fn money(amount: Option<auction_proto::Amount>) -> String {
 
 /// One auction as `key  value` lines.
 pub fn auction(a: &Auction, now: DateTime<Utc>) -> String {
+    // The status, which the service decided by its own clock, says whether the start is past:
+    // this machine's clock may be a moment behind, and "starts in 0s" for a running auction
+    // misleads.
+    let start_hint = match a.status {
+        AuctionStatus::Scheduled => local_with_hint(a.start_time, now, "starts", "started"),
+        _ => local_since(a.start_time, now, "started"),
+    };
     let end_hint = match a.status {
-        AuctionStatus::Ended | AuctionStatus::Cancelled => local_with_hint(a.end_time, now, "closes", "closed"),
+        AuctionStatus::Ended => local_with_hint(a.end_time, now, "closes", "closed"),
+        AuctionStatus::Cancelled => format!("{} (cancelled: never ends)", local(a.end_time)),
         _ => local_with_hint(a.end_time, now, "ends", "ended"),
     };
     let rows = [
         ("auction", a.auction_id.to_string()),
         ("title", a.title.clone()),
         ("status", a.status.as_str().to_owned()),
-        ("starts", local_with_hint(a.start_time, now, "starts", "started")),
+        ("starts", start_hint),
         ("ends", end_hint),
         ("starting bid", a.starting_bid.to_string()),
         ("current bid", money(a.current_bid)),
@@ -66,8 +74,11 @@ pub fn auctions(list: &[Auction], now: DateTime<Utc>) -> String {
         .iter()
         .map(|a| {
             let left = a.end_time - now;
-            let ends =
-                if left.num_seconds() >= 0 { format!("in {}", span(left)) } else { format!("{} ago", span(left)) };
+            let ends = match a.status {
+                AuctionStatus::Cancelled => "-".to_owned(),
+                _ if left.num_seconds() >= 0 => format!("in {}", span(left)),
+                _ => format!("{} ago", span(left)),
+            };
             vec![
                 a.auction_id.to_string(),
                 a.status.as_str().to_owned(),

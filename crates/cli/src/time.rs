@@ -23,9 +23,25 @@ pub fn span(d: chrono::Duration) -> String {
     duration::compact(d.abs().to_std().unwrap_or_default())
 }
 
+/// A time in local time: `2026-11-26 10:00:00`.
+pub fn local(t: DateTime<Utc>) -> String {
+    t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A time known to be past, in local time with how long ago: `2026-11-26 10:00:00 (started 5s
+/// ago)`, or `(started just now)` within the second or when this clock is behind.
+pub fn local_since(t: DateTime<Utc>, now: DateTime<Utc>, past: &str) -> String {
+    let ago = now - t;
+    if ago.num_seconds() >= 1 {
+        format!("{} ({past} {} ago)", local(t), span(ago))
+    } else {
+        format!("{} ({past} just now)", local(t))
+    }
+}
+
 /// A time in local time with a hint relative to `now`: `2026-11-26 10:00:00 (ends in 2m13s)`.
 pub fn local_with_hint(t: DateTime<Utc>, now: DateTime<Utc>, future: &str, past: &str) -> String {
-    let local = t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S");
+    let local = local(t);
     let delta = t - now;
     if delta.num_seconds() >= 0 {
         format!("{local} ({future} in {})", span(delta))
@@ -48,5 +64,9 @@ mod tests {
         assert_eq!(parse_time("+1h30m", now), Ok(now + chrono::Duration::minutes(90)));
         assert!(parse_time("+5x", now).unwrap_err().contains("unknown unit"));
         assert_eq!(span(chrono::Duration::seconds(-133)), "2m13s");
+        let hint = |t: DateTime<Utc>| local_since(t, now, "started").split_once(" (").unwrap().1.to_owned();
+        assert_eq!(hint(now - chrono::Duration::seconds(133)), "started 2m13s ago)");
+        assert_eq!(hint(now - chrono::Duration::milliseconds(400)), "started just now)");
+        assert_eq!(hint(now + chrono::Duration::milliseconds(400)), "started just now)", "this clock behind");
     }
 }

@@ -171,6 +171,29 @@ async fn create_get_list_extend_cancel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_auction_reads_started_and_a_cancelled_one_never_ends() {
+    let s = stack().await;
+    let out = s
+        .run(&["create", "--title", "Brass lamp", "--start", "now", "--duration", "10m", "--starting-bid", "100"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let line = |text: &str, key: &str| text.lines().find(|l| l.starts_with(key)).unwrap_or_default().to_owned();
+    let starts = line(&out.stdout, "starts");
+    assert!(starts.contains("(started just now)") || starts.contains("(started 1s ago)"), "{}", out.stdout);
+    let ends = line(&out.stdout, "ends");
+    assert!(ends.contains("(ends in 9m5") || ends.contains("(ends in 10m"), "{}", out.stdout);
+    let id = line(&out.stdout, "auction").split_whitespace().nth(1).unwrap().to_owned();
+
+    assert_eq!(s.run(&["cancel", &id, "-y"]).await.code, 0);
+    let out = s.run(&["list"]).await;
+    let row = line(&out.stdout, &id);
+    let columns: Vec<&str> = row.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(columns.get(1..), Some(&["cancelled", "100.00", "0", "-", "Brass lamp"][..]), "{}", out.stdout);
+    let out = s.run(&["get", &id]).await;
+    assert!(line(&out.stdout, "ends").ends_with("(cancelled: never ends)"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bids_leader_rules_health_completions() {
     let s = stack().await;
     let id = s.create().await;
