@@ -23,11 +23,17 @@ pub use crate::starting::Waiting;
 pub fn init_logging<S>(config: &Config<S>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colours());
     match config.log_format {
         LogFormat::Text => logs.with_target(false).init(),
         LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).with_span_list(true).init(),
     }
+}
+
+/// Whether text logs are coloured: only on a terminal, since escape codes in a file or a log
+/// collector are noise, and never with `NO_COLOR` set (non-empty).
+fn colours() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// A token cancelled on SIGINT or SIGTERM: the one shutdown path of every service.

@@ -117,11 +117,11 @@ impl EnvExt for TestEnv {
         }
         command
             .env("LOG_LEVEL", "info")
+            .env("NO_COLOR", "1")
             .envs(self.vars())
             .envs(extra.iter().copied())
             .env("INSTANCE_ID", instance_id)
             .env("CONFIG_FILE", "/dev/null")
-            .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())

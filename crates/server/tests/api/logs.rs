@@ -2,7 +2,7 @@
 //! nothing but JSON lines with a timestamp, level, target and message; a REST request's id goes
 //! from its header to the response and to its completion line (with method, route template and
 //! status); a bid's lines carry its `bid_id` and its connection's `auction_id`, `user` and
-//! `conn_id`.
+//! `conn_id`. Text logs written to a pipe carry no colour codes.
 
 use auction_proto::ws::ServerFrame;
 use chrono::DateTime;
@@ -168,4 +168,16 @@ async fn the_analytics_service_logs_json_lines_with_request_ids() {
     assert_request(finished(&lines, "scrape-9"), "GET", "/metrics", 200);
     let info = lines.iter().find(|line| line["message"] == "request finished").expect("a completion line");
     assert_eq!(info["level"], "INFO", "operators see each request at the default level");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_to_a_pipe_have_no_colour_codes() {
+    let env = TestEnv::new().await;
+    // An empty NO_COLOR allows colours: only the pipe may turn them off.
+    let extra = [("LOG_FORMAT", "text"), ("NO_COLOR", "")];
+    let (_child, mut output) = env.starting_process(env!("CARGO_BIN_EXE_auction-service"), "plain", &extra);
+    let listening = output.line_matching(|line| line.contains("listening")).await;
+    assert!(listening.is_some(), "the service stopped before listening: {:?}", output.seen);
+    let coloured: Vec<&String> = output.seen.iter().filter(|line| line.contains('\x1b')).collect();
+    assert!(coloured.is_empty(), "escape codes in logs written to a pipe: {coloured:?}");
 }
