@@ -12,7 +12,7 @@ scripts/dev-services.sh
 
 profile=${PROFILE:-debug}
 if [ "$profile" = release ]; then cargo build --release --bins; else cargo build --bins; fi
-bin=target/$profile
+bin=${CARGO_TARGET_DIR:-target}/$profile
 
 pids=()
 stop() {
@@ -20,7 +20,14 @@ stop() {
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
     wait 2>/dev/null || true
 }
-trap stop INT TERM EXIT
+# Ctrl-C (or SIGTERM) is the normal way to stop: a clean stop, exit 0.
+stopped() {
+    stop
+    echo "dev: stopped" >&2
+    exit 0
+}
+trap stopped INT TERM
+trap stop EXIT
 
 # start NAME PORT: runs one service with its log lines prefixed by its name.
 start() {
@@ -55,7 +62,11 @@ The stack is up:
   analytics service  http://localhost:${ANALYTICS_PORT:-8082}/health
 Ctrl-C stops it.
 MSG
-# If any service stops, stop them all: a half-running stack only confuses.
-wait -n "${pids[@]}" || true
-echo "dev: a service stopped; stopping the stack" >&2
+# If any service stops on its own, stop them all: a half-running stack only confuses. The
+# terminal's Ctrl-C reaches the services too, and one may exit before this shell runs its trap:
+# a service exits 0 only when told to stop, so that is a clean stop, not a failure.
+status=0
+wait -n "${pids[@]}" || status=$?
+[ "$status" -ne 0 ] || stopped
+echo "dev: a service stopped (exit status $status); stopping the stack" >&2
 exit 1
