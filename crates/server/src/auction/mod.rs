@@ -145,13 +145,8 @@ async fn connect(
 /// Starts the election, the scheduler and the copy to MySQL, and puts the API in place.
 fn start(state: AppState, elector: Elector, routes: &Routes, tracker: &TaskTracker, shutdown: &CancellationToken) {
     let (copies_tx, copies_rx) = mpsc::channel(4096);
-    let scheduler = Scheduler::new(
-        state.store.clone(),
-        state.lease.clone(),
-        state.wake.clone(),
-        copies_tx,
-        state.metrics.clone(),
-    );
+    let scheduler =
+        Scheduler::new(state.store.clone(), state.lease.clone(), state.wake.clone(), copies_tx, state.metrics.clone());
     tracker.spawn(elector.run(shutdown.clone()));
     tracker.spawn(scheduler.run(shutdown.clone()));
     tracker.spawn(scheduler::copy_to_mysql(state.db.clone(), copies_rx));
