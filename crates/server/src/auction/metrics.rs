@@ -14,6 +14,8 @@ pub struct AuctionMetrics {
     pub ended: Counter,
     /// Transitions the fencing check refused (this instance acted on a lease it no longer held).
     pub fenced: Counter,
+    /// Auctions the list endpoint loaded (each one snapshot script): what a list call costs Redis.
+    pub list_loads: Counter,
     /// Redis time just after an auction was ended, minus its close in force.
     pub close_lateness: Histogram,
     leader: Gauge,
@@ -35,6 +37,7 @@ impl AuctionMetrics {
             started: counter("auction_started_total"),
             ended: counter("auction_ended_total"),
             fenced: counter("auction_transitions_fenced_total"),
+            list_loads: counter("auction_list_loads_total"),
             close_lateness: recorder.register_histogram(&Key::from_static_name(LATENESS), &META),
             leader: gauge("auction_leader"),
             epoch: gauge("auction_leader_epoch"),

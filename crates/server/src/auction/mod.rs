@@ -150,9 +150,30 @@ fn start(state: AppState, elector: Elector, routes: &Routes, tracker: &TaskTrack
     tracker.spawn(elector.run(shutdown.clone()));
     tracker.spawn(scheduler.run(shutdown.clone()));
     tracker.spawn(scheduler::copy_to_mysql(state.db.clone(), copies_rx));
+    tracker.spawn(backfill_status_indexes(state.store.clone(), shutdown.clone()));
     let deadlines = state.store.subscribe(vec![state.store.deadline_channel()]);
     tracker.spawn(scheduler::listen_for_deadlines(deadlines, state.wake.clone(), shutdown.clone()));
     routes.replace(router(state));
+}
+
+/// How many of the newest auctions the one-time status index backfill covers: as many as a status
+/// list searched before the status indexes existed.
+const BACKFILL_LIMIT: usize = 10_000;
+
+/// Fills the status indexes with the auctions created before they existed, once per deployment,
+/// retrying until it is done (status lists miss those auctions until then).
+async fn backfill_status_indexes(store: Store, shutdown: CancellationToken) {
+    let mut backoff = crate::retry::backoff();
+    loop {
+        match store.backfill_status_indexes(BACKFILL_LIMIT).await {
+            Ok(Some(indexed)) => return tracing::info!(indexed, "status indexes filled"),
+            Ok(None) => return,
+            Err(e) => tracing::warn!(error = %e, "cannot fill the status indexes; retrying"),
+        }
+        if !crate::retry::pause(&mut backoff, &shutdown).await {
+            return;
+        }
+    }
 }
 
 /// Every route of the service, each with its part of the OpenAPI document, which is served too.
@@ -174,16 +195,17 @@ pub fn router(state: AppState) -> Router {
 
 /// CORS for pages served elsewhere (the web UI from the bidding service or any static server).
 fn cors(origins: Option<&[String]>) -> tower_http::cors::CorsLayer {
-    use axum::http::{HeaderValue, Method, header};
+    use axum::http::{HeaderName, HeaderValue, Method, header};
     use tower_http::cors::{AllowOrigin, CorsLayer};
     let allow = match origins {
         None => AllowOrigin::any(),
         Some(list) => AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok())),
     };
-    CorsLayer::new()
-        .allow_origin(allow)
-        .allow_methods([Method::GET, Method::POST, Method::PUT])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+    CorsLayer::new().allow_origin(allow).allow_methods([Method::GET, Method::POST, Method::PUT]).allow_headers([
+        header::CONTENT_TYPE,
+        header::AUTHORIZATION,
+        HeaderName::from_static("idempotency-key"),
+    ])
 }
 
 /// Whether Redis and MySQL answer.

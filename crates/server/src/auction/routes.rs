@@ -10,16 +10,16 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::openapi::{BadRequest, NotFound, TooLarge, Unauthorized, Unavailable, limit_schema};
+use super::openapi::{BadRequest, Conflict, NotFound, TooLarge, Unauthorized, Unavailable, limit_schema};
 use super::{AppState, operator};
 use crate::http::{ApiError, ApiJson};
-use crate::store::{NewAuction, StoredAuction};
+use crate::store::{CreateOutcome, NewAuction, StoredAuction};
 
 /// The most auctions one list call returns.
 const MAX_LIST: usize = 1000;
@@ -82,16 +82,23 @@ async fn require_operator(
 
 /// Creates an auction.
 ///
-/// It starts and ends on time by itself; the answer is the auction as `GET` shows it.
+/// It starts and ends on time by itself; the answer is the auction as `GET` shows it. With an
+/// `Idempotency-Key`, a retry of the same settings answers with the auction the key created,
+/// and the key with other settings is a conflict.
 #[utoipa::path(
     post,
     path = "/auctions",
     operation_id = "create_auction",
     request_body = CreateAuction,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 64 printable ASCII characters; a retry with the same key and settings answers with the auction the first created, not a second one")),
     security(("operator_token" = [])),
     responses(
-        (status = 201, description = "Created", body = Auction,
-            headers(("Location" = String, description = "The auction's URL path")),
+        (status = 201, description = "Created (or, for a retry with the same Idempotency-Key and settings, created before)", body = Auction,
+            headers(
+                ("Location" = String, description = "The auction's URL path"),
+                ("Idempotent-Replayed" = String, description = "`true` when the auction was created by an earlier request with the same Idempotency-Key"),
+            ),
             links(
                 ("get" = (operation_id = "get_auction", parameters(("auction_id" = "$response.body#/auction_id")))),
                 ("bids" = (operation_id = "list_bids", parameters(("auction_id" = "$response.body#/auction_id")))),
@@ -100,11 +107,17 @@ async fn require_operator(
             )),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
+        (status = 409, response = Conflict),
         (status = 413, response = TooLarge),
         (status = 503, response = Unavailable),
     )
 )]
-async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuction>) -> Result<Response, ApiError> {
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateAuction>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
     let title = validate_title(body.title.as_deref())?;
     let extension_window_s = body.extension_window_s.unwrap_or(30);
     let extension_s = body.extension_s.unwrap_or(30);
@@ -125,6 +138,32 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
     if end_ms <= start_ms {
         return Err(ApiError::field("end_time", "must be after start_time"));
     }
+    let fingerprint =
+        request_fingerprint(&title, start_ms, end_ms, body.starting_bid.cents(), extension_window_s, extension_s);
+    // A retry is answered before the checks against the clock, which a retry of a request that
+    // succeeded may no longer pass (its end may be past by now).
+    if let Some(key) = key {
+        let id = id_for_key(key)?;
+        if let Some(found) = state.store.created_with(&id).await? {
+            return match (found.key.as_deref(), found.fingerprint.as_deref()) {
+                (Some(k), Some(f)) if k == key && f == fingerprint => replayed(&state, &id).await,
+                (Some(k), _) if k == key => Err(key_reused(&id)),
+                _ => Err(key_taken()),
+            };
+        }
+        // Past retention the auction is in MySQL alone, without its key: the key's window is over.
+        match crate::db::retired_auction(&state.reads, &id, chrono::Utc::now().timestamp_micros()).await {
+            Ok(Some(_)) => {
+                return Err(ApiError::Conflict(format!(
+                    "Idempotency-Key was used for auction {id}, which has finished; send a new key for a new auction"
+                )));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(auction = %id, error = %e, "cannot ask mysql whether the key's auction has finished")
+            }
+        }
+    }
     let now_ms = state.store.now_ms().await?;
     if end_ms <= now_ms {
         return Err(ApiError::field("end_time", "is in the past"));
@@ -136,10 +175,14 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
             format!("the auction may run at most {:?}", state.config.max_duration),
         ));
     }
-    // 64 random bits: a collision is all but impossible, and the create script refuses one anyway.
     let (id, created) = loop {
-        let candidate = AuctionId::parse(&uuid::Uuid::new_v4().simple().to_string()[..16])
-            .map_err(|e| ApiError::Internal(e.into()))?;
+        let candidate = match key {
+            Some(key) => id_for_key(key)?,
+            // 64 random bits: a collision is all but impossible, and the create script refuses
+            // one anyway.
+            None => AuctionId::parse(&uuid::Uuid::new_v4().simple().to_string()[..16])
+                .map_err(|e| ApiError::Internal(e.into()))?,
+        };
         let new = NewAuction {
             id: &candidate,
             title: &title,
@@ -148,15 +191,21 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
             starting_bid: body.starting_bid,
             extension_window_s,
             extension_s,
+            idempotency: key.map(|key| (key, fingerprint.as_str())),
         };
-        // The analytics work index first, so that no auction exists outside it.
-        state.store.mark_work(&candidate).await?;
-        if let Some(created) = state.store.create(&new).await? {
-            break (candidate, created);
+        match state.store.create(&new, now_ms).await? {
+            CreateOutcome::Created(created) => break (candidate, created),
+            // The same key again, concurrently with the first (the check above came before it).
+            CreateOutcome::Replay => return replayed(&state, &candidate).await,
+            CreateOutcome::Mismatch => return Err(key_reused(&candidate)),
+            CreateOutcome::Taken if key.is_some() => return Err(key_taken()),
+            CreateOutcome::Taken => {}
+            CreateOutcome::Late => {
+                return Err(ApiError::Unavailable(anyhow::anyhow!("the create did not reach redis within its window")));
+            }
         }
     };
-    // The scheduler's index, then a wake-up for whichever instance leads.
-    state.store.schedule(&id, start_ms).await?;
+    // The deadline is in the scheduler's index already; this wakes whichever instance leads.
     if let Err(e) = state.store.announce_deadline().await {
         tracing::warn!(auction = %id, error = %e, "cannot wake the scheduler; it looks again within a second");
     }
@@ -165,6 +214,76 @@ async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateAuct
     let auction = load(&state, &id).await?;
     let location = format!("/api/v1/auctions/{id}");
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(auction)).into_response())
+}
+
+/// The request header that makes a create safe to retry.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// How long an Idempotency-Key may be.
+const MAX_IDEMPOTENCY_KEY: usize = 64;
+
+/// The create's `Idempotency-Key`, if sent: 1 to 64 printable ASCII characters, once.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    let bad = || {
+        ApiError::field(
+            "Idempotency-Key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters, sent once"),
+        )
+    };
+    if values.next().is_some() {
+        return Err(bad());
+    }
+    let key = value.to_str().map_err(|_| bad())?;
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return Err(bad());
+    }
+    Ok(Some(key))
+}
+
+/// The auction id an Idempotency-Key stands for: the first 16 hex digits of its name-based UUID
+/// (version 5, SHA-1), the same form as a random id, so that every retry finds the same slot.
+fn id_for_key(key: &str) -> Result<AuctionId, ApiError> {
+    const KEYS: uuid::Uuid = uuid::uuid!("5b0f3c5e-8f3a-4d6e-9a51-1c2d3e4f5a6b");
+    AuctionId::parse(&uuid::Uuid::new_v5(&KEYS, key.as_bytes()).simple().to_string()[..16])
+        .map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// What makes two creates the same request: the settings once validated and defaulted, as the
+/// name-based UUID (version 5) of their JSON.
+fn request_fingerprint(
+    title: &str,
+    start_ms: i64,
+    end_ms: i64,
+    starting_bid: i64,
+    extension_window_s: u32,
+    extension_s: u32,
+) -> String {
+    const REQUESTS: uuid::Uuid = uuid::uuid!("9e7d2a41-3b6c-4f08-8d15-7a2b9c0e4f31");
+    let settings = serde_json::json!([title, start_ms, end_ms, starting_bid, extension_window_s, extension_s]);
+    uuid::Uuid::new_v5(&REQUESTS, settings.to_string().as_bytes()).simple().to_string()
+}
+
+/// The answer to a retry: the auction the key created, as it is now, as the first answer was.
+async fn replayed(state: &AppState, id: &AuctionId) -> Result<Response, ApiError> {
+    let auction = load(state, id).await?;
+    let location = format!("/api/v1/auctions/{id}");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location), (HeaderName::from_static("idempotent-replayed"), "true".to_owned())],
+        Json(auction),
+    )
+        .into_response())
+}
+
+fn key_reused(id: &AuctionId) -> ApiError {
+    ApiError::Conflict(format!(
+        "Idempotency-Key was already used to create auction {id} with other settings; send a new key for a new auction"
+    ))
+}
+
+fn key_taken() -> ApiError {
+    ApiError::Conflict("Idempotency-Key: its auction id is taken by another auction; send another key".to_owned())
 }
 
 /// Checks the title as sent (the limit is on what the client sends, white space included), then
@@ -303,21 +422,9 @@ async fn list(
         return Err(ApiError::field("limit", format!("must be between 1 and {MAX_LIST}")));
     }
     let rules = state.store.rules().await?;
-    // With a status filter, look further back so that `limit` matches can still be found.
-    let scan = if status.is_some() { MAX_LIST * 10 } else { limit };
-    let ids = state.store.recent_ids(scan).await?;
-    let records = futures_util::future::join_all(ids.iter().map(|id| state.store.load(id))).await;
-    let mut auctions = Vec::new();
-    for record in records {
-        let Some(record) = record? else { continue };
-        let auction = record.to_auction(&rules)?;
-        if status.is_none_or(|s| s == auction.status) {
-            auctions.push(auction);
-            if auctions.len() == limit {
-                break;
-            }
-        }
-    }
+    let listed = state.store.list(status, limit).await?;
+    state.metrics.list_loads.increment(listed.loaded as u64);
+    let auctions = listed.auctions.iter().map(|record| record.to_auction(&rules)).collect::<Result<_, _>>()?;
     let auctions = with_retired(&state, auctions, status, limit, &rules).await?;
     Ok(Json(AuctionList { auctions }))
 }

@@ -13,9 +13,10 @@
 --   {"missing"}                      no such auction
 --   {"final", state}                 already ended or cancelled: nothing to do, ever
 --   {"wait", next deadline ms}       nothing due yet (a bid may have moved the close)
---   {"event", event}                 open -> active ({"type":"started",...}), or -> ended, once
+--   {"event", event, created_ms}     open -> active ({"type":"started",...}), or -> ended, once
 --                                    ({"type":"ended",...}): the event it logged and published
---                                    (docs/protocol.md, "Events")
+--                                    (docs/protocol.md, "Events"), and the auction's created_ms
+--                                    (its score in the status indexes, which the caller moves)
 
 local function int(n) return string.format('%.0f', n) end
 
@@ -24,7 +25,7 @@ local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now_ms >= tonumber(ARGV[3]) then return {'fenced'} end
 local epoch = tonumber(ARGV[2])
 local a = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'end_ms', 'current_bid', 'bidder',
-  'seq', 'bid_count', 'fence')
+  'seq', 'bid_count', 'fence', 'created_ms')
 if not a[1] then return {'missing'} end
 if a[8] and epoch < tonumber(a[8]) then return {'fenced'} end
 
@@ -37,7 +38,7 @@ local function emit(event)
   local text = cjson.encode(event)
   redis.call('XADD', KEYS[2], '*', 'v', '2', 'event', text)
   redis.call(ARGV[5], ARGV[4], text)
-  return {'event', text}
+  return {'event', text, a[9] or '0'}
 end
 
 if now_ms >= end_ms then

@@ -5,12 +5,13 @@
 -- ARGV[1] auction id    ARGV[2] "extend" or "cancel"    ARGV[3] seconds to extend by
 -- ARGV[4] live channel    ARGV[5] publish command: SPUBLISH on a cluster, PUBLISH on one Redis
 --
--- Returns {"missing"}, {"conflict", status}, or {"event", the event it logged and published}
--- ({"type":"extended",...} or {"type":"cancelled",...}, docs/protocol.md "Events").
+-- Returns {"missing"}, {"conflict", status}, or {"event", the event it logged and published,
+-- created_ms} ({"type":"extended",...} or {"type":"cancelled",...}, docs/protocol.md "Events";
+-- created_ms is the auction's score in the status indexes, which the caller moves on a cancel).
 
 local function int(n) return string.format('%.0f', n) end
 
-local a = redis.call('HMGET', KEYS[1], 'state', 'end_ms', 'seq')
+local a = redis.call('HMGET', KEYS[1], 'state', 'end_ms', 'seq', 'created_ms')
 if not a[1] then return {'missing'} end
 local state, end_ms = a[1], tonumber(a[2])
 local t = redis.call('TIME')
@@ -31,4 +32,4 @@ else
 end
 redis.call('XADD', KEYS[2], '*', 'v', '2', 'event', event)
 redis.call(ARGV[5], ARGV[4], event)
-return {'event', event}
+return {'event', event, a[4] or '0'}

@@ -1,7 +1,11 @@
 //! Redis key names. Every key of one auction carries the auction id as its hash tag, so every
 //! script touches one slot and the data can live on Redis Cluster.
 
-use auction_proto::AuctionId;
+use auction_proto::{AuctionId, AuctionStatus};
+
+/// Every status, each with its own list index.
+pub const STATUSES: [AuctionStatus; 4] =
+    [AuctionStatus::Scheduled, AuctionStatus::Active, AuctionStatus::Ended, AuctionStatus::Cancelled];
 
 /// The key names for one deployment (or one test): all start with the configured prefix.
 #[derive(Debug, Clone)]
@@ -69,6 +73,24 @@ impl Keys {
     /// once that passes, the global indexes forget them.
     pub fn retired(&self) -> String {
         format!("{}retired", self.prefix)
+    }
+
+    /// Sorted set of the ids of auctions last seen in `status`, scored by creation time like
+    /// [`Keys::index`]: a status list reads only its own set. An entry may lag the status derived
+    /// with Redis time (readers filter by that, and move the entries they find behind).
+    pub fn status_index(&self, status: AuctionStatus) -> String {
+        format!("{}auctions:{}", self.prefix, status.as_str())
+    }
+
+    /// Every status index, one per status.
+    pub fn status_indexes(&self) -> [(AuctionStatus, String); 4] {
+        STATUSES.map(|status| (status, self.status_index(status)))
+    }
+
+    /// Set once the status indexes hold every auction the list index held when they were
+    /// introduced (the one-time backfill at start).
+    pub fn status_indexes_ready(&self) -> String {
+        format!("{}auctions:status_indexed", self.prefix)
     }
 
     /// The bid increment table (JSON of `BidRules`); absent means the defaults.

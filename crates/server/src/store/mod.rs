@@ -24,11 +24,11 @@ pub mod stored;
 #[cfg(feature = "testing")]
 mod testing;
 
-pub use auctions::{ChangeOutcome, ChangeRequest, NewAuction};
+pub use auctions::{ChangeOutcome, ChangeRequest, CreateOutcome, CreatedWith, Listed, NewAuction};
 pub use bids::{BidOutcome, NewBid};
 pub use conn::{Conn, Topology};
 pub use event::{Event, Live};
-pub use keys::Keys;
+pub use keys::{Keys, STATUSES};
 pub use live::{Feed, Received, Subscription};
 pub use persistence::{Persistence, warn_if_not_durable};
 pub use retention::Retire;

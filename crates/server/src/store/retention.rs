@@ -35,11 +35,12 @@ pub enum Retire {
 }
 
 impl Store {
-    /// Puts auction `id` in the work index; made before the auction is, so that no auction can
-    /// exist outside it (an id whose creation then fails is found `Gone` and dropped).
-    pub async fn mark_work(&self, id: &AuctionId) -> Result<(), StoreError> {
+    /// Puts auction `id` in the work index, scored by `at_ms`, the Redis time its create began;
+    /// made before the auction is, so that no auction can exist outside it (an id whose creation
+    /// then fails is found `Gone` and dropped, once the create's window is over).
+    pub async fn mark_work(&self, id: &AuctionId, at_ms: i64) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: i64 = self.bounded(conn.zadd(self.keys.work(), id.as_str(), 0)).await?;
+        let _: i64 = self.bounded(conn.zadd(self.keys.work(), id.as_str(), at_ms)).await?;
         Ok(())
     }
 
@@ -84,7 +85,17 @@ impl Store {
             (Some("work"), _) => return Ok(Retire::Work),
             (Some("live"), _) => return Ok(Retire::Live),
             (Some("retired"), Some(ms)) => Retire::Retired { expires_ms: ms.parse().map_err(|_| corrupt())? },
-            (Some("gone"), _) => Retire::Gone,
+            (Some("gone"), _) => {
+                // An id marked by a create still within its window may yet be created: keep it.
+                let marked: Option<f64> = self.bounded(conn.zscore(self.keys.work(), id.as_str())).await?;
+                let window_ms = i64::try_from(self.create_window().as_millis()).unwrap_or(i64::MAX);
+                let now_ms = self.now_ms().await?;
+                #[allow(clippy::cast_possible_truncation)]
+                if marked.is_some_and(|at| at as i64 > now_ms - 2 * window_ms) {
+                    return Ok(Retire::Live);
+                }
+                Retire::Gone
+            }
             _ => return Err(corrupt()),
         };
         // Recorded for the trimming before it leaves the work index: a failure in between leaves
@@ -99,7 +110,7 @@ impl Store {
     }
 
     /// Forgets up to `limit` auctions whose retention has passed in the global indexes (the
-    /// list's, the deadlines, the work index), then in the retired set itself; returns how many.
+    /// list's and the status indexes, the deadlines, the work index), then in the retired set itself; returns how many.
     /// Reads of them go to MySQL from then on.
     pub async fn forget_retired(&self, limit: usize) -> Result<usize, StoreError> {
         let now_ms = self.now_ms().await?;
@@ -110,7 +121,9 @@ impl Store {
         if ids.is_empty() {
             return Ok(0);
         }
-        for key in [self.keys.index(), self.keys.deadlines(), self.keys.work(), self.keys.retired()] {
+        let status_indexes = self.keys.status_indexes().map(|(_, index)| index);
+        let globals = [self.keys.index(), self.keys.deadlines(), self.keys.work()];
+        for key in globals.into_iter().chain(status_indexes).chain([self.keys.retired()]) {
             let _: i64 = self.bounded(conn.zrem(key, &ids)).await?;
         }
         Ok(ids.len())

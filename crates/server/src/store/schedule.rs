@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use auction_proto::AuctionId;
+use auction_proto::{AuctionId, AuctionStatus};
 use redis::{AsyncCommands, Script};
 
 use super::event::{Event, Live};
@@ -112,7 +112,8 @@ impl Store {
         }
     }
 
-    /// Runs the scheduler's fenced transition on one auction.
+    /// Runs the scheduler's fenced transition on one auction; after a start or an end, moves the
+    /// auction's status index entry (a failure there is logged: readers move entries left behind).
     pub async fn advance(&self, id: &AuctionId, fence: Fence) -> Result<Advance, StoreError> {
         let keys = self.keys.auction(id);
         let mut conn = self.conn.clone();
@@ -135,9 +136,30 @@ impl Store {
             (Some("missing"), _) => Advance::Missing,
             (Some("final"), _) => Advance::Final,
             (Some("wait"), Some(ms)) => Advance::Wait { next_ms: ms.parse().map_err(|_| corrupt())? },
-            (Some("event"), Some(text)) => Advance::Moved(Event::decode(text)?),
+            (Some("event"), Some(text)) => {
+                let event = Event::decode(text)?;
+                let created_ms = reply.get(2).and_then(|ms| ms.parse().ok()).ok_or_else(corrupt)?;
+                let status = match &event {
+                    Event::Started(_) => Some(AuctionStatus::Active),
+                    Event::Ended(_) => Some(AuctionStatus::Ended),
+                    _ => None,
+                };
+                if let Some(status) = status {
+                    self.index_status_or_warn(id, status, created_ms).await;
+                }
+                Advance::Moved(event)
+            }
             _ => return Err(corrupt()),
         })
+    }
+
+    /// Makes the scheduler look at the auction no later than `at_ms` (`ZADD LT`): an earlier
+    /// deadline already there stays, and a look too early only finds nothing due yet.
+    pub async fn schedule_by(&self, id: &AuctionId, at_ms: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let options = redis::SortedSetAddOptions::add_or_update(Some(redis::UpdateCheck::LT));
+        let _: () = self.bounded(conn.zadd_options(self.keys.deadlines(), id.as_str(), at_ms, &options)).await?;
+        Ok(())
     }
 
     /// Sets the auction's next deadline in the scheduler's index.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use auction_proto::rest::{CreateAuction, LeaderInfo};
 use auction_proto::ws::ServerFrame;
 use auction_proto::{AuctionId, RejectReason};
-use auction_server::store::{Advance, Event, Fence, Keys, Live, NewAuction, Received, StoredState};
+use auction_server::store::{Advance, CreateOutcome, Event, Fence, Keys, Live, NewAuction, Received, StoredState};
 use chrono::Utc;
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -703,10 +703,12 @@ async fn a_stale_leader_is_fenced_out() {
         starting_bid: amount("1"),
         extension_window_s: 0,
         extension_s: 30,
+        idempotency: None,
     };
-    store.create(&new).await.unwrap().unwrap();
+    assert!(matches!(store.create(&new, now).await.unwrap(), CreateOutcome::Created(_)));
     let later = AuctionId::parse("fenced-2").unwrap();
-    store.create(&NewAuction { id: &later, end_ms: now + 600_000, ..new }).await.unwrap().unwrap();
+    let created = store.create(&NewAuction { id: &later, end_ms: now + 600_000, ..new }, now).await.unwrap();
+    assert!(matches!(created, CreateOutcome::Created(_)));
 
     let old = store.lease("old", 300, 0).await.unwrap();
     assert!(old.held);
@@ -952,8 +954,9 @@ async fn bidding_needs_no_auction_service() {
         starting_bid: amount("1"),
         extension_window_s: 0,
         extension_s: 30,
+        idempotency: None,
     };
-    store.create(&new).await.unwrap().unwrap();
+    assert!(matches!(store.create(&new, now).await.unwrap(), CreateOutcome::Created(_)));
     let (mut ws, snapshot) = node.connect("no-leader-1", "alice").await;
     let observed = Instant::now();
     assert_eq!(snapshot.status.as_str(), "scheduled");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use auction_proto::rest::{AuctionList, BidsPage, CreateAuction};
 use auction_proto::ws::ServerFrame;
 use auction_proto::{AuctionId, AuctionStatus, BidId, BidRules, RejectReason, UserId};
-use auction_server::store::{BidOutcome, ChangeRequest, Keys, NewAuction, NewBid, Retire, Store};
+use auction_server::store::{BidOutcome, ChangeRequest, CreateOutcome, Keys, NewAuction, NewBid, Retire, Store};
 use auction_server::testing::{TestEnv, mysql_base};
 use chrono::Utc;
 use tokio::time::Instant;
@@ -139,7 +139,14 @@ fn new_auction<'a>(id: &'a AuctionId, now_ms: i64, seconds: i64) -> NewAuction<'
         starting_bid: amount("1.00"),
         extension_window_s: 0,
         extension_s: 0,
+        idempotency: None,
     }
+}
+
+/// Creates an auction straight in the store, as the service would.
+async fn create_in(store: &Store, auction: &NewAuction<'_>) {
+    let now_ms = store.now_ms().await.unwrap();
+    assert!(matches!(store.create(auction, now_ms).await.unwrap(), CreateOutcome::Created(_)));
 }
 
 #[tokio::test]
@@ -157,11 +164,17 @@ async fn sweep_looks_only_at_the_work_index() {
     let now_ms = store.now_ms().await.unwrap();
     // In the list index only, as an auction made by hand (not through the service) would be.
     let outside = AuctionId::parse("outside").unwrap();
-    store.create(&new_auction(&outside, now_ms, 60)).await.unwrap().unwrap();
+    create_in(&store, &new_auction(&outside, now_ms, 60)).await;
+    let _: i64 = redis::cmd("ZREM")
+        .arg(keys.work())
+        .arg("outside")
+        .query_async(&mut env.redis_connection().await)
+        .await
+        .unwrap();
     // In the work index only.
     let inside = AuctionId::parse("inside").unwrap();
-    store.mark_work(&inside).await.unwrap();
-    store.create(&new_auction(&inside, now_ms, 60)).await.unwrap().unwrap();
+    store.mark_work(&inside, 0).await.unwrap();
+    create_in(&store, &new_auction(&inside, now_ms, 60)).await;
     let _: i64 = redis::cmd("ZREM")
         .arg(keys.index())
         .arg("inside")
@@ -194,9 +207,9 @@ async fn outcomes_are_stored_only_for_bids_a_client_can_retry() {
     let store = env.store().await;
     let now_ms = store.now_ms().await.unwrap();
     let (open, closed) = (AuctionId::parse("open").unwrap(), AuctionId::parse("closed").unwrap());
-    store.create(&new_auction(&open, now_ms, 60)).await.unwrap().unwrap();
+    create_in(&store, &new_auction(&open, now_ms, 60)).await;
     // Closed by Redis time four seconds ago.
-    store.create(&new_auction(&closed, now_ms - 5000, 1)).await.unwrap().unwrap();
+    create_in(&store, &new_auction(&closed, now_ms - 5000, 1)).await;
     let rules = BidRules::default();
     let bid = async |store: &Store, auction: &AuctionId, bid_id: &str, cents: &str, keep_outcome: bool| {
         let (bidder, bid_id) = (UserId::parse("alice").unwrap(), BidId::parse(bid_id).unwrap());
@@ -233,7 +246,7 @@ async fn retire_waits_for_the_final_event_to_be_acknowledged_and_never_extends()
     let id = AuctionId::parse("lot").unwrap();
     let hour = Duration::from_secs(3600);
     assert_eq!(store.retire(&id, hour).await.unwrap(), Retire::Gone);
-    store.create(&new_auction(&id, now_ms, 60)).await.unwrap().unwrap();
+    create_in(&store, &new_auction(&id, now_ms, 60)).await;
     // The creation is not yet in MySQL: the log has work (no group yet).
     assert_eq!(store.retire(&id, hour).await.unwrap(), Retire::Work);
     let drain = async || {
