@@ -29,6 +29,11 @@ impl Client {
         self.send(self.authorized(self.http.post(self.url(path))).json(body), path).await
     }
 
+    /// POSTs with an `Idempotency-Key`, so that sending the same call again is safe.
+    pub async fn post_idempotent(&self, path: &str, body: &Value, key: &str) -> Result<Value> {
+        self.send(self.authorized(self.http.post(self.url(path))).header("idempotency-key", key).json(body), path).await
+    }
+
     pub async fn put(&self, path: &str, body: &Value) -> Result<Value> {
         self.send(self.authorized(self.http.put(self.url(path))).json(body), path).await
     }

@@ -31,8 +31,8 @@ pub async fn run(opt: Opt) -> Result<()> {
     let api = || Client::new(&g.api_url, g.timeout, g.admin_token.as_deref());
     match opt.command {
         Command::Create(create) => {
-            let body = create_body(&create)?;
-            let value = api()?.post("/api/v1/auctions", &serde_json::to_value(body).map_err(failed)?).await?;
+            let body = serde_json::to_value(create_body(&create)?).map_err(failed)?;
+            let value = create_auction(&api()?, &body).await?;
             print_auction(g, value)
         }
         Command::Get { id } => {
@@ -133,6 +133,29 @@ fn print_auction(g: &Global, value: Value) -> Result<()> {
 
 fn auction_id(text: &str) -> Result<AuctionId> {
     AuctionId::parse(text).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// How many times `create` sends its request when no answer came or the service was unavailable.
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// Creates an auction with a fresh Idempotency-Key, sending the same request with the same key
+/// again (a second, then two seconds later) when it got no answer or a 503: the service then
+/// answers with the auction the first attempt made, if it made one, rather than make a second.
+async fn create_auction(api: &Client, body: &Value) -> Result<Value> {
+    let key = uuid::Uuid::new_v4().to_string();
+    let mut attempt = 1;
+    loop {
+        match api.post_idempotent("/api/v1/auctions", body, &key).await {
+            Err(e @ (CliError::Unreachable { .. } | CliError::Server { status: 503, .. }))
+                if attempt < CREATE_ATTEMPTS =>
+            {
+                eprintln!("auctionctl: {e}; sending the create again (Idempotency-Key {key})");
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Builds the create request, refusing bad input before anything is sent.

@@ -482,3 +482,70 @@ async fn https_and_wss_behind_a_tls_front() {
     assert!(stderr.contains("certificate"), "{stderr}");
     std::fs::remove_file(&ca).unwrap();
 }
+
+/// A front for the auction service that passes the first request on but drops its connection
+/// before the answer (an answer lost on the way back), and relays every later connection whole.
+async fn answer_losing_front(target: SocketAddr) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut client, _)) = listener.accept().await {
+            let mut upstream = tokio::net::TcpStream::connect(target).await.unwrap();
+            if std::mem::take(&mut first) {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut request = Vec::new();
+                    // The whole request: its headers, then as many bytes as Content-Length says.
+                    loop {
+                        let n = client.read(&mut buf).await.unwrap();
+                        assert!(n > 0, "the client closed before sending its request");
+                        request.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                            if request.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    upstream.write_all(&request).await.unwrap();
+                    // The answer has begun: the service has done the work. The client never sees it.
+                    let _ = upstream.read(&mut buf).await.unwrap();
+                    drop(client);
+                });
+            } else {
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_sends_again_with_its_idempotency_key_when_the_answer_is_lost() {
+    let s = stack().await;
+    let front = answer_losing_front(s.api).await;
+    let out = within(
+        "auctionctl create through a front that loses the first answer",
+        s.command(&["create", "--duration", "5m", "--starting-bid", "10", "--output", "json"])
+            .env("AUCTION_API_URL", format!("http://{front}"))
+            .output(),
+    )
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("sending the create again"), "{stderr}");
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = s.run(&["list", "--output", "json"]).await.json();
+    let ids: Vec<&str> =
+        list["auctions"].as_array().unwrap().iter().map(|a| a["auction_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [created["auction_id"].as_str().unwrap()], "one auction, the one the first attempt made");
+}
