@@ -263,15 +263,27 @@ function createView() {
   const title = el('input', { name: 'title', placeholder: 'Brass lamp', maxlength: '200' });
   const starting = el('input', { name: 'starting_bid', placeholder: '100.00', inputmode: 'decimal' });
   const minutes = el('input', { name: 'minutes', value: '10', inputmode: 'numeric', size: '4' });
+  // A submission that got no good answer is sent again as it was, with the same Idempotency-Key,
+  // while the form is unchanged: if the first one did create the auction, the service answers
+  // with it rather than making a second. Changed inputs are a new request with a new key.
+  let pending = null;
   const submit = async (e) => {
     e.preventDefault();
-    const now = new Date();
-    const end = new Date(now.getTime() + Number(minutes.value) * 60000);
+    const inputs = JSON.stringify([title.value, starting.value.trim(), minutes.value]);
+    if (!pending || pending.inputs !== inputs) {
+      const now = new Date();
+      const end = new Date(now.getTime() + Number(minutes.value) * 60000);
+      const key = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+      const body = JSON.stringify({ title: title.value, start_time: now.toISOString(), end_time: end.toISOString(), starting_bid: starting.value.trim() });
+      pending = { inputs, key, body };
+    }
     try {
       const auction = await api('/api/v1/auctions', {
         method: 'POST',
-        body: JSON.stringify({ title: title.value, start_time: now.toISOString(), end_time: end.toISOString(), starting_bid: starting.value.trim() }),
+        headers: { 'idempotency-key': pending.key },
+        body: pending.body,
       });
+      pending = null;
       location.hash = `#/auction/${auction.auction_id}`;
     } catch (err) {
       outcome.textContent = err.message;

@@ -158,11 +158,14 @@ async fn the_web_ui_is_served_and_cors_follows_the_configured_origins() {
         http.request(reqwest::Method::OPTIONS, api.url("/api/v1/auctions"))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type")
+            .header("access-control-request-headers", "content-type,authorization,idempotency-key")
             .send()
     };
     let response = preflight(&open, "http://elsewhere.example").await.unwrap();
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    // The web form's create carries an Idempotency-Key, which a page from elsewhere may send.
+    let allowed_headers = response.headers()["access-control-allow-headers"].to_str().unwrap().to_owned();
+    assert!(allowed_headers.contains("idempotency-key"), "{allowed_headers}");
     env.set("CORS_ALLOWED_ORIGINS", "https://bids.example.com");
     let strict = env.auction_service().await;
     let allowed = preflight(&strict, "https://bids.example.com").await.unwrap();
