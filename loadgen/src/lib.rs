@@ -9,6 +9,7 @@
 mod accepted;
 mod bidder;
 mod link;
+mod lister;
 pub mod opt;
 pub mod report;
 mod run;

@@ -58,6 +58,15 @@ pub struct Opt {
     #[arg(long, value_parser = duration::parse, default_value = "2s")]
     pub warmup: Duration,
 
+    /// Also list auctions at this many calls per second (open loop, from the start to the end of
+    /// the run), to measure what listing costs bidding: `list_latency_ms` in the report.
+    #[arg(long)]
+    pub list_rate: Option<f64>,
+
+    /// The query of those list calls, such as `status=active&limit=100`.
+    #[arg(long, default_value = "status=active&limit=100")]
+    pub list_query: String,
+
     /// How the report is printed.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,

@@ -90,6 +90,15 @@ pub struct Report {
     /// an `unavailable` rejection), over the whole run, merged per 100 ms of start time.
     #[serde(default)]
     pub stalls: Vec<Stall>,
+    /// `--list-rate`: list calls a second sent beside the bids.
+    #[serde(default)]
+    pub list_rate: Option<f64>,
+    /// From each list call's scheduled time to its whole answer, over the measured period.
+    #[serde(default)]
+    pub list_latency_ms: Option<Latency>,
+    /// List calls with no good answer (an error status, a timeout, or too many out at once).
+    #[serde(default)]
+    pub list_errors: u64,
 }
 
 /// The stalls of the bidders that stopped getting answers within the same 100 ms.
@@ -159,7 +168,9 @@ impl Report {
         self.resilience_table(&mut out);
         let _ = writeln!(out);
         let _ = writeln!(out, "  latency (ms)      p50      p90      p99    p99.9      max    count");
-        for (name, latency) in [("ack", &self.ack_latency_ms), ("fan-out", &self.fanout_latency_ms)] {
+        let list = self.list_rate.map(|_| ("list", &self.list_latency_ms));
+        let rows = [("ack", &self.ack_latency_ms), ("fan-out", &self.fanout_latency_ms)].into_iter().chain(list);
+        for (name, latency) in rows {
             match latency {
                 Some(l) => {
                     let _ = writeln!(
@@ -195,6 +206,10 @@ impl Report {
             let unfinished: u64 = self.stalls.iter().map(|s| s.unfinished).sum();
             let _ = writeln!(out, "  stalls     {stalls:>10}   (longest {longest:.1} s, {unfinished} to the end)");
         }
+        if let Some(rate) = self.list_rate {
+            let _ =
+                writeln!(out, "  list errors {:>9}   (list calls at {rate:.0} /s beside the bids)", self.list_errors);
+        }
     }
 }
 
@@ -227,6 +242,9 @@ mod tests {
             reconnects: 0,
             unresolved: 0,
             stalls: Vec::new(),
+            list_rate: None,
+            list_latency_ms: None,
+            list_errors: 0,
         }
     }
 
@@ -266,7 +284,9 @@ mod tests {
     #[test]
     fn a_report_from_before_the_failure_fields_still_reads() {
         let mut json = serde_json::to_value(report()).unwrap();
-        for field in ["accepted_warmup", "reconnects", "unresolved", "stalls"] {
+        for field in
+            ["accepted_warmup", "reconnects", "unresolved", "stalls", "list_rate", "list_latency_ms", "list_errors"]
+        {
             json.as_object_mut().unwrap().remove(field);
         }
         assert_eq!(serde_json::from_value::<Report>(json).unwrap(), report());

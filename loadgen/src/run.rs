@@ -129,6 +129,10 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
         let shared = shared.clone();
         std::thread::spawn(move || pace(&shared, rate, &slot_senders))
     });
+    let lister = plan.list_rate.map(|rate| {
+        let url = format!("{}/api/v1/auctions?{}", opt.api_url.trim_end_matches('/'), opt.list_query);
+        tokio::spawn(crate::lister::hammer(url, rate, shared.clone()))
+    });
     let progress = std::io::stderr().is_terminal().then(|| tokio::spawn(progress(shared.clone())));
 
     let mut tallies = Vec::with_capacity(bidder_tasks.len());
@@ -143,6 +147,11 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
     if let Some(pacer) = pacer {
         let joined = tokio::task::spawn_blocking(move || pacer.join()).await.context("joining the open-loop clock")?;
         joined.map_err(|_| anyhow::anyhow!("the open-loop clock failed"))?;
+    }
+    if let Some(lister) = lister {
+        let tally = lister.await.context("the list task failed")?;
+        totals.list_errors = tally.errors;
+        totals.list = Some(tally.latency);
     }
     let measured_for = Instant::now().min(shared.stop_at).saturating_duration_since(shared.measure_from);
     // Fan-out of the last bids may still be on its way.
@@ -173,6 +182,8 @@ struct Plan {
     bidders: usize,
     /// Bids per second, open loop.
     rate: Option<f64>,
+    /// List calls per second.
+    list_rate: Option<f64>,
 }
 
 impl Plan {
@@ -195,7 +206,12 @@ impl Plan {
             bail!("{bidders} bidders for {auction_count} auctions: each auction needs at least 2 bidders to compete");
         }
         let rate = if mode == "open" { Some(opt.rate.unwrap_or(100.0)) } else { None };
-        Ok(Plan { mode, bidders, rate })
+        if let Some(list_rate) = opt.list_rate
+            && !(list_rate.is_finite() && list_rate > 0.0)
+        {
+            bail!("--list-rate must be a positive number of calls per second");
+        }
+        Ok(Plan { mode, bidders, rate, list_rate: opt.list_rate })
     }
 }
 
@@ -233,6 +249,9 @@ struct Totals {
     rejected: BTreeMap<String, u64>,
     ack: Histogram<u64>,
     stalls: Vec<StallSample>,
+    /// The list calls' latency, with `--list-rate`.
+    list: Option<Histogram<u64>>,
+    list_errors: u64,
 }
 
 impl Totals {
@@ -248,6 +267,8 @@ impl Totals {
             rejected: BTreeMap::new(),
             ack: histogram(),
             stalls: Vec::new(),
+            list: None,
+            list_errors: 0,
         }
     }
 
@@ -312,6 +333,9 @@ impl Totals {
             reconnects: self.reconnects,
             unresolved: self.unresolved,
             stalls: Stall::merge(self.stalls),
+            list_rate: plan.list_rate,
+            list_latency_ms: self.list.as_ref().and_then(Latency::from_histogram),
+            list_errors: self.list_errors,
         }
     }
 }

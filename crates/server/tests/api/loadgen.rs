@@ -52,6 +52,39 @@ async fn a_short_run_reports_consistent_numbers() {
     assert!(bids >= n("accepted"), "{bids} bids in redis, {} accepted", n("accepted"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_list_rate_a_run_lists_auctions_beside_the_bids_and_reports_it() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let opt = Opt::parse_from([
+        "auction-loadgen",
+        "--api-url",
+        &api.base,
+        "--ws-url",
+        &format!("ws://{}", node.addr),
+        "--bidders",
+        "2",
+        "--rate",
+        "20",
+        "--list-rate",
+        "20",
+        "--list-query",
+        "status=active&limit=10",
+        "--warmup",
+        "500ms",
+        "--duration",
+        "1s",
+    ]);
+    let report = auction_loadgen::run(opt).await.expect("loadgen run");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["list_rate"], 20.0, "{json}");
+    assert_eq!(json["list_errors"], 0, "{json}");
+    let calls = json["list_latency_ms"]["count"].as_u64().unwrap();
+    assert!((15..=25).contains(&calls), "{calls} list calls in a measured second at 20/s: {json}");
+    assert!(report.table().contains("  list "), "{}", report.table());
+}
+
 /// One accepted bid: (auction, bid id, amount in cents, seq), as `--accepted-out` writes it or as
 /// an auction's durable log holds it.
 type Accepted = (String, String, i64, u64);
