@@ -72,7 +72,7 @@ async fn a_create_whose_deadline_cannot_be_written_leaves_no_auction_and_its_ret
     assert_eq!(status, 201, "{again}");
     assert!(replayed, "a retry says it replayed");
     assert_eq!(again["auction_id"], id.as_str());
-    assert_eq!(listed(&api).await, [id.clone()], "exactly one auction");
+    assert_eq!(listed(&api).await, std::slice::from_ref(&id), "exactly one auction");
     let scheduled: Option<f64> = redis::cmd("ZSCORE").arg(&deadlines).arg(&id).query_async(&mut conn).await.unwrap();
     assert!(scheduled.is_some(), "the auction is in the scheduler's index");
 }
