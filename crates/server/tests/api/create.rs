@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use auction_server::store::Keys;
+use auction_proto::AuctionId;
+use auction_server::store::{CreateOutcome, Keys, NewAuction};
 use chrono::Utc;
 use serde_json::json;
 
@@ -141,4 +142,41 @@ async fn the_scheduler_drops_a_deadline_entry_whose_auction_does_not_exist() {
         assert!(Instant::now() < deadline, "the entry without an auction is still there: {left:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_create_script_refuses_after_its_window_and_when_the_id_is_taken() {
+    let env = TestEnv::new().await;
+    let store = env.store().await;
+    let now = store.now_ms().await.unwrap();
+    let id = AuctionId::parse("create-1").unwrap();
+    let new = NewAuction {
+        id: &id,
+        title: "t",
+        start_ms: now - 1000,
+        end_ms: now + 60_000,
+        starting_bid: amount("1"),
+        extension_window_s: 0,
+        extension_s: 30,
+        idempotency: None,
+    };
+    // A create whose Redis time was read an hour ago: its window is long over.
+    assert_eq!(store.create(&new, now - 3_600_000).await.unwrap(), CreateOutcome::Late);
+    assert!(store.load(&id).await.unwrap().is_none(), "nothing was created");
+    assert!(store.log_events(&id).await.unwrap().is_empty(), "nothing was logged");
+
+    assert!(matches!(store.create(&new, now).await.unwrap(), CreateOutcome::Created(_)));
+    assert_eq!(store.create(&new, now).await.unwrap(), CreateOutcome::Taken);
+    let keyed = NewAuction { idempotency: Some(("some key", "some fingerprint")), ..new };
+    assert_eq!(store.create(&keyed, now).await.unwrap(), CreateOutcome::Taken, "an auction made without the key");
+    assert_eq!(store.log_events(&id).await.unwrap().len(), 1, "one creation logged");
+
+    // The script itself failing (its log key of the wrong type) writes nothing either: a script
+    // that fails keeps what it wrote before the failure, so the log comes first.
+    let broken = AuctionId::parse("create-2").unwrap();
+    let mut conn = env.redis_connection().await;
+    let log = Keys::new(&env.prefix).auction(&broken).log;
+    let (): () = redis::cmd("SET").arg(&log).arg("not a stream").query_async(&mut conn).await.unwrap();
+    assert!(store.create(&NewAuction { id: &broken, ..new }, now).await.is_err());
+    assert!(store.load(&broken).await.unwrap().is_none(), "no auction half made");
 }
