@@ -92,11 +92,12 @@ impl Store {
 
     /// Creates an auction in an order that leaves, after a failure at any step, either nothing a
     /// client can see or a complete auction, never one that takes bids but is never ended. The
-    /// global entries come first (the analytics work index's among them), since on a cluster they live in other slots than the auction and
-    /// no one script can write both: the scheduler's deadline entry (no earlier than the end of
-    /// the create's window, so that the scheduler cannot find it before the auction either exists
-    /// or never will, and drops it then), the list and status index entries (readers skip an
-    /// entry whose auction does not exist); then `create.lua` in the auction's slot, refused once
+    /// global entries come first (the analytics work index's among them), since on a cluster they
+    /// live in other slots than the auction and no one script can write both: the scheduler's
+    /// deadline entry (a placeholder past the end of the create's window, so that the scheduler
+    /// cannot find it before the auction either exists or never will, and drops it then; raised
+    /// only, never lowered, by a retry), the list and status index entries (readers skip an entry
+    /// whose auction does not exist); then `create.lua` in the auction's slot, refused once
     /// its window has passed; last, the deadline moves to the start itself, which only makes the
     /// scheduler look sooner. Each step is idempotent, so a retry with the same Idempotency-Key
     /// repeats them harmlessly. `now_ms` is the Redis time the caller read for the request.
@@ -106,10 +107,16 @@ impl Store {
         let placeholder = auction.start_ms.max(create_by.saturating_add(window_ms));
         // The analytics work index first, so that no auction exists outside it.
         self.mark_work(auction.id, now_ms).await?;
-        self.schedule_by(auction.id, placeholder).await?;
-        let status = if auction.start_ms > now_ms { AuctionStatus::Scheduled } else { AuctionStatus::Active };
+        // `GT`: an entry left by an earlier attempt with this key must not bring the scheduler's
+        // look inside this attempt's window.
         let mut conn = self.conn.clone();
+        let later_only = redis::SortedSetAddOptions::add_or_update(Some(redis::UpdateCheck::GT));
+        let (): () = self
+            .bounded(conn.zadd_options(self.keys.deadlines(), auction.id.as_str(), placeholder, &later_only))
+            .await?;
+        let status = if auction.start_ms > now_ms { AuctionStatus::Scheduled } else { AuctionStatus::Active };
         let mut other = self.conn.clone();
+        // `NX`: a retry keeps the first attempt's place in the list.
         let only_new = redis::SortedSetAddOptions::add_only();
         let (listed, indexed) = tokio::join!(
             self.bounded(conn.zadd_options::<_, _, _, ()>(self.keys.index(), auction.id.as_str(), now_ms, &only_new)),
@@ -151,7 +158,9 @@ impl Store {
             (Some("late"), _) => CreateOutcome::Late,
             _ => return Err(StoreError::Corrupt(format!("create reply {reply:?}"))),
         };
-        if let CreateOutcome::Created(_) = outcome
+        // After a replay too: a concurrent attempt's placeholder may have come after the first's
+        // move to the start.
+        if let CreateOutcome::Created(_) | CreateOutcome::Replay = outcome
             && auction.start_ms < placeholder
             && let Err(e) = self.schedule_by(auction.id, auction.start_ms).await
         {
