@@ -16,7 +16,8 @@ use crate::helpers::*;
 
 /// Keys that may stay under a test's prefix once every auction is gone: the leader lease and its
 /// epoch, the work index's seeding mark, the increment table.
-const LASTING: [&str; 4] = ["{leader}", "{leader}:epoch", "log_work:seeded", "bid_validation_rules"];
+const LASTING: [&str; 5] =
+    ["{leader}", "{leader}:epoch", "log_work:seeded", "auctions:status_indexed", "bid_validation_rules"];
 
 /// An environment whose finished auctions expire after a second, swept often, with the bidding
 /// service able to read finished auctions from MySQL.
