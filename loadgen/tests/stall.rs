@@ -133,6 +133,9 @@ fn check_shape(report: &serde_json::Value) {
         "reconnects",
         "unresolved",
         "stalls",
+        "list_rate",
+        "list_latency_ms",
+        "list_errors",
     ];
     expected.sort_unstable();
     let mut keys = keys;
