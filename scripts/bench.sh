@@ -8,6 +8,8 @@
 #   3. half rate    auction-loadgen open loop at half that rate: ack p50/p99
 #   4. fan-out      one auction, 10,000 watchers, 2 bids per second: fan-out p99 of each bid
 #   5. idle memory  bidding-service RSS before and after 10,000 idle WebSockets
+#   7. list load    with BENCH_LIST=1: 3 again beside clients listing active auctions at 50/s
+#                   (`--list-rate`), after 5,000 cancelled auctions were made, against 3's p99
 #   6. cluster      with BENCH_REDIS=cluster: runs 2 and 3 again on a loopback Redis Cluster of
 #                   three primaries and three replicas (append-only on, like the single Redis),
 #                   then 3 with BID_DURABILITY=replicated; each as a ratio to the single-Redis
@@ -19,7 +21,7 @@
 # the ceiling is measured against the same Redis.
 #
 # Environment: BENCH_SECONDS (default 10) per measured run; BENCH_WATCHERS (default 10000);
-# BENCH_REDIS=cluster adds part 6.
+# BENCH_REDIS=cluster adds part 6; BENCH_LIST=1 adds part 7.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -175,6 +177,20 @@ halfrun=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 
     --warmup 2s --duration "${seconds}s" --output json | tee "$out/half.json")
 half_forks=$(( $(forks) - f0 ))
 
+# --- 7. list load -------------------------------------------------------------------------------
+listrun='null'
+if [ "${BENCH_LIST:-0}" = 1 ]; then
+    say "list load: making 5000 cancelled auctions"
+    now=$(date +%s)
+    body="{\"title\":\"list bench\",\"starting_bid\":\"1.00\",\"start_time\":\"$(date -u -d @"$now" +%FT%TZ)\",\"end_time\":\"$(date -u -d @$((now + 3600)) +%FT%TZ)\"}"
+    seq 1 5000 | xargs -P 8 -I{} sh -c "id=\$(curl -sf -X POST -H 'content-type: application/json' -d '$body' $api/api/v1/auctions | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"auction_id\"])') && curl -sf -o /dev/null -X POST $api/api/v1/auctions/\$id/cancel"
+    settle
+    say "open loop at $half bids/s beside 50 lists/s of active auctions, ${seconds}s"
+    listrun=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 \
+        --list-rate 50 --list-query 'status=active&limit=100' \
+        --warmup 2s --duration "${seconds}s" --output json | tee "$out/half-list.json")
+fi
+
 # --- 4. fan-out --------------------------------------------------------------------------------
 settle
 say "fan-out: one auction, $watchers watchers, 2 bids/s"
@@ -221,6 +237,16 @@ print(f"half rate, open loop at {half['target_rate']:.0f}/s: ack p50            
 print(f"                                      ack p99              {ms(half,'ack_latency_ms','p99'):>10.2f} ms   (target < 5 ms; redis forks during it: {sys.argv[10]})")
 print(f"fan-out to {fan['watchers']} watchers: p99                      {ms(fan,'fanout_latency_ms','p99'):>10.2f} ms   (target < 100 ms; p50 {ms(fan,'fanout_latency_ms','p50'):.2f}, max {ms(fan,'fanout_latency_ms','max'):.2f}; redis forks {sys.argv[11]})")
 print(f"idle WebSocket memory: {conns} connections, RSS {before} -> {after} KiB: {per:>6} bytes each   (target < 16384)")
+PY
+[ "$listrun" = null ] || python3 - "$halfrun" "$listrun" <<'PY'
+import json, sys
+half, lst = (json.loads(a) for a in sys.argv[1:3])
+def ms(r, k, p): return r[k][p] if r.get(k) else float('nan')
+print()
+print(f"half rate beside 50 lists/s of ?status=active&limit=100 (5,000 cancelled auctions indexed too):")
+print(f"  ack p50 {ms(lst,'ack_latency_ms','p50'):.2f} ms (alone {ms(half,'ack_latency_ms','p50'):.2f})"
+      f"   p99 {ms(lst,'ack_latency_ms','p99'):.2f} ms (alone {ms(half,'ack_latency_ms','p99'):.2f})"
+      f"   list p50 {ms(lst,'list_latency_ms','p50'):.2f} ms p99 {ms(lst,'list_latency_ms','p99'):.2f} ms, list errors {lst.get('list_errors')}")
 PY
 [ "$cluster_max" = null ] || python3 - "$max" "$halfrun" "$cluster_max" "$cluster_half" "$replicated_half" <<'PY'
 import json, sys
