@@ -84,6 +84,10 @@ fn bid_outcomes() {
         r#"{"type":"bid_rejected","auction_id":"a1","bid_id":null,"reason":"auction_ended","message":"the auction has ended"}"#,
     );
     assert_eq!(rejected.seq(), None);
+    round_trip::<ServerFrame>(
+        r#"{"type":"bid_rejected","auction_id":"a1","bid_id":"b-3","reason":"max_bid_reached",
+        "message":"the bids have reached the maximum; no higher bid can be placed","current_bid":"100000000000.00"}"#,
+    );
     for reason in [
         "bid_too_low",
         "auction_not_started",
@@ -94,6 +98,7 @@ fn bid_outcomes() {
         "invalid_amount",
         "rate_limited",
         "unavailable",
+        "max_bid_reached",
     ] {
         let parsed: RejectReason = reason.parse().unwrap();
         assert_eq!(parsed.as_str(), reason);

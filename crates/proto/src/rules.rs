@@ -122,6 +122,27 @@ impl BidRules {
         }
     }
 
+    /// The smallest acceptable next bid when no bid may be above `max` (`MAX_BID`): the
+    /// [`min_next_bid`](BidRules::min_next_bid), but at most `max`, so the last raise, to `max`
+    /// itself, may be smaller than the increment. `None` once no bid can be placed: the current bid
+    /// is `max` already (or above it, or the starting bid is, under a lower `max` than the one they
+    /// were placed under). The bid script applies the same rule.
+    pub fn min_next_bid_up_to(&self, starting_bid: Amount, current_bid: Option<Amount>, max: Amount) -> Option<Amount> {
+        let next = self.min_next_bid(starting_bid, current_bid);
+        let next = match current_bid {
+            Some(current) if next > max => max.max(current),
+            _ => next,
+        };
+        (next <= max && current_bid.is_none_or(|current| next > current)).then_some(next)
+    }
+
+    /// What a snapshot or a `bid_placed` shows as `min_next_bid` when no bid may be above `max`:
+    /// [`min_next_bid_up_to`](BidRules::min_next_bid_up_to), or `max` itself once no bid can be
+    /// placed (the current bid is then `max`): never a price above the maximum.
+    pub fn shown_min_next_bid(&self, starting_bid: Amount, current_bid: Option<Amount>, max: Amount) -> Amount {
+        self.min_next_bid_up_to(starting_bid, current_bid, max).unwrap_or(max)
+    }
+
     /// The table in the compact form the bid script takes: `from:increment` pairs in cents, joined
     /// by commas, in ascending order.
     pub fn to_script_arg(&self) -> String {
@@ -160,6 +181,23 @@ mod tests {
         assert_eq!(rules.min_next_bid(amount("100"), Some(amount("99.99"))), amount("100.99"));
         assert_eq!(rules.min_next_bid(amount("100"), Some(amount("100"))), amount("102.50"));
         assert_eq!(rules.min_next_bid(amount("1"), Some(Amount::MAX)), Amount::MAX);
+    }
+
+    #[test]
+    fn min_next_bid_up_to_a_maximum_caps_the_last_raise_then_stops() {
+        let rules = BidRules::default();
+        let max = amount("100");
+        assert_eq!(rules.min_next_bid_up_to(amount("90"), None, max), Some(amount("90")));
+        assert_eq!(rules.min_next_bid_up_to(amount("90"), Some(amount("98")), max), Some(amount("99")));
+        // 99.50 + 1.00 would be 100.50: the last raise is to the maximum itself.
+        assert_eq!(rules.min_next_bid_up_to(amount("90"), Some(amount("99.50")), max), Some(max));
+        assert_eq!(rules.min_next_bid_up_to(amount("90"), Some(max), max), None);
+        assert_eq!(rules.min_next_bid_up_to(amount("90"), Some(amount("150")), max), None);
+        assert_eq!(rules.min_next_bid_up_to(amount("150"), None, max), None);
+        assert_eq!(rules.min_next_bid_up_to(amount("1"), Some(Amount::MAX), Amount::MAX), None);
+        assert_eq!(rules.shown_min_next_bid(amount("90"), Some(amount("99.50")), max), max);
+        assert_eq!(rules.shown_min_next_bid(amount("90"), Some(max), max), max);
+        assert_eq!(rules.shown_min_next_bid(amount("90"), Some(amount("98")), max), amount("99"));
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub enum RejectReason {
     InvalidAmount,
     RateLimited,
     Unavailable,
+    /// The current bid is `MAX_BID`: no higher bid can be placed.
+    MaxBidReached,
 }
 
 impl RejectReason {
@@ -71,6 +73,7 @@ impl RejectReason {
             RejectReason::InvalidAmount => "invalid_amount",
             RejectReason::RateLimited => "rate_limited",
             RejectReason::Unavailable => "unavailable",
+            RejectReason::MaxBidReached => "max_bid_reached",
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::store::{ChangeOutcome, ChangeRequest, Event};
     )
 )]
 pub(super) async fn get_rules(State(state): State<AppState>) -> Result<Json<BidRules>, ApiError> {
-    Ok(Json(state.store.rules().await?))
+    Ok(Json(state.store.rules().await?.table))
 }
 
 /// Replaces the bid increment table.
@@ -52,8 +52,8 @@ pub(super) async fn put_rules(
     ApiJson(rules): ApiJson<BidRules>,
 ) -> Result<Json<BidRules>, ApiError> {
     rules.validate().map_err(|e| ApiError::field("increments", e))?;
-    state.store.set_rules(&rules).await?;
-    tracing::info!(bands = rules.increments.len(), "bid rules replaced");
+    let version = state.store.set_rules(&rules).await?;
+    tracing::info!(bands = rules.increments.len(), version, "bid rules replaced");
     Ok(Json(rules))
 }
 

@@ -303,7 +303,7 @@ fn validate_title(title: Option<&str>) -> Result<String, ApiError> {
 pub(super) async fn load(state: &AppState, id: &AuctionId) -> Result<Auction, ApiError> {
     let record = find(state, id).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {id}")))?;
     let rules = state.store.rules().await?;
-    Ok(record.to_auction(&rules)?)
+    Ok(record.to_auction(&rules.table, state.config.max_bid)?)
 }
 
 /// An auction from Redis, or once its keys have expired (`ENDED_RETENTION` after it finished)
@@ -342,7 +342,7 @@ async fn with_retired(
             .await;
     for record in records {
         match record {
-            Ok(Some(record)) => auctions.push(record.to_auction(rules)?),
+            Ok(Some(record)) => auctions.push(record.to_auction(rules, state.config.max_bid)?),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "cannot read a finished auction from mysql"),
         }
@@ -424,8 +424,12 @@ async fn list(
     let rules = state.store.rules().await?;
     let listed = state.store.list(status, limit).await?;
     state.metrics.list_loads.increment(listed.loaded as u64);
-    let auctions = listed.auctions.iter().map(|record| record.to_auction(&rules)).collect::<Result<_, _>>()?;
-    let auctions = with_retired(&state, auctions, status, limit, &rules).await?;
+    let auctions = listed
+        .auctions
+        .iter()
+        .map(|record| record.to_auction(&rules.table, state.config.max_bid))
+        .collect::<Result<_, _>>()?;
+    let auctions = with_retired(&state, auctions, status, limit, &rules.table).await?;
     Ok(Json(AuctionList { auctions }))
 }
 

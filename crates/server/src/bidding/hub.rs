@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use auction_proto::ws::{AuctionCancelled, AuctionEnded, AuctionExtended, AuctionStarted, BidPlaced, ServerFrame};
-use auction_proto::{Amount, AuctionId, BidRules};
+use auction_proto::{Amount, AuctionId};
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use super::sequencer::{Arrival, Sequencer, Snapshot};
 use crate::store::stored::{ms_to_time, us_to_time};
-use crate::store::{Event, Feed, Store, StoreError};
+use crate::store::{Event, Feed, RulesInForce, Store, StoreError};
 use crate::sync::lock;
 
 /// One change of state, already encoded: the frames all share the auction version `seq`.
@@ -91,20 +91,20 @@ fn frames(event: &Event, min_next_bid: Option<Amount>) -> Option<Vec<Utf8Bytes>>
     })
 }
 
-/// The increment table this node applies, replaced whole when it changes.
+/// The increment table this node applies, with its version, replaced whole when it changes.
 #[derive(Clone, Default)]
-pub struct RulesCache(Arc<RwLock<Arc<BidRules>>>);
+pub struct RulesCache(Arc<RwLock<Arc<RulesInForce>>>);
 
 impl RulesCache {
-    pub fn get(&self) -> Arc<BidRules> {
+    pub fn get(&self) -> Arc<RulesInForce> {
         match self.0.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    /// Installs `rules`; true if they differ from the ones held.
-    pub fn set(&self, rules: BidRules) -> bool {
+    /// Installs `rules`; true if they differ from the ones held (in table or version).
+    pub fn set(&self, rules: RulesInForce) -> bool {
         let mut guard = match self.0.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -128,6 +128,8 @@ struct HubsInner {
     /// The live subscription's channels: one per hub.
     feed: Feed,
     rules: RulesCache,
+    /// `MAX_BID`: no `min_next_bid` shown is above it.
+    max_bid: Amount,
     capacity: usize,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -176,11 +178,13 @@ impl Hubs {
         store: Store,
         feed: Feed,
         rules: RulesCache,
+        max_bid: Amount,
         capacity: usize,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Hubs {
-        Hubs { inner: Arc::new(HubsInner { map: Mutex::default(), store, feed, rules, capacity, tracker, shutdown }) }
+        let inner = HubsInner { map: Mutex::default(), store, feed, rules, max_bid, capacity, tracker, shutdown };
+        Hubs { inner: Arc::new(inner) }
     }
 
     /// Joins the hub of `id`, creating it (and starting its first sync) if this is its first watcher.
@@ -234,8 +238,22 @@ impl Hubs {
         }
     }
 
-    pub fn rules(&self) -> Arc<BidRules> {
+    pub fn rules(&self) -> Arc<RulesInForce> {
         self.inner.rules.get()
+    }
+
+    pub fn max_bid(&self) -> Amount {
+        self.inner.max_bid
+    }
+
+    /// Re-reads the increment table and, if it changed, resyncs every hub (every `min_next_bid`
+    /// may differ); true if it changed.
+    pub async fn reload_rules(&self) -> Result<bool, StoreError> {
+        let changed = reload_rules(&self.inner.store, &self.inner.rules).await?;
+        if changed {
+            self.resync_all();
+        }
+        Ok(changed)
     }
 
     /// Hands an event to its auction's hub, if this node has one.
@@ -270,7 +288,9 @@ impl Hubs {
         let mut min_next_bid = None;
         if let Event::Bid(bid) = event {
             state.current_bid = Some(bid.amount);
-            min_next_bid = state.starting_bid.map(|start| self.rules().min_next_bid(start, Some(bid.amount)));
+            min_next_bid = state
+                .starting_bid
+                .map(|start| self.rules().table.shown_min_next_bid(start, Some(bid.amount), self.max_bid()));
         }
         let Some(frames) = frames(event, min_next_bid) else {
             return tracing::warn!(auction = %hub.id, seq = event.seq(), "event with unrepresentable times");
@@ -304,7 +324,7 @@ impl Hubs {
                     continue;
                 }
             };
-            let snapshot = match record.snapshot(&rules) {
+            let snapshot = match record.snapshot(&rules.table, self.max_bid()) {
                 Ok(snapshot) => snapshot,
                 Err(e) => {
                     tracing::error!(auction = %hub.id, error = %e, "unreadable auction");

@@ -6,23 +6,22 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Hubs, RulesCache, reload_rules};
-use crate::store::{Live, Received, Store, Subscription};
+use super::hub::Hubs;
+use crate::store::{Live, Received, Subscription};
 
 /// How often the rules are re-read even without a notification (which pub/sub may drop).
 const RULES_REFRESH: Duration = Duration::from_secs(15);
 
 pub struct Listener {
     pub hubs: Hubs,
-    pub store: Store,
-    pub rules: RulesCache,
 }
 
 impl Listener {
     /// Forwards events until shutdown; after the subscription was lost and restored, re-reads the
     /// rules and resyncs every hub, since events may have been lost meanwhile.
     pub async fn run(self, mut feed: Subscription, shutdown: CancellationToken) {
-        let mut refresh = tokio::time::interval(RULES_REFRESH);
+        // The first re-read one period on: the service read the rules just before it started.
+        let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + RULES_REFRESH, RULES_REFRESH);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -43,22 +42,17 @@ impl Listener {
 
     /// Reloads the rules off the listener's task, which must keep forwarding events.
     fn spawn_reload(&self) {
-        let (store, rules, hubs) = (self.store.clone(), self.rules.clone(), self.hubs.clone());
+        let hubs = self.hubs.clone();
         tokio::spawn(async move {
-            match reload_rules(&store, &rules).await {
-                Ok(true) => hubs.resync_all(),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot reload bid rules"),
+            if let Err(e) = hubs.reload_rules().await {
+                tracing::warn!(error = %e, "cannot reload bid rules");
             }
         });
     }
 
     async fn refresh_rules(&self) {
-        match reload_rules(&self.store, &self.rules).await {
-            Ok(true) => {
-                tracing::info!("bid rules changed");
-                self.hubs.resync_all();
-            }
+        match self.hubs.reload_rules().await {
+            Ok(true) => tracing::info!(version = self.hubs.rules().version, "bid rules changed"),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "cannot reload bid rules"),
         }

@@ -120,9 +120,16 @@ fn start(
     shutdown: &CancellationToken,
 ) -> Router {
     let bidding = config.service;
-    let hubs =
-        Hubs::new(store.clone(), feed.feed(), rules.clone(), bidding.watcher_queue, tracker.clone(), shutdown.clone());
-    let listener_task = live::Listener { hubs: hubs.clone(), store: store.clone(), rules };
+    let hubs = Hubs::new(
+        store.clone(),
+        feed.feed(),
+        rules,
+        bidding.max_bid,
+        bidding.watcher_queue,
+        tracker.clone(),
+        shutdown.clone(),
+    );
+    let listener_task = live::Listener { hubs: hubs.clone() };
     tracker.spawn(listener_task.run(feed, shutdown.clone()));
     let archive = bidding.mysql_read.as_ref().map(crate::db::lazy_reader);
     let state = AppState {
@@ -200,7 +207,7 @@ async fn connect(
     let membership = state.hubs.join(&auction);
     membership.subscribed().await;
     let record = find(&state, &auction).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {auction}")))?;
-    let snapshot = record.snapshot(&state.hubs.rules())?;
+    let snapshot = record.snapshot(&state.hubs.rules().table, state.config.max_bid)?;
     let span = connection_span(&auction, &user, &headers);
     let config = &state.config;
     let tracker = state.tracker.clone();

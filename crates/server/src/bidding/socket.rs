@@ -2,6 +2,8 @@
 //! Everything here runs in the connection's span (`conn_id`, `auction_id`, `user`), opened in
 //! `bidding::connect`, so log lines name neither the user nor the auction themselves.
 
+use std::sync::Arc;
+
 use auction_proto::ws::{
     BidAccepted, BidRejected, ErrorFrame, PlaceBid, ServerFrame, Snapshot, TOKEN_EXPIRED, TOKEN_EXPIRED_CLOSE,
 };
@@ -14,7 +16,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::AppState;
 use super::hub::{Hub, Membership, encode};
 use crate::http::ApiError;
-use crate::store::{BidOutcome, NewBid, StoreError, stored::ms_to_time};
+use crate::store::{BidOutcome, NewBid, RulesInForce, StoreError, stored::ms_to_time};
 
 /// Why a connection ended early; logged at debug level, since clients leave all the time.
 #[derive(Debug)]
@@ -208,23 +210,21 @@ impl BidContext<'_> {
             }
             Err(e) => return reject(RejectReason::InvalidAmount, e.to_string(), None, None),
         };
-        let rules = self.state.hubs.rules();
+        let max_bid = self.state.config.max_bid;
         // The early reject: prices only rise, so a bid at or under a price this node has seen is
         // certainly too low. Not for bids with a client id, which may be retries of a bid that
         // was accepted and must get that outcome again from the script.
         if !client_bid_id && let Some(current) = self.hub.current_bid().filter(|current| amount <= *current) {
-            let min_next = rules.min_next_bid(current, Some(current));
-            return reject(RejectReason::BidTooLow, too_low_message(min_next), Some(min_next), Some(current));
+            let rules = self.state.hubs.rules();
+            return match rules.table.min_next_bid_up_to(current, Some(current), max_bid) {
+                Some(min_next) => {
+                    reject(RejectReason::BidTooLow, too_low_message(min_next), Some(min_next), Some(current))
+                }
+                None => reject(RejectReason::MaxBidReached, max_bid_message(), None, Some(current)),
+            };
         }
-        let new_bid = NewBid {
-            auction: self.auction,
-            bidder: self.user,
-            bid_id,
-            amount,
-            rules: &rules,
-            keep_outcome: client_bid_id,
-        };
-        match self.state.store.place_bid(&new_bid).await {
+        let placed = self.place_with_rules(amount, bid_id, client_bid_id).await;
+        match placed {
             Ok(BidOutcome::Accepted { amount, seq, end_ms, .. }) => match ms_to_time(end_ms) {
                 Ok(end_time) => ServerFrame::BidAccepted(BidAccepted {
                     auction_id: self.auction.clone(),
@@ -238,8 +238,53 @@ impl BidContext<'_> {
             Ok(BidOutcome::Rejected { reason, current, min_next }) => {
                 reject(reason, reject_message(reason, min_next), min_next, current)
             }
+            Ok(BidOutcome::StaleRules { applied }) => {
+                let held = self.state.hubs.rules().version;
+                tracing::warn!(%bid_id, held, applied, "the increment table changed again while the bid was placed");
+                reject(RejectReason::Unavailable, reject_message(RejectReason::Unavailable, None), None, None)
+            }
             Err(e) => unavailable(reject, bid_id, e),
         }
+    }
+
+    /// Runs the bid script with the increment table this node holds. If the auction has already
+    /// been judged by a newer table (a change this node has not heard of yet), re-reads the table
+    /// and runs it once more, so that the bid is judged by the newest one: the client never sees
+    /// the difference. If the re-read finds nothing newer, the newer table is gone from Redis (a
+    /// failover lost it), and the one there now is applied.
+    async fn place_with_rules(
+        &self,
+        amount: Amount,
+        bid_id: &BidId,
+        keep_outcome: bool,
+    ) -> Result<BidOutcome, StoreError> {
+        let (max_bid, hubs) = (self.state.config.max_bid, &self.state.hubs);
+        let place = |rules: Arc<RulesInForce>, older_rules: bool| async move {
+            let bid = NewBid {
+                auction: self.auction,
+                bidder: self.user,
+                bid_id,
+                amount,
+                rules: &rules,
+                max_bid,
+                older_rules,
+                keep_outcome,
+            };
+            self.state.store.place_bid(&bid).await
+        };
+        let first = place(hubs.rules(), false).await?;
+        let BidOutcome::StaleRules { applied } = first else { return Ok(first) };
+        hubs.reload_rules().await?;
+        let rules = hubs.rules();
+        let older_rules = rules.version < applied;
+        if older_rules {
+            tracing::warn!(
+                held = rules.version,
+                applied,
+                "an auction was judged by a newer increment table than redis holds"
+            );
+        }
+        place(rules, older_rules).await
     }
 }
 
@@ -247,7 +292,10 @@ impl Connection {
     async fn resync(&mut self) -> Result<(), Stop> {
         let loaded = super::find(&self.state, &self.auction).await;
         let rules = self.state.hubs.rules();
-        match loaded.and_then(|record| record.map(|r| r.snapshot(&rules)).transpose().map_err(ApiError::from)) {
+        let max_bid = self.state.config.max_bid;
+        match loaded
+            .and_then(|record| record.map(|r| r.snapshot(&rules.table, max_bid)).transpose().map_err(ApiError::from))
+        {
             Ok(Some(snapshot)) => self.send_snapshot(snapshot).await,
             Ok(None) => self.send_error("auction_not_found", "the auction no longer exists").await,
             Err(e) => {
@@ -372,7 +420,13 @@ fn reject_message(reason: RejectReason, min_next: Option<Amount>) -> String {
         RejectReason::InvalidAmount => "the amount is not valid".to_owned(),
         RejectReason::RateLimited => "too many bids; slow down".to_owned(),
         RejectReason::Unavailable => "bidding is unavailable right now; try again".to_owned(),
+        RejectReason::MaxBidReached => max_bid_message(),
     }
+}
+
+/// Names no amount, like every stored verdict's text: a node with another `MAX_BID` replays it.
+fn max_bid_message() -> String {
+    "the bids have reached the maximum; no higher bid can be placed".to_owned()
 }
 
 /// Whether a read failed because the client sent a message over the size limit.

@@ -8,11 +8,16 @@
 -- ARGV[8] publish command: SPUBLISH on a cluster, PUBLISH on one Redis
 -- ARGV[9] "1" to store the outcome (the client chose the bid id and may retry it), "0" not to
 --         (the server made the id: nobody can ever send it again)
+-- ARGV[10] the version of the increment table in ARGV[5]
+-- ARGV[11] MAX_BID in cents     ARGV[12] "1" to apply the table even if it is older than one
+--                               already applied to this auction (the newer one is gone from Redis)
 --
 -- Returns the outcome as JSON, stored under "bidder:bid id" so that a retry gets the very same
 -- text back (until the auction's keys expire, docs/protocol.md "Retention"): an accepted bid's event (the one text also logged, published and kept as a recent
 -- bid: {"type":"bid",...}, see docs/protocol.md, "Events"), or
 --   {"type":"rejected","reason":..,"current":..?,"min_next":..?}
+-- or, not stored (nothing was decided): {"type":"stale_rules","rules_v":..}, when the table is
+-- older than one already applied to this auction: the caller reloads the table and tries again.
 --
 -- Numbers never go through tostring (which keeps 14 digits): int() formats them whole.
 
@@ -27,11 +32,19 @@ if keep then
 end
 
 local a = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'end_ms', 'starting_bid',
-  'current_bid', 'bidder', 'seq', 'bid_count', 'ext_window_s', 'ext_s')
+  'current_bid', 'bidder', 'seq', 'bid_count', 'ext_window_s', 'ext_s', 'rules_v')
 if not a[1] then
   -- Not stored: an outcome here would create keys for an auction that does not exist.
   return cjson.encode({type = 'rejected', reason = 'auction_not_found'})
 end
+
+-- Step 1b: one table per bid, never an older one than this auction has already seen. Not
+-- stored either: the node reloads the table and the same bid comes again.
+local rules_v, applied_v = tonumber(ARGV[10]), (a[11] and tonumber(a[11])) or 0
+if rules_v < applied_v and ARGV[12] ~= '1' then
+  return cjson.encode({type = 'stale_rules', rules_v = int(applied_v)})
+end
+if rules_v ~= applied_v then redis.call('HSET', KEYS[1], 'rules_v', int(rules_v)) end
 
 local state, start_ms, end_ms = a[1], tonumber(a[2]), tonumber(a[3])
 local starting_bid = tonumber(a[4])
@@ -53,8 +66,12 @@ local function increment_at(price)
   return inc or 1
 end
 
+-- The next bid's minimum, capped at MAX_BID (the last raise may be smaller than the increment);
+-- nil once no bid can be placed, so no answer ever carries a price above the maximum.
+local max_bid = tonumber(ARGV[11])
 local min_next = starting_bid
-if current then min_next = current + increment_at(current) end
+if current then min_next = math.max(math.min(current + increment_at(current), max_bid), current) end
+if min_next > max_bid or (current and min_next <= current) then min_next = nil end
 
 local function finish(text)
   if keep then redis.call('HSET', KEYS[3], outcome_field, text) end
@@ -64,7 +81,7 @@ end
 local function reject(reason, with_prices)
   local o = {type = 'rejected', reason = reason}
   if with_prices then
-    o.min_next = int(min_next)
+    if min_next then o.min_next = int(min_next) end
     if current then o.current = int(current) end
   end
   return finish(cjson.encode(o))
@@ -81,6 +98,7 @@ if now_ms < start_ms then return reject('auction_not_started', false) end
 -- Step 3.
 if a[6] and a[6] == ARGV[2] then return reject('already_highest_bidder', true) end
 -- Step 4.
+if not min_next then return reject('max_bid_reached', true) end
 if amount < min_next then return reject('bid_too_low', true) end
 
 -- Step 5: accept, and extend the close when the bid lands inside the window.

@@ -2,12 +2,12 @@
 
 use std::sync::LazyLock;
 
-use auction_proto::{Amount, AuctionId, BidId, BidRules, RejectReason, UserId};
+use auction_proto::{Amount, AuctionId, BidId, RejectReason, UserId};
 use redis::{Script, Value};
 use serde::Deserialize;
 
 use super::event::Verdict;
-use super::{RECENT_BIDS, Store, StoreError};
+use super::{RECENT_BIDS, RulesInForce, Store, StoreError};
 use crate::config::Durability;
 
 static BID: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("bid.lua")));
@@ -18,7 +18,13 @@ pub struct NewBid<'a> {
     pub bidder: &'a UserId,
     pub bid_id: &'a BidId,
     pub amount: Amount,
-    pub rules: &'a BidRules,
+    /// The increment table the node holds, with its version.
+    pub rules: &'a RulesInForce,
+    /// `MAX_BID`: the next bid's minimum is capped there, and past it no bid can be placed.
+    pub max_bid: Amount,
+    /// Apply `rules` even if an auction has seen a newer version: the node has just re-read the
+    /// table and found nothing newer, so the newer one is gone from Redis (a failover lost it).
+    pub older_rules: bool,
     /// Whether the outcome is stored for retries: only when the client chose `bid_id` (one the
     /// server made can never be sent again).
     pub keep_outcome: bool,
@@ -27,8 +33,23 @@ pub struct NewBid<'a> {
 /// The bid script's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BidOutcome {
-    Accepted { amount: Amount, seq: u64, end_ms: i64, prev_end_ms: i64, placed_us: i64 },
-    Rejected { reason: RejectReason, current: Option<Amount>, min_next: Option<Amount> },
+    Accepted {
+        amount: Amount,
+        seq: u64,
+        end_ms: i64,
+        prev_end_ms: i64,
+        placed_us: i64,
+    },
+    Rejected {
+        reason: RejectReason,
+        current: Option<Amount>,
+        min_next: Option<Amount>,
+    },
+    /// Nothing decided: the auction has seen version `applied` of the table, newer than the one
+    /// passed. Re-read the table and place the bid again.
+    StaleRules {
+        applied: u64,
+    },
 }
 
 impl Store {
@@ -43,11 +64,14 @@ impl Store {
             bid.bidder.as_str(),
             bid.bid_id.as_str(),
             bid.amount.cents(),
-            bid.rules.to_script_arg(),
+            bid.rules.table.to_script_arg(),
             &keys.live,
             RECENT_BIDS,
             self.topology.publish_command(),
             if bid.keep_outcome { "1" } else { "0" },
+            bid.rules.version,
+            bid.max_bid.cents(),
+            if bid.older_rules { "1" } else { "0" },
         );
         if self.durability == Durability::Local {
             let mut invocation = BID.prepare_invoke();
@@ -111,6 +135,7 @@ fn decode_outcome(text: &str) -> Result<BidOutcome, StoreError> {
                 placed_us: bid.placed_us,
             },
             Verdict::Rejected { reason, current, min_next } => BidOutcome::Rejected { reason, current, min_next },
+            Verdict::StaleRules { rules_v } => BidOutcome::StaleRules { applied: rules_v },
         });
     }
     decode_v1_outcome(text)

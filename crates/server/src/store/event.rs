@@ -243,7 +243,9 @@ impl Live {
     }
 }
 
-/// A bid's stored outcome: the accepted bid's event, or why it was refused.
+/// The bid script's answer: a bid's stored outcome (the accepted bid's event, or why it was
+/// refused), or, never stored, word that the increment table it was given is older than one
+/// already applied to the auction (version `rules_v`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Verdict {
@@ -254,6 +256,10 @@ pub enum Verdict {
         current: Option<Amount>,
         #[serde(default, with = "optional_cents")]
         min_next: Option<Amount>,
+    },
+    StaleRules {
+        #[serde(with = "num")]
+        rules_v: u64,
     },
 }
 

@@ -98,6 +98,14 @@ impl Keys {
         format!("{}bid_validation_rules", self.prefix)
     }
 
+    /// The increment table's version (see `rules.rs`). Its hash tag is the table's whole key name
+    /// (which has no braces, so it is hashed whole), putting the two in one slot on a cluster: one
+    /// `MGET` or script reads or writes both at once.
+    pub fn rules_version(&self) -> String {
+        let rules = self.rules();
+        format!("{rules}:version{{{rules}}}")
+    }
+
     /// Tells bidding nodes that the increment table changed.
     pub fn rules_channel(&self) -> String {
         format!("{}bid_rules_changed", self.prefix)
@@ -128,5 +136,27 @@ impl Keys {
     #[cfg(feature = "testing")]
     pub fn all_pattern(&self) -> String {
         format!("{}*", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::cluster_routing::{Route, SlotAddr};
+
+    use super::Keys;
+
+    #[test]
+    fn the_rules_and_their_version_share_a_slot() {
+        for prefix in ["", "t_0123:", "prod."] {
+            let keys = Keys::new(prefix);
+            let slot = |key: String| Route::with_key(key, SlotAddr::Master);
+            assert_eq!(slot(keys.rules()), slot(keys.rules_version()), "prefix {prefix:?}");
+            assert!(keys.rules_version().starts_with(prefix));
+        }
+        assert_ne!(
+            Route::with_key(Keys::new("").rules(), SlotAddr::Master),
+            Route::with_key("bid_validation_rules:version", SlotAddr::Master),
+            "without its tag the version would land elsewhere"
+        );
     }
 }

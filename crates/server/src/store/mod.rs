@@ -32,6 +32,7 @@ pub use keys::{Keys, STATUSES};
 pub use live::{Feed, Received, Subscription};
 pub use persistence::{Persistence, warn_if_not_durable};
 pub use retention::Retire;
+pub use rules::RulesInForce;
 pub use schedule::{Advance, Fence, LeaseState};
 pub use stored::{StoredAuction, StoredState};
 

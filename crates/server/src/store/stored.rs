@@ -116,7 +116,8 @@ impl StoredAuction {
         }
     }
 
-    pub fn snapshot(&self, rules: &BidRules) -> Result<Snapshot, StoreError> {
+    /// The snapshot under increment table `rules`, with no bid above `max_bid` (`MAX_BID`).
+    pub fn snapshot(&self, rules: &BidRules, max_bid: Amount) -> Result<Snapshot, StoreError> {
         Ok(Snapshot {
             auction_id: self.id.clone(),
             status: self.status(),
@@ -125,7 +126,7 @@ impl StoredAuction {
             starting_bid: self.starting_bid,
             current_bid: self.current_bid,
             highest_bidder: self.bidder.clone(),
-            min_next_bid: rules.min_next_bid(self.starting_bid, self.current_bid),
+            min_next_bid: rules.shown_min_next_bid(self.starting_bid, self.current_bid, max_bid),
             bid_count: self.bid_count,
             seq: self.seq,
             server_time: us_to_time(self.now_us)?,
@@ -133,8 +134,8 @@ impl StoredAuction {
         })
     }
 
-    pub fn to_auction(&self, rules: &BidRules) -> Result<Auction, StoreError> {
-        let snapshot = self.snapshot(rules)?;
+    pub fn to_auction(&self, rules: &BidRules, max_bid: Amount) -> Result<Auction, StoreError> {
+        let snapshot = self.snapshot(rules, max_bid)?;
         let ended = snapshot.status == AuctionStatus::Ended;
         Ok(Auction {
             auction_id: snapshot.auction_id,

@@ -1,5 +1,5 @@
 //! Store calls for tests and tools only (behind the `testing` feature): reading a log whole,
-//! writing a log entry of the old format, and deleting a prefix.
+//! writing a log entry of the old format, changing the rules unannounced, and deleting a prefix.
 
 use std::collections::HashMap;
 
@@ -44,6 +44,12 @@ impl Store {
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_ref())).collect();
         let _: String = self.bounded(conn.xadd(self.keys.auction(id).log, "*", &fields)).await?;
         Ok(())
+    }
+
+    /// Replaces the increment table, with a new version, as `PUT /rules` does but without the
+    /// notice to the bidding nodes (as if pub/sub had dropped it); the new version.
+    pub async fn set_rules_unannounced(&self, rules: &auction_proto::BidRules) -> Result<u64, StoreError> {
+        self.write_rules(rules).await
     }
 
     /// A connection for raw commands, to look at keys as they are (one Redis or a cluster alike).

@@ -233,3 +233,110 @@ async fn rules_changed_at_run_time_apply_to_the_next_bid() {
     let (_, snapshot) = late.connect(id, "carol").await;
     assert_eq!(snapshot.min_next_bid, amount("20.00"));
 }
+
+/// A bid at `MAX_BID` (here the largest amount there is) leaves nothing to raise to: the next
+/// bid is refused as `max_bid_reached`, without a price above the maximum, and a retry of it gets
+/// the very same answer; snapshots and the REST view never show a minimum above the maximum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bid_at_the_maximum_leaves_max_bid_reached() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let max = amount("100000000000.00");
+    let auction = api.create_open(600, "100000000000.00", 0).await;
+    let id = auction.auction_id.as_str();
+    let (mut alice, _) = node.connect(id, "alice").await;
+    let (mut bob, _) = node.connect(id, "bob").await;
+    accepted(alice.bid("100000000000.00", Some("a-max")).await);
+
+    let refused = rejected(bob.bid("100000000000.00", Some("b-max")).await, RejectReason::MaxBidReached);
+    assert_eq!((refused.min_next_bid, refused.current_bid), (None, Some(max)));
+    assert!(refused.message.contains("maximum"), "{}", refused.message);
+    let again = rejected(bob.bid("100000000000.00", Some("b-max")).await, RejectReason::MaxBidReached);
+    assert_eq!(again, refused);
+    // Without a client id the node's own early answer says the same.
+    rejected(bob.bid("100000000000.00", None).await, RejectReason::MaxBidReached);
+    assert_eq!(bob.sync().await.min_next_bid, max);
+    assert_eq!(api.auction(id).await.min_next_bid, max);
+}
+
+/// With a lower `MAX_BID`, the last raise may be smaller than the increment: the minimum is
+/// capped at the maximum, a bid there is accepted, and after it nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_raise_is_capped_at_max_bid() {
+    let mut env = TestEnv::new().await;
+    env.set("MAX_BID", "100.00");
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let max = amount("100.00");
+    let auction = api.create_open(600, "99.50", 0).await;
+    let id = auction.auction_id.as_str();
+    let (mut alice, _) = node.connect(id, "alice").await;
+    let (mut bob, _) = node.connect(id, "bob").await;
+    accepted(alice.bid("99.50", None).await);
+    // 99.50 plus the increment of 1.00 would be 100.50, above the maximum.
+    let low = rejected(bob.bid("99.99", Some("b-low")).await, RejectReason::BidTooLow);
+    assert_eq!(low.min_next_bid, Some(max));
+    assert_eq!(bob.sync().await.min_next_bid, max);
+    assert_eq!(api.auction(id).await.min_next_bid, max);
+    accepted(bob.bid("100.00", Some("b-max")).await);
+
+    let refused = rejected(alice.bid("100.00", Some("a-more")).await, RejectReason::MaxBidReached);
+    assert_eq!((refused.min_next_bid, refused.current_bid), (None, Some(max)));
+    assert_eq!(rejected(alice.bid("100.00", Some("a-more")).await, RejectReason::MaxBidReached), refused);
+    let holder = rejected(bob.bid("100.00", Some("b-again")).await, RejectReason::AlreadyHighestBidder);
+    assert_eq!((holder.min_next_bid, holder.current_bid), (None, Some(max)));
+    assert_eq!(alice.sync().await.min_next_bid, max);
+    assert_eq!(api.auction(id).await.min_next_bid, max);
+}
+
+/// Pub/sub may drop a rules notice, leaving a node on the old table for up to the 15 s re-read.
+/// Once a bid on an auction was judged by the new table, a bid there through that node must be
+/// judged by the new one too, not by the old: the bid script refuses the older version, and the
+/// node re-reads the table and places the bid again, the client none the wiser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_a_rules_change_judges_by_the_newer_table() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let stale = env.bidding_service().await;
+    let flat: BidRules = serde_json::from_str(r#"{"increments":[{"from":"0.00","increment":"5.00"}]}"#).unwrap();
+    env.store().await.set_rules_unannounced(&flat).await.unwrap();
+    let fresh = env.bidding_service().await;
+    let auction = api.create_open(600, "10", 0).await;
+    let id = auction.auction_id.as_str();
+    let (mut alice, _) = fresh.connect(id, "alice").await;
+    accepted(alice.bid("10", Some("a-1")).await);
+
+    // The stale node still holds the defaults, under which 10.50 would do.
+    let (mut bob, snapshot) = stale.connect(id, "bob").await;
+    assert_eq!(snapshot.min_next_bid, amount("10.50"));
+    let r = rejected(bob.bid("10.50", Some("b-1")).await, RejectReason::BidTooLow);
+    assert_eq!(r.min_next_bid, Some(amount("15.00")));
+    // It re-read the table on the way, and its snapshots say so.
+    assert_eq!(bob.sync().await.min_next_bid, amount("15.00"));
+    accepted(bob.bid("15.00", Some("b-2")).await);
+    assert_eq!(api.auction(id).await.bid_count, 2);
+}
+
+/// A table newer than the one in Redis can only have been lost (a failover): bids are then judged
+/// by the table Redis holds, not refused for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rules_version_lost_from_redis_does_not_stop_bidding() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let auction = api.create_open(600, "10", 0).await;
+    let id = auction.auction_id.as_str();
+    let key = auction_server::store::Keys::new(&env.prefix).auction(&auction.auction_id).state;
+    let mut redis = env.redis_connection().await;
+    let _: () =
+        redis::cmd("HSET").arg(&key).arg("rules_v").arg("9000000000000000").query_async(&mut redis).await.unwrap();
+    let (mut alice, _) = node.connect(id, "alice").await;
+    accepted(alice.bid("10", Some("a-1")).await);
+    let (mut bob, _) = node.connect(id, "bob").await;
+    // The defaults, the table Redis holds, decide.
+    let r = rejected(bob.bid("10.25", Some("b-1")).await, RejectReason::BidTooLow);
+    assert_eq!(r.min_next_bid, Some(amount("10.50")));
+    let applied: String = redis::cmd("HGET").arg(&key).arg("rules_v").query_async(&mut redis).await.unwrap();
+    assert_eq!(applied, "0");
+}

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use auction_proto::rest::{AuctionList, BidsPage, CreateAuction};
 use auction_proto::ws::ServerFrame;
-use auction_proto::{AuctionId, AuctionStatus, BidId, BidRules, RejectReason, UserId};
-use auction_server::store::{BidOutcome, ChangeRequest, CreateOutcome, Keys, NewAuction, NewBid, Retire, Store};
+use auction_proto::{Amount, AuctionId, AuctionStatus, BidId, RejectReason, UserId};
+use auction_server::store::{
+    BidOutcome, ChangeRequest, CreateOutcome, Keys, NewAuction, NewBid, Retire, RulesInForce, Store,
+};
 use auction_server::testing::{TestEnv, mysql_base};
 use chrono::Utc;
 use tokio::time::Instant;
@@ -211,11 +213,19 @@ async fn outcomes_are_stored_only_for_bids_a_client_can_retry() {
     create_in(&store, &new_auction(&open, now_ms, 60)).await;
     // Closed by Redis time four seconds ago.
     create_in(&store, &new_auction(&closed, now_ms - 5000, 1)).await;
-    let rules = BidRules::default();
+    let rules = RulesInForce::default();
     let bid = async |store: &Store, auction: &AuctionId, bid_id: &str, cents: &str, keep_outcome: bool| {
         let (bidder, bid_id) = (UserId::parse("alice").unwrap(), BidId::parse(bid_id).unwrap());
-        let new =
-            NewBid { auction, bidder: &bidder, bid_id: &bid_id, amount: amount(cents), rules: &rules, keep_outcome };
+        let new = NewBid {
+            auction,
+            bidder: &bidder,
+            bid_id: &bid_id,
+            amount: amount(cents),
+            rules: &rules,
+            max_bid: Amount::MAX,
+            older_rules: false,
+            keep_outcome,
+        };
         store.place_bid(&new).await.unwrap()
     };
     let fields = async |auction: &AuctionId| -> Vec<String> {
@@ -304,7 +314,7 @@ async fn many_short_auctions_leave_no_keys_behind() {
             .await;
         ids.push(auction.auction_id);
     }
-    let rules = BidRules::default();
+    let rules = RulesInForce::default();
     let bidders = [UserId::parse("alice").unwrap(), UserId::parse("bob").unwrap()];
     for id in &ids {
         for round in 0..5u32 {
@@ -317,6 +327,8 @@ async fn many_short_auctions_leave_no_keys_behind() {
                 bid_id: &bid_id,
                 amount: amount(&cents),
                 rules: &rules,
+                max_bid: Amount::MAX,
+                older_rules: false,
                 keep_outcome: true,
             };
             assert!(matches!(store.place_bid(&new).await.unwrap(), BidOutcome::Accepted { .. }));

@@ -115,6 +115,14 @@ fn live_messages_and_verdicts() {
             min_next: Amount::from_cents(525)
         }
     );
+    let maxed: Verdict =
+        serde_json::from_str(r#"{"type":"rejected","reason":"max_bid_reached","current":"10000000000000"}"#).unwrap();
+    assert_eq!(
+        maxed,
+        Verdict::Rejected { reason: RejectReason::MaxBidReached, current: Some(Amount::MAX), min_next: None }
+    );
+    let stale: Verdict = serde_json::from_str(r#"{"type":"stale_rules","rules_v":"1795687200000001"}"#).unwrap();
+    assert_eq!(stale, Verdict::StaleRules { rules_v: 1_795_687_200_000_001 });
     let recent: RecentEntry = serde_json::from_str(&bid().encode()).unwrap();
     assert_eq!((recent.seq, recent.amount.cents()), (7, 1_000_000_000_001));
 }
