@@ -184,6 +184,20 @@ impl TestEnv {
         (addr, token)
     }
 
+    /// Starts a bidding service whose WebSocket handshakes each stop, once they have read their
+    /// snapshot and before the node's hub takes it, until the returned gate opens.
+    pub async fn start_bidding_gated(&mut self) -> (SocketAddr, std::sync::Arc<crate::bidding::HandshakeGate>) {
+        let token = CancellationToken::new();
+        let mut app =
+            crate::bidding::App::build(self.config::<BiddingConfig>(), &token).await.expect("bidding service");
+        let gate = app.gate_handshakes();
+        let addr = app.local_addr();
+        let ready = app.ready();
+        self.keep(&token, app.run(token.clone()));
+        self.until_ready("bidding", ready).await;
+        (addr, gate)
+    }
+
     /// Starts an analytics service; returns its address and the token that stops it.
     pub async fn start_analytics(&mut self) -> (SocketAddr, CancellationToken) {
         let token = CancellationToken::new();

@@ -4,9 +4,12 @@
 //!
 //! Invariants:
 //! - A node is subscribed to the live channel of exactly the auctions it has hubs for: the hub's
-//!   first watcher subscribes (before the hub's first snapshot is read, so no event after that
+//!   first watcher subscribes (before any watcher reads its snapshot, so no event after that
 //!   snapshot is missed) and its last watcher unsubscribes. Both are queued under the map's lock,
 //!   so they reach Redis in the order the hub came and went.
+//! - A new hub starts from its first watcher's own snapshot (`Membership::seed`), not from one
+//!   of its own read at another moment: it forwards every event after the version that watcher
+//!   was shown. A watcher whose snapshot is older than that reads another before it starts.
 //! - A hub forwards events in `seq` order with no gap. On a gap (pub/sub dropped a message) or a
 //!   request to resync, it reads a fresh snapshot and broadcasts that instead, then replays the
 //!   events that arrived meanwhile and are newer than the snapshot. The pure [`Sequencer`] decides
@@ -25,8 +28,8 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::sequencer::{Arrival, Sequencer, Snapshot};
-use crate::store::stored::{ms_to_time, us_to_time};
+use super::sequencer::{Arrival, Seed, Sequencer, Snapshot};
+use crate::store::stored::{StoredAuction, ms_to_time, us_to_time};
 use crate::store::{Event, Feed, RulesInForce, Store, StoreError};
 use crate::sync::lock;
 
@@ -165,6 +168,13 @@ impl Membership {
         let mut subscribed = self.hub.subscribed.subscribe();
         let _ = subscribed.wait_for(|subscribed| *subscribed).await;
     }
+
+    /// Hands the hub the snapshot this watcher is about to be shown, read after
+    /// [`subscribed`](Membership::subscribed): a new hub starts from it. False if it is older
+    /// than the hub's start, so events after it may never come: read another.
+    pub fn seed(&self, record: &StoredAuction) -> bool {
+        self.hubs.seed(&self.hub, record)
+    }
 }
 
 impl Drop for Membership {
@@ -187,7 +197,8 @@ impl Hubs {
         Hubs { inner: Arc::new(inner) }
     }
 
-    /// Joins the hub of `id`, creating it (and starting its first sync) if this is its first watcher.
+    /// Joins the hub of `id`, creating it (and subscribing to its channel) if this is its first
+    /// watcher.
     pub fn join(&self, id: &AuctionId) -> Membership {
         let (hub, subscribed) = {
             let mut map = lock(&self.inner.map);
@@ -214,18 +225,37 @@ impl Hubs {
         };
         let events = hub.tx.subscribe();
         if let Some(subscribed) = subscribed {
-            let (hubs, hub) = (self.clone(), hub.clone());
+            let hub = hub.clone();
             self.inner.tracker.spawn(async move {
                 // Not subscribed (Redis is away): the channel stays wanted, and the subscription
-                // announces its return, which resyncs every hub; the snapshot below may still work.
+                // announces its return, which resyncs every hub; the watchers' snapshots may still work.
                 if let Err(e) = subscribed.await {
                     tracing::warn!(auction = %hub.id, error = %e, "cannot subscribe to the live channel yet");
                 }
                 hub.subscribed.send_replace(true);
-                hubs.sync(hub).await;
             });
         }
         Membership { hub, events, hubs: self.clone() }
+    }
+
+    fn seed(&self, hub: &Arc<Hub>, record: &StoredAuction) -> bool {
+        let mut state = lock(&hub.state);
+        match state.sequencer.seed(record.seq) {
+            Seed::Apply { events, settled } => {
+                state.current_bid = record.current_bid;
+                state.starting_bid = Some(record.starting_bid);
+                for event in &events {
+                    self.publish(hub, &mut state, event);
+                }
+                if !settled {
+                    drop(state);
+                    self.spawn_sync(hub.clone());
+                }
+                true
+            }
+            Seed::Covered => true,
+            Seed::Behind => false,
+        }
     }
 
     fn leave(&self, hub: &Arc<Hub>) {
@@ -335,13 +365,11 @@ impl Hubs {
             match state.sequencer.snapshot(record.seq) {
                 Snapshot::Unwanted => return,
                 Snapshot::ReadAgain => continue,
-                Snapshot::Apply { announce, events, settled } => {
+                Snapshot::Apply { events, settled } => {
                     state.current_bid = record.current_bid;
                     state.starting_bid = Some(record.starting_bid);
-                    if announce {
-                        let frames = vec![encode(&ServerFrame::Snapshot(snapshot))];
-                        let _ = hub.tx.send(Arc::new(Outbound { seq: record.seq, frames, snapshot: true }));
-                    }
+                    let frames = vec![encode(&ServerFrame::Snapshot(snapshot))];
+                    let _ = hub.tx.send(Arc::new(Outbound { seq: record.seq, frames, snapshot: true }));
                     for event in &events {
                         self.publish(&hub, &mut state, event);
                     }

@@ -1,6 +1,8 @@
 //! The bidding service: WebSocket bidding at `/ws/auction/{id}` and live fan-out to every watcher
 //! on every node. It needs Redis only: MySQL being down never touches the bidding path.
 
+#[cfg(feature = "testing")]
+mod gate;
 mod hub;
 mod limits;
 mod live;
@@ -50,6 +52,8 @@ pub struct AppState {
     /// `MYSQL_READ_DSN`'s pool, if set: where finished auctions are found once their Redis keys
     /// have expired.
     archive: Option<sqlx::MySqlPool>,
+    #[cfg(feature = "testing")]
+    gate: Option<Arc<HandshakeGate>>,
 }
 
 pub struct App {
@@ -57,7 +61,12 @@ pub struct App {
     config: Config<BiddingConfig>,
     waiting: Waiting,
     routes: Routes,
+    #[cfg(feature = "testing")]
+    gate: Option<Arc<HandshakeGate>>,
 }
+
+#[cfg(feature = "testing")]
+pub use gate::HandshakeGate;
 
 impl App {
     /// Binds the port. Redis is reached in [`App::run`], while the start-up routes answer (see
@@ -66,7 +75,20 @@ impl App {
         let listener = crate::runtime::bind(&config).await?;
         let waiting = Waiting::new("bidding", &config.instance_id, &[Server::REDIS.check]);
         let routes = Routes::new(waiting.router());
-        Ok(App { listener, config, waiting, routes })
+        Ok(App {
+            listener,
+            config,
+            waiting,
+            routes,
+            #[cfg(feature = "testing")]
+            gate: None,
+        })
+    }
+
+    /// Holds every WebSocket handshake after it read its snapshot, until the gate opens.
+    #[cfg(feature = "testing")]
+    pub fn gate_handshakes(&mut self) -> Arc<HandshakeGate> {
+        self.gate.get_or_insert_with(Arc::default).clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -82,7 +104,9 @@ impl App {
     /// subscription (the rules channel; each hub adds its auction's) and takes bids until
     /// `shutdown`; then closes every WebSocket with 1001 and waits for them.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { listener, config, waiting, routes } = self;
+        #[cfg(feature = "testing")]
+        let gate = self.gate.clone();
+        let App { listener, config, waiting, routes, .. } = self;
         let tracker = TaskTracker::new();
         let stop = shutdown.child_token();
         let serving = Serving { http: config.http, send_buffer: config.service.send_buffer };
@@ -102,7 +126,13 @@ impl App {
             let rules = RulesCache::default();
             let first_read = || reload_rules(&store, &rules);
             crate::runtime::redis_patiently(&waiting, &stop, first_read).await.context("cannot read the bid rules")?;
-            routes.replace(start(config, store, feed, rules, &tracker, &stop));
+            #[allow(unused_mut)]
+            let mut state = start(config, store, feed, rules, &tracker, &stop);
+            #[cfg(feature = "testing")]
+            {
+                state.gate = gate;
+            }
+            routes.replace(router(state));
             waiting.done();
             Ok(())
         };
@@ -110,7 +140,7 @@ impl App {
     }
 }
 
-/// Starts the live subscription's listener and returns the service's routes.
+/// Starts the live subscription's listener and returns what the service's routes share.
 fn start(
     config: Config<BiddingConfig>,
     store: Store,
@@ -118,7 +148,7 @@ fn start(
     rules: RulesCache,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
-) -> Router {
+) -> AppState {
     let bidding = config.service;
     let hubs = Hubs::new(
         store.clone(),
@@ -147,8 +177,10 @@ fn start(
         metrics: Arc::new(metrics::BidMetrics::new()),
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
+        #[cfg(feature = "testing")]
+        gate: None,
     };
-    router(state)
+    state
 }
 
 pub fn router(state: AppState) -> Router {
@@ -206,8 +238,7 @@ async fn connect(
     })?;
     let membership = state.hubs.join(&auction);
     membership.subscribed().await;
-    let record = find(&state, &auction).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {auction}")))?;
-    let snapshot = record.snapshot(&state.hubs.rules().table, state.config.max_bid)?;
+    let snapshot = first_snapshot(&state, &auction, &membership).await?;
     let span = connection_span(&auction, &user, &headers);
     let config = &state.config;
     let tracker = state.tracker.clone();
@@ -235,6 +266,28 @@ async fn connect(
             tracker.track_future(connection.run(snapshot).instrument(span))
         })
         .into_response())
+}
+
+/// The snapshot a new watcher is shown first, read once the node listens on the auction's channel
+/// and handed to the hub, which forwards every event after it. One read, but for a watcher that
+/// joined a new hub together with another whose snapshot was newer and went first: it reads again
+/// (once is enough, since the hub started from a snapshot read before this answer).
+async fn first_snapshot(
+    state: &AppState,
+    auction: &AuctionId,
+    membership: &hub::Membership,
+) -> Result<auction_proto::ws::Snapshot, ApiError> {
+    for _ in 0..3 {
+        let record = find(state, auction).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {auction}")))?;
+        #[cfg(feature = "testing")]
+        if let Some(gate) = &state.gate {
+            gate.pass().await;
+        }
+        if membership.seed(&record) {
+            return Ok(record.snapshot(&state.hubs.rules().table, state.config.max_bid)?);
+        }
+    }
+    Err(ApiError::Internal(anyhow::anyhow!("the auction's hub kept starting after this watcher's snapshot")))
 }
 
 /// An auction from Redis or, once its keys have expired (`ENDED_RETENTION` after it finished),

@@ -357,3 +357,45 @@ async fn redis_unreachable_for_a_node_answers_unavailable_and_recovers_without_a
     assert_eq!(now.bid_count, 2, "each refused bid accepted once when retried");
     check_shown(&watcher.seen, &by_seq(&accepted));
 }
+
+/// A node's first watcher of an auction reads its snapshot once the node listens on the
+/// auction's channel, and the node's new hub starts only afterwards: every event published in
+/// between must still reach that watcher, in order, as the events themselves. The node here holds
+/// the handshake in exactly that window while bids go by on another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_hubs_first_watcher_gets_every_event_after_its_snapshot() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let other = env.bidding_service().await;
+    let (addr, gate) = env.start_bidding_gated().await;
+    let gated = Node { addr };
+    let auction = api.create_open(600, "1", 0).await;
+    let id = auction.auction_id.to_string();
+    let mut flow = Flow::start(other, &id).await;
+    flow.more(3).await;
+    flow.pause().await;
+
+    let watcher = tokio::spawn({
+        let id = id.clone();
+        async move { gated.connect(&id, "watcher").await }
+    });
+    tokio::time::timeout(WAIT, gate.reached(1)).await.expect("the handshake never read its snapshot");
+    flow.resume();
+    flow.more(5).await;
+    flow.pause().await;
+    gate.open();
+    let (mut ws, snapshot) = watcher.await.expect("watcher task");
+    assert_eq!(snapshot.bid_count, 3, "the snapshot was read before the window's bids");
+
+    flow.resume();
+    flow.more(3).await;
+    let accepted = by_seq(&flow.stop().await);
+    let last = *accepted.keys().next_back().unwrap();
+    catch_up(&mut ws, last).await;
+    let shown = check_shown(&ws.seen, &accepted);
+    assert_eq!(shown.seq, last);
+    assert!(shown.resyncs.is_empty(), "a snapshot stood in for events: {:?}", shown.resyncs);
+    let missing: Vec<u64> =
+        accepted.range(snapshot.seq + 1..).map(|(seq, _)| *seq).filter(|seq| !shown.bids.contains(seq)).collect();
+    assert!(missing.is_empty(), "bids never shown to the first watcher: {missing:?}");
+}
