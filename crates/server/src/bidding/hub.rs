@@ -106,14 +106,17 @@ impl RulesCache {
         }
     }
 
-    /// Installs `rules`; true if they differ from the ones held (in table or version).
+    /// Installs `rules`; true if the table differs from the one held (a new version of the same
+    /// table changes no `min_next_bid`, so it asks for no snapshots).
     pub fn set(&self, rules: RulesInForce) -> bool {
         let mut guard = match self.0.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let changed = **guard != rules;
-        *guard = Arc::new(rules);
+        let changed = guard.table != rules.table;
+        if **guard != rules {
+            *guard = Arc::new(rules);
+        }
         changed
     }
 }

@@ -299,6 +299,12 @@ async fn a_node_that_missed_a_rules_change_judges_by_the_newer_table() {
     let mut env = TestEnv::new().await;
     let api = env.auction_service().await;
     let stale = env.bidding_service().await;
+    // A bid shown through the node's live subscription: its listener has handled the
+    // subscription's start (which re-reads the rules) before it, so the table is settled.
+    let elsewhere = api.create_open(600, "1", 0).await;
+    let (mut probe, _) = stale.connect(elsewhere.auction_id.as_str(), "probe").await;
+    accepted(probe.bid("1", None).await);
+    probe.next_matching(|f| matches!(f, ServerFrame::BidPlaced(_)).then_some(())).await;
     let flat: BidRules = serde_json::from_str(r#"{"increments":[{"from":"0.00","increment":"5.00"}]}"#).unwrap();
     env.store().await.set_rules_unannounced(&flat).await.unwrap();
     let fresh = env.bidding_service().await;
