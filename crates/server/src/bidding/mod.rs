@@ -162,7 +162,7 @@ fn start(
     let listener_task = live::Listener { hubs: hubs.clone() };
     tracker.spawn(listener_task.run(feed, shutdown.clone()));
     let archive = bidding.mysql_read.as_ref().map(crate::db::lazy_reader);
-    let state = AppState {
+    AppState {
         archive,
         store,
         hubs,
@@ -179,8 +179,7 @@ fn start(
         tracker: tracker.clone(),
         #[cfg(feature = "testing")]
         gate: None,
-    };
-    state
+    }
 }
 
 pub fn router(state: AppState) -> Router {
