@@ -59,7 +59,7 @@ return 1" 0 "${REDIS_KEY_PREFIX}ceiling:{" "$auctions" >/dev/null
 key="${REDIS_KEY_PREFIX}ceiling:{__rand_int__}"
 ceiling=$(redis-benchmark -q -c 50 -n 300000 -r "$auctions" \
     EVALSHA "$sha" 4 "$key" "$key:recent" "$key:outcomes" "$key:log" \
-    __rand_int__ u__rand_int__ b__rand_int__ 100 "0:5,100:25,500:50,2500:100,10000:250" "${REDIS_KEY_PREFIX}ceiling:live" 10 PUBLISH \
+    __rand_int__ u__rand_int__ b__rand_int__ 100 "0:5,100:25,500:50,2500:100,10000:250" "${REDIS_KEY_PREFIX}ceiling:live" 10 PUBLISH 1 0 100000000000 0 \
     | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -n 1 | cut -d' ' -f1)
 say "ceiling: $ceiling EVALSHA/s"
 redis-cli --scan --pattern "${REDIS_KEY_PREFIX}ceiling:*" | xargs -r -n 1000 redis-cli DEL >/dev/null
