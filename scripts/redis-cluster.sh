@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 
 base="${REDIS_CLUSTER_BASE_PORT:-7101}"
 dir="${REDIS_CLUSTER_DIR:-target/redis-cluster}"
+# Absolute, so that the log path is right whether the directory was given relative or not.
+case "$dir" in /*) ;; *) dir="$(pwd)/$dir" ;; esac
 ports=$(seq "$base" $((base + 5)))
 nodes=$(for p in $ports; do printf '127.0.0.1:%s,' "$p"; done)
 nodes="${nodes%,}"
@@ -41,7 +43,7 @@ for p in $ports; do
     mkdir -p "$dir/$p"
     redis-server --port "$p" --bind 127.0.0.1 --daemonize yes --dir "$dir/$p" \
         --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
-        --appendonly "${REDIS_CLUSTER_APPENDONLY:-no}" --save "" --logfile "$(pwd)/$dir/$p/redis.log" >/dev/null
+        --appendonly "${REDIS_CLUSTER_APPENDONLY:-no}" --save "" --logfile "$dir/$p/redis.log" >/dev/null
 done
 for p in $ports; do
     for _ in $(seq 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
