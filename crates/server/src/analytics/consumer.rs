@@ -7,7 +7,7 @@
 //! - One instance at a time owns an auction's stream (a short lease), so an auction's events reach
 //!   MySQL in order; the owner first reclaims every pending entry of the group (`XAUTOCLAIM`),
 //!   which is how the work of a dead instance is picked up once its lease lapses. The lease is
-//!   renewed before each further batch, and an instance that finds it has lost it stops there.
+//!   renewed after each batch written, and an instance that finds it has lost it stops there.
 //! - The stream is trimmed only below what every consumer group has acknowledged.
 //! - While the MySQL breaker is open nothing is read: events wait in Redis.
 //! - The sweep looks only at the work index (`Store::work_ids`): auctions whose logs may still get
@@ -223,16 +223,17 @@ impl Consumer {
             }
             if !entries.is_empty() {
                 over |= self.write(id, &entries).await?;
+                // Keep the stream after each batch written; once another instance holds it (ours
+                // lapsed during a slow batch, the last one of a drain included), it drains it, from
+                // what is still pending, and this one stops here, before reading or trimming
+                // anything more, so two never drain one log at once.
+                if !self.store.own_log(id, &self.instance, ttl_ms).await? {
+                    tracing::warn!(auction = %id, "another analytics instance took over this log; stopped draining it");
+                    return Ok(false);
+                }
             }
             if last {
                 break;
-            }
-            // Keep the stream while working through a long backlog; once another instance holds
-            // it (ours lapsed during a slow batch), it drains it, from what is still pending, and
-            // this one stops before reading another batch, so two never drain one log at once.
-            if !self.store.own_log(id, &self.instance, ttl_ms).await? {
-                tracing::warn!(auction = %id, "another analytics instance took over this log; stopped draining it");
-                return Ok(false);
             }
         }
         self.store.trim_log(id).await?;
