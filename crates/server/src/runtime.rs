@@ -209,23 +209,29 @@ where
     }
 }
 
-/// Runs a service: `serving` (see [`serve`], stopped by `stop`) answers from the start while
-/// `starting` connects to the servers and puts the service's own routes in place. A failure of
-/// `starting` that waiting cannot cure (a refused password) stops the serving and is returned, as
-/// before a service served anything.
+/// Runs a service: serves `routes` (see [`serve`]) from the start, with a drain of 5 s at
+/// shutdown, while `starting` (given the tracker its tasks join and the token that stops them)
+/// connects to the servers and puts the service's own routes in place. A failure of `starting`
+/// that waiting cannot cure (a refused password) stops the serving and is returned, as before a
+/// service served anything.
 pub async fn serve_while_starting(
-    serving: impl Future<Output = anyhow::Result<()>>,
-    starting: impl Future<Output = anyhow::Result<()>>,
-    stop: &CancellationToken,
+    listener: TcpListener,
+    routes: crate::serving::Routes,
+    serving: crate::serving::Serving,
+    shutdown: &CancellationToken,
+    starting: impl AsyncFnOnce(&TaskTracker, &CancellationToken) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    let tracker = TaskTracker::new();
+    let stop = shutdown.child_token();
+    let served = serve(listener, routes, stop.clone(), tracker.clone(), Duration::from_secs(5), serving);
     let starting = async {
-        let started = starting.await;
+        let started = starting(&tracker, &stop).await;
         if started.is_err() {
             stop.cancel();
         }
         started
     };
-    let (served, started) = tokio::join!(serving, starting);
+    let (served, started) = tokio::join!(served, starting);
     started?;
     served
 }

@@ -80,27 +80,17 @@ impl App {
     /// cannot be reached; then consumes the logs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let App { listener, config, waiting, routes } = self;
-        let tracker = TaskTracker::new();
-        let stop = shutdown.child_token();
         let serving = Serving { http: config.http, send_buffer: None };
-        let served = crate::runtime::serve(
-            listener,
-            routes.clone(),
-            stop.clone(),
-            tracker.clone(),
-            Duration::from_secs(5),
-            serving,
-        );
-        let starting = async {
+        let starting = async |tracker: &TaskTracker, stop: &CancellationToken| {
             let (store, db) = tokio::try_join!(
-                crate::runtime::open_store(&config.redis, &waiting, &stop),
-                crate::runtime::open_database(&config.service.mysql, config.service.pool(), &waiting, &stop),
+                crate::runtime::open_store(&config.redis, &waiting, stop),
+                crate::runtime::open_database(&config.service.mysql, config.service.pool(), &waiting, stop),
             )?;
-            routes.replace(start(&config, store, db, &tracker, &stop));
+            routes.replace(start(&config, store, db, tracker, stop));
             waiting.done();
             Ok(())
         };
-        crate::runtime::serve_while_starting(served, starting, &stop).await
+        crate::runtime::serve_while_starting(listener, routes.clone(), serving, &shutdown, starting).await
     }
 }
 

@@ -11,7 +11,6 @@ mod scheduler;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -86,24 +85,14 @@ impl App {
     /// the election and, while leading, the scheduler, until `shutdown`; then releases the lease.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let App { listener, config, waiting, routes } = self;
-        let tracker = TaskTracker::new();
-        let stop = shutdown.child_token();
         let serving = Serving { http: config.http, send_buffer: None };
-        let served = crate::runtime::serve(
-            listener,
-            routes.clone(),
-            stop.clone(),
-            tracker.clone(),
-            Duration::from_secs(5),
-            serving,
-        );
-        let starting = async {
-            let (state, elector) = connect(&config, &waiting, &stop).await?;
-            start(state, elector, &routes, &tracker, &stop);
+        let starting = async |tracker: &TaskTracker, stop: &CancellationToken| {
+            let (state, elector) = connect(&config, &waiting, stop).await?;
+            start(state, elector, &routes, tracker, stop);
             waiting.done();
             Ok(())
         };
-        crate::runtime::serve_while_starting(served, starting, &stop).await
+        crate::runtime::serve_while_starting(listener, routes.clone(), serving, &shutdown, starting).await
     }
 }
 

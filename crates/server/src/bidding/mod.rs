@@ -14,7 +14,6 @@ mod web;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use auction_proto::{AuctionId, UserId};
@@ -107,27 +106,17 @@ impl App {
         #[cfg(feature = "testing")]
         let gate = self.gate.clone();
         let App { listener, config, waiting, routes, .. } = self;
-        let tracker = TaskTracker::new();
-        let stop = shutdown.child_token();
         let serving = Serving { http: config.http, send_buffer: config.service.send_buffer };
-        let served = crate::runtime::serve(
-            listener,
-            routes.clone(),
-            stop.clone(),
-            tracker.clone(),
-            Duration::from_secs(5),
-            serving,
-        );
-        let starting = async {
-            let store = crate::runtime::open_store(&config.redis, &waiting, &stop)
+        let starting = async |tracker: &TaskTracker, stop: &CancellationToken| {
+            let store = crate::runtime::open_store(&config.redis, &waiting, stop)
                 .await?
                 .with_durability(config.service.bid_durability, config.service.replica_timeout);
             let feed = store.subscribe(vec![store.rules_channel()]);
             let rules = RulesCache::default();
             let first_read = || reload_rules(&store, &rules);
-            crate::runtime::redis_patiently(&waiting, &stop, first_read).await.context("cannot read the bid rules")?;
+            crate::runtime::redis_patiently(&waiting, stop, first_read).await.context("cannot read the bid rules")?;
             #[allow(unused_mut)]
-            let mut state = start(config, store, feed, rules, &tracker, &stop);
+            let mut state = start(config, store, feed, rules, tracker, stop);
             #[cfg(feature = "testing")]
             {
                 state.gate = gate;
@@ -136,7 +125,7 @@ impl App {
             waiting.done();
             Ok(())
         };
-        crate::runtime::serve_while_starting(served, starting, &stop).await
+        crate::runtime::serve_while_starting(listener, routes.clone(), serving, &shutdown, starting).await
     }
 }
 
