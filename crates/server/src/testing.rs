@@ -200,12 +200,7 @@ impl TestEnv {
 
     /// Starts an analytics service; returns its address and the token that stops it.
     pub async fn start_analytics(&mut self) -> (SocketAddr, CancellationToken) {
-        let token = CancellationToken::new();
-        let app =
-            crate::analytics::App::build(self.config::<AnalyticsConfig>(), &token).await.expect("analytics service");
-        let addr = app.local_addr();
-        let ready = app.ready();
-        self.keep(&token, app.run(token.clone()));
+        let (addr, token, ready) = self.start_analytics_starting().await;
         self.until_ready("analytics", ready).await;
         (addr, token)
     }
