@@ -3,16 +3,25 @@
 # if missing), then the bidding (8080), auction (8081) and analytics (8082) services in the
 # foreground, their logs interleaved. Ctrl-C stops the services (Redis and MariaDB keep running).
 #
-# Environment: PROFILE=release builds optimised binaries; every service setting of config.yaml or
-# the environment (see README) applies to all three services.
+# Environment: PROFILE=release builds optimised binaries; BIN_DIR=<dir> runs the service binaries
+# already in <dir> instead of building; BIDDING_PORT, AUCTION_PORT, ANALYTICS_PORT move the
+# services; every service setting of config.yaml or the environment (see README) applies to all
+# three services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/dev-services.sh
 
 profile=${PROFILE:-debug}
-if [ "$profile" = release ]; then cargo build --release --bins; else cargo build --bins; fi
-bin=${CARGO_TARGET_DIR:-target}/$profile
+if [ -n "${BIN_DIR:-}" ]; then
+    bin=$BIN_DIR
+elif [ "$profile" = release ]; then
+    cargo build --release --bins
+    bin=${CARGO_TARGET_DIR:-target}/$profile
+else
+    cargo build --bins
+    bin=${CARGO_TARGET_DIR:-target}/$profile
+fi
 
 pids=()
 stop() {

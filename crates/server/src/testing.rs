@@ -88,6 +88,9 @@ impl TestEnv {
             // Tests bid as fast as they can; the limits' own tests set these low.
             ("WS_BID_RATE", "100000".to_owned()),
             ("WS_USER_BID_RATE", "100000".to_owned()),
+            // Tests read the list right after changing things elsewhere; the cache's own test
+            // turns it on.
+            ("LIST_CACHE", "0".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

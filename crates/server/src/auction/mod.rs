@@ -2,6 +2,7 @@
 //! store's scripts); MySQL gets a durable copy of every auction.
 
 mod leader;
+mod list_cache;
 mod metrics;
 mod openapi;
 mod operator;
@@ -48,6 +49,7 @@ pub struct AppState {
     /// Wakes this instance's scheduler (when it leads) after a local deadline change.
     wake: Arc<Notify>,
     metrics: Arc<metrics::AuctionMetrics>,
+    list_cache: Arc<list_cache::ListCache>,
 }
 
 pub struct App {
@@ -127,6 +129,7 @@ async fn connect(
         admin_token: config.auth.admin_token.clone().map(Into::into),
         wake: Arc::new(Notify::new()),
         metrics: Arc::new(metrics::AuctionMetrics::new()),
+        list_cache: Arc::new(list_cache::ListCache::new(service.list_cache)),
     };
     Ok((state, elector))
 }

@@ -77,7 +77,10 @@ async fn require_operator(
             Some(_) => {}
         }
     }
-    Ok(next.run(request).await)
+    let response = next.run(request).await;
+    // Whatever it changed, lists answered from before it are stale now.
+    state.list_cache.invalidate();
+    Ok(response)
 }
 
 /// Creates an auction.
@@ -413,7 +416,7 @@ struct ListParams {
 async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Json<AuctionList>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest { field: None, message: e.body_text() })?;
     let status: Option<AuctionStatus> =
         params.status.as_deref().map(str::parse).transpose().map_err(|e: String| ApiError::field("status", e))?;
@@ -421,6 +424,16 @@ async fn list(
     if limit == 0 || limit > MAX_LIST {
         return Err(ApiError::field("limit", format!("must be between 1 and {MAX_LIST}")));
     }
+    let body = state.list_cache.get(status, limit, load_list(&state, status, limit)).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The list answer as JSON, loaded from Redis (and MySQL for finished auctions).
+async fn load_list(
+    state: &AppState,
+    status: Option<AuctionStatus>,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
     let rules = state.store.rules().await?;
     let listed = state.store.list(status, limit).await?;
     state.metrics.list_loads.increment(listed.loaded as u64);
@@ -429,8 +442,9 @@ async fn list(
         .iter()
         .map(|record| record.to_auction(&rules.table, state.config.max_bid))
         .collect::<Result<_, _>>()?;
-    let auctions = with_retired(&state, auctions, status, limit, &rules.table).await?;
-    Ok(Json(AuctionList { auctions }))
+    let auctions = with_retired(state, auctions, status, limit, &rules.table).await?;
+    let body = serde_json::to_vec(&AuctionList { auctions }).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(body.into())
 }
 
 /// Who holds the scheduler's lease, its epoch and how long it has left.

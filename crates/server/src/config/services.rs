@@ -148,6 +148,9 @@ settings! {
             Setting::new("CORS_ALLOWED_ORIGINS", "auction.cors_allowed_origins", "*", parse::origins),
         /// The leader lease: how soon another instance takes over the scheduler of one that died.
         pub leader_ttl: Duration = Setting::new("LEADER_TTL", "leader_ttl", "10s", parse::duration),
+        /// How long a list answer is reused for the same query (0: never): clients polling the
+        /// list then cost the Redis that decides bids one load per query and period.
+        pub list_cache: Duration = Setting::new("LIST_CACHE", "auction.list_cache", "1s", parse::duration),
         pub mysql: MySqlConnectOptions = MYSQL_DSN,
         /// A read replica for the read-only queries (the bids API); unset reads from `MYSQL_DSN`.
         pub mysql_read: Option<MySqlConnectOptions> = MYSQL_READ_DSN,

@@ -10,6 +10,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 
 use crate::helpers::*;
+use auction_proto::ws::ServerFrame;
 
 /// The ids a list call answers, in order.
 async fn list_ids(api: &Api, query: &str) -> Vec<String> {
@@ -196,4 +197,34 @@ async fn auctions_created_before_the_status_indexes_are_filled_in_once_at_start(
     assert_eq!(list_ids(&api, "?status=cancelled").await, [gone]);
     let ready: bool = redis::cmd("EXISTS").arg(keys.status_indexes_ready()).query_async(&mut conn).await.unwrap();
     assert!(ready, "the backfill is marked done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_answers_are_cached_per_query_and_a_change_through_the_service_shows_at_once() {
+    let mut env = TestEnv::new().await;
+    env.set("LIST_CACHE", "1h");
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    let first = api.create_open(600, "1", 0).await.auction_id.to_string();
+
+    let before = list_loads(&api).await;
+    assert_eq!(list_ids(&api, "?status=active&limit=10").await, std::slice::from_ref(&first));
+    let polls: Vec<Vec<String>> =
+        futures_util::future::join_all((0..20).map(|_| list_ids(&api, "?status=active&limit=10"))).await;
+    assert!(polls.iter().all(|ids| *ids == [first.clone()]), "{polls:?}");
+    assert_eq!(list_loads(&api).await - before, 1.0, "21 lists of one query loaded the auction once");
+
+    // A bid is made elsewhere: the cached answer stands until it expires.
+    let (mut ws, _) = node.connect(&first, "alice").await;
+    assert!(matches!(ws.bid("5.00", Some("b1")).await, ServerFrame::BidAccepted(_)));
+    let (_, list) = api.get("/api/v1/auctions?status=active&limit=10").await;
+    assert_eq!(list["auctions"][0]["current_bid"], serde_json::Value::Null, "the cached answer: {list}");
+    let (_, list) = api.get("/api/v1/auctions?status=active&limit=9").await;
+    assert_eq!(list["auctions"][0]["current_bid"], "5.00", "another query loads afresh: {list}");
+
+    // A create through this service makes every cached answer stale.
+    let second = api.create_open(600, "1", 0).await.auction_id.to_string();
+    assert_eq!(list_ids(&api, "?status=active&limit=10").await, [second, first.clone()]);
+    let (_, list) = api.get("/api/v1/auctions?status=active&limit=10").await;
+    assert_eq!(list["auctions"][1]["current_bid"], "5.00", "{list}");
 }
