@@ -220,7 +220,12 @@ impl Bidder {
             n += 1;
             let Some(amount) = self.known.min_next else { continue };
             let Ok(bid_id) = BidId::parse(&self.shared.bid_id(self.worker, n, scheduled)) else { break };
-            let text = ClientFrame::PlaceBid(PlaceBid { amount: amount.into(), bid_id: Some(bid_id.clone()) }).encode();
+            let text = ClientFrame::PlaceBid(PlaceBid {
+                amount: amount.into(),
+                bid_id: Some(bid_id.clone()),
+                max_amount: None,
+            })
+            .encode();
             let pending = Pending { bid_id, text, scheduled, measured: self.shared.measured(scheduled) };
             if !self.settle(&pending).await {
                 break;

@@ -363,6 +363,8 @@ async fn auctions(opt: &Opt) -> anyhow::Result<Vec<String>> {
             // No extensions: the run controls its own length.
             extension_window_s: Some(0),
             extension_s: None,
+            reserve_price: None,
+            buy_now_price: None,
         };
         let response = http
             .post(&url)

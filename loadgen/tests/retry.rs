@@ -62,6 +62,9 @@ fn snapshot(min_next: Amount) -> ServerFrame {
         seq: 0,
         server_time: now,
         recent_bids: vec![],
+        buy_now_price: None,
+        reserve_met: None,
+        your_max: None,
     })
 }
 
@@ -98,6 +101,11 @@ async fn serve(stream: tokio::net::TcpStream, books: Arc<Mutex<Books>>) {
                 amount,
                 seq,
                 end_time: chrono::Utc::now() + chrono::Duration::hours(1),
+                bought_now: false,
+                current_bid: None,
+                leading: true,
+                min_next_bid: None,
+                your_max: None,
             });
             let accepted = stored.clone();
             let first = if known { First::Answer } else { first_answer(seq) };
@@ -124,6 +132,9 @@ async fn serve(stream: tokio::net::TcpStream, books: Arc<Mutex<Books>>) {
             bid_count: accepted.seq,
             placed_at: chrono::Utc::now(),
             min_next_bid: Amount::from_cents(accepted.amount.cents() + 200),
+            auto: false,
+            placed_by: None,
+            reserve_met: None,
         });
         let sent = async {
             ws.feed(Message::text(reply.encode())).await?;

@@ -44,6 +44,9 @@ async fn stand_in(stall_at: Option<u64>, drop_first_at: Option<u64>) -> String {
                     seq: 0,
                     server_time: now,
                     recent_bids: vec![],
+                    buy_now_price: None,
+                    reserve_met: None,
+                    your_max: None,
                 });
                 if ws.send(Message::text(snapshot.encode())).await.is_err() {
                     return;
@@ -67,6 +70,11 @@ async fn stand_in(stall_at: Option<u64>, drop_first_at: Option<u64>) -> String {
                         amount,
                         seq: n,
                         end_time: now + chrono::Duration::hours(1),
+                        bought_now: false,
+                        current_bid: None,
+                        leading: true,
+                        min_next_bid: None,
+                        your_max: None,
                     });
                     let outbid = ServerFrame::BidPlaced(BidPlaced {
                         auction_id: AuctionId::parse("stand-in").unwrap(),
@@ -78,6 +86,9 @@ async fn stand_in(stall_at: Option<u64>, drop_first_at: Option<u64>) -> String {
                         bid_count: n,
                         placed_at: now,
                         min_next_bid: Amount::from_cents(amount.cents() + 200),
+                        auto: false,
+                        placed_by: None,
+                        reserve_met: None,
                     });
                     // One write for both, as a server answering and fanning out at once would do.
                     let sent = async {

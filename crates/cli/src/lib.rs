@@ -184,6 +184,8 @@ fn create_body(c: &Create) -> Result<CreateAuction> {
         starting_bid,
         extension_window_s: seconds("--extension-window", c.extension_window)?,
         extension_s: seconds("--extension", c.extension)?,
+        buy_now_price: None,
+        reserve_price: None,
     })
 }
 

@@ -48,6 +48,15 @@ pub struct CreateAuction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = openapi::extension_seconds))]
     pub extension_s: Option<u32>,
+    /// A hidden reserve: above `starting_bid`; an auction that closes below it has no winner.
+    /// Never shown to bidders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<AmountInput>))]
+    pub reserve_price: Option<Amount>,
+    /// A buy-it-now price: above `starting_bid` and at or above `reserve_price`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<AmountInput>))]
+    pub buy_now_price: Option<Amount>,
 }
 
 /// An auction as the REST API shows it: the snapshot fields and the auction's settings.
@@ -70,9 +79,18 @@ pub struct Auction {
     pub extension_window_s: u32,
     pub extension_s: u32,
     pub created_at: DateTime<Utc>,
-    /// Set once the auction has ended (null with no bids).
+    /// Set once the auction has ended (null with no bids, or with a reserve not met).
     pub winner: Option<UserId>,
     pub final_price: Option<Amount>,
+    /// Whether the price has reached the reserve; present only when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_met: Option<bool>,
+    /// The buy-it-now price, present only while it is available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buy_now_price: Option<Amount>,
+    /// The reserve itself: only in answers to the operator (the operator token, or the create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_price: Option<Amount>,
 }
 
 /// `GET /api/v1/auctions`.

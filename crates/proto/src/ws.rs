@@ -103,6 +103,10 @@ pub struct PlaceBid {
     pub amount: AmountInput,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bid_id: Option<BidId>,
+    /// A proxy bid: the most the system may bid for this bidder, at least `amount` (see
+    /// docs/protocol.md, "Proxy bids"). Absent: a plain bid, whose max is its amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_amount: Option<AmountInput>,
 }
 
 /// Why a client frame could not be decoded; `code` is the `error` frame's code.
@@ -207,6 +211,15 @@ pub struct Snapshot {
     pub server_time: DateTime<Utc>,
     /// The latest accepted bids, newest first.
     pub recent_bids: Vec<RecentBid>,
+    /// Whether the price has reached the seller's reserve; present only when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_met: Option<bool>,
+    /// The buy-it-now price, present only while it is available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buy_now_price: Option<Amount>,
+    /// The receiving bidder's own max, present only in the leader's snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub your_max: Option<Amount>,
 }
 
 /// One accepted bid as listed in a snapshot.
@@ -223,9 +236,33 @@ pub struct RecentBid {
 pub struct BidAccepted {
     pub auction_id: AuctionId,
     pub bid_id: BidId,
+    /// The price the bid stands at when it leads; the bid's own amount when a standing max beat it.
     pub amount: Amount,
     pub seq: u64,
     pub end_time: DateTime<Utc>,
+    /// False when a standing max beat the bid at once (it still raised the price).
+    #[serde(default = "yes")]
+    pub leading: bool,
+    /// The price after the bid (proxy answers and beaten bids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_bid: Option<Amount>,
+    /// The next acceptable bid after this one (proxy answers and beaten bids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_next_bid: Option<Amount>,
+    /// The bidder's max, when it leads with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub your_max: Option<Amount>,
+    /// True when the bid bought the auction at its buy-it-now price (the auction has ended).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bought_now: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -254,6 +291,15 @@ pub struct BidPlaced {
     /// The next acceptable bid under the rules this node holds (an extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_next_bid: Option<Amount>,
+    /// True when a max placed this price rather than a bid's own amount.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub auto: bool,
+    /// The bidder whose bid caused this change, when it is not `bidder` (a standing max answered it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed_by: Option<UserId>,
+    /// Whether the price has reached the reserve; present only when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_met: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +323,12 @@ pub struct AuctionEnded {
     pub winner: Option<UserId>,
     pub final_price: Option<Amount>,
     pub seq: u64,
+    /// Present only when there was a reserve: false means no sale (`winner` and `final_price` null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_met: Option<bool>,
+    /// True when a bid bought the auction at its buy-it-now price.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bought_now: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

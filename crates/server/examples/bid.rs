@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
         other => bail!("expected a snapshot first, got {other:?}"),
     };
     let bid = amount.unwrap_or(snapshot.min_next_bid);
-    let frame = ClientFrame::PlaceBid(PlaceBid { amount: bid.into(), bid_id: None });
+    let frame = ClientFrame::PlaceBid(PlaceBid { amount: bid.into(), bid_id: None, max_amount: None });
     ws.send(Message::text(frame.encode())).await?;
     loop {
         match next_frame(&mut ws).await? {

@@ -212,6 +212,6 @@ async fn stay_closed(commands: &mut mpsc::Receiver<Command>) -> RoomEnd {
 
 async fn send_bid(socket: &mut Socket, amount: auction_proto::Amount, bid_id: &str) -> Result<(), String> {
     let bid_id = auction_proto::BidId::parse(bid_id).map_err(|e| e.to_string())?;
-    let frame = ClientFrame::PlaceBid(PlaceBid { amount: amount.into(), bid_id: Some(bid_id) });
+    let frame = ClientFrame::PlaceBid(PlaceBid { amount: amount.into(), bid_id: Some(bid_id), max_amount: None });
     socket.send(Message::text(frame.encode())).await.map_err(|e| e.to_string())
 }

@@ -79,6 +79,9 @@ fn auction(id: &str, title: &str, status: AuctionStatus, current: Option<&str>, 
         created_at: t("2026-11-26T08:00:00Z"),
         winner: None,
         final_price: None,
+        buy_now_price: None,
+        reserve_met: None,
+        reserve_price: None,
     }
 }
 
@@ -96,6 +99,9 @@ fn snapshot() -> Snapshot {
         seq: 1,
         server_time: t(NOW),
         recent_bids: vec![],
+        buy_now_price: None,
+        reserve_met: None,
+        your_max: None,
     }
 }
 
@@ -110,6 +116,9 @@ fn placed(seq: u64, bidder: &str, amount_: &str, next: &str, end: &str) -> Net {
         bid_count: seq - 1,
         placed_at: t("2026-11-26T09:59:5{seq}Z".replace("{seq}", &seq.to_string()).as_str()),
         min_next_bid: Some(amount(next)),
+        auto: false,
+        placed_by: None,
+        reserve_met: None,
     })))
 }
 
@@ -153,6 +162,11 @@ fn room_after_bids() {
         amount: amount("102.50"),
         seq: 3,
         end_time: t("2026-11-26T10:02:13Z"),
+        bought_now: false,
+        current_bid: None,
+        leading: true,
+        min_next_bid: None,
+        your_max: None,
     }))));
     render(&app, "room_after_bids");
 }
@@ -204,6 +218,8 @@ fn ended() {
         winner: Some(UserId::parse("alice").unwrap()),
         final_price: Some(amount("102.50")),
         seq: 4,
+        bought_now: false,
+        reserve_met: None,
     }))));
     render(&app, "ended");
 }

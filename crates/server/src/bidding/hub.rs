@@ -66,6 +66,9 @@ fn frames(event: &Event, min_next_bid: Option<Amount>) -> Option<Vec<Utf8Bytes>>
                 bid_count: bid.bid_count,
                 placed_at: us_to_time(bid.placed_us).ok()?,
                 min_next_bid,
+                auto: false,
+                placed_by: None,
+                reserve_met: None,
             }))];
             if bid.end_ms != bid.prev_end_ms {
                 frames.push(extended(&bid.auction_id, bid.seq, bid.end_ms, bid.prev_end_ms)?);
@@ -83,6 +86,8 @@ fn frames(event: &Event, min_next_bid: Option<Amount>) -> Option<Vec<Utf8Bytes>>
             winner: e.winner.clone(),
             final_price: e.final_price,
             seq: e.seq,
+            reserve_met: None,
+            bought_now: false,
         }))],
         Event::Cancelled(e) => {
             vec![encode(&ServerFrame::AuctionCancelled(AuctionCancelled {

@@ -131,6 +131,9 @@ impl StoredAuction {
             seq: self.seq,
             server_time: us_to_time(self.now_us)?,
             recent_bids: self.recent.clone(),
+            reserve_met: None,
+            buy_now_price: None,
+            your_max: None,
         })
     }
 
@@ -153,6 +156,9 @@ impl StoredAuction {
             recent_bids: snapshot.recent_bids,
             extension_window_s: self.extension_window_s,
             extension_s: self.extension_s,
+            reserve_met: snapshot.reserve_met,
+            buy_now_price: snapshot.buy_now_price,
+            reserve_price: None,
             created_at: ms_to_time(self.created_ms)?,
             winner: if ended { self.bidder.clone() } else { None },
             final_price: if ended { self.current_bid } else { None },

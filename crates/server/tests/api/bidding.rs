@@ -63,6 +63,8 @@ async fn not_started() {
             starting_bid: amount("10"),
             extension_window_s: None,
             extension_s: None,
+            buy_now_price: None,
+            reserve_price: None,
         })
         .await;
     assert_eq!(auction.status.as_str(), "scheduled");

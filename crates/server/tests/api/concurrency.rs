@@ -122,6 +122,8 @@ async fn fifty_bidders_on_two_nodes_keep_every_invariant() {
             starting_bid: amount("1.00"),
             extension_window_s: Some(EXTENSION_S),
             extension_s: Some(EXTENSION_S),
+            buy_now_price: None,
+            reserve_price: None,
         })
         .await;
     assert!((auction.end_time - requested_end).abs() < chrono::Duration::milliseconds(1), "kept to the millisecond");

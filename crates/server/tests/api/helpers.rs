@@ -235,6 +235,8 @@ impl Api {
             starting_bid: amount(starting_bid),
             extension_window_s: Some(extension_window_s),
             extension_s: Some(30),
+            buy_now_price: None,
+            reserve_price: None,
         })
         .await
     }

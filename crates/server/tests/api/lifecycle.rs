@@ -515,6 +515,8 @@ async fn a_scheduled_start_reaches_watchers_within_a_second_of_its_time() {
             starting_bid: amount("1"),
             extension_window_s: Some(0),
             extension_s: None,
+            buy_now_price: None,
+            reserve_price: None,
         })
         .await;
     let id = auction.auction_id.clone();
@@ -558,6 +560,8 @@ async fn with_mysql_down_the_lifecycle_goes_on_and_mysql_is_right_once_back() {
             starting_bid: amount("1"),
             extension_window_s: Some(0),
             extension_s: None,
+            buy_now_price: None,
+            reserve_price: None,
         })
         .await;
     let doomed = api.create_open(600, "1", 0).await;
@@ -579,6 +583,8 @@ async fn with_mysql_down_the_lifecycle_goes_on_and_mysql_is_right_once_back() {
         starting_bid: amount("1"),
         extension_window_s: Some(0),
         extension_s: None,
+        buy_now_price: None,
+        reserve_price: None,
     };
     let cancel = format!("/api/v1/auctions/{}/cancel", doomed.auction_id);
     let empty = json!({});
@@ -766,6 +772,8 @@ async fn a_hundred_closes_over_ten_seconds_each_end_once_and_on_time() {
                 starting_bid: amount("1"),
                 extension_window_s: Some(0),
                 extension_s: None,
+                buy_now_price: None,
+                reserve_price: None,
             })
             .collect();
         let creates = bodies.iter().map(|body| api.create(body));
@@ -920,6 +928,8 @@ async fn a_bid_extension_moves_the_scheduled_close() {
             starting_bid: amount("10"),
             extension_window_s: Some(10),
             extension_s: Some(3),
+            buy_now_price: None,
+            reserve_price: None,
         })
         .await;
     let (mut ws, _) = node.connect(auction.auction_id.as_str(), "alice").await;

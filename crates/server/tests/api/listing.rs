@@ -62,6 +62,8 @@ fn later() -> CreateAuction {
         starting_bid: amount("1"),
         extension_window_s: Some(0),
         extension_s: None,
+        buy_now_price: None,
+        reserve_price: None,
     }
 }
 
@@ -115,6 +117,8 @@ async fn auctions_move_between_status_indexes_on_start_end_and_cancel() {
             starting_bid: amount("1"),
             extension_window_s: Some(0),
             extension_s: None,
+            buy_now_price: None,
+            reserve_price: None,
         })
         .await
         .auction_id

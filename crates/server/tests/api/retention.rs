@@ -310,6 +310,8 @@ async fn many_short_auctions_leave_no_keys_behind() {
                 starting_bid: amount("1.00"),
                 extension_window_s: Some(0),
                 extension_s: Some(1),
+                buy_now_price: None,
+                reserve_price: None,
             })
             .await;
         ids.push(auction.auction_id);
