@@ -8,7 +8,7 @@ use std::time::Duration;
 use auction_proto::rest::BidRecord;
 use auction_proto::{Amount, BidId, UserId};
 
-use crate::store::event::{Bid, Ended, Event};
+use crate::store::event::{Bid, Ended, Event, Proxy};
 use crate::store::{RECENT_BIDS, StoredAuction, StoredState};
 use auction_proto::ws::RecentBid;
 use auction_proto::{AuctionId, AuctionStatus};
@@ -111,13 +111,15 @@ async fn mark_ended(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, ended: &Ended) 
         .execute(&mut **tx)
         .await?;
     sqlx::query(
-        "INSERT INTO auction_results (auction_id, winner, final_price, bid_count, ended_at) VALUES (?, ?, ?, ?, ?) \
+        "INSERT INTO auction_results (auction_id, winner, final_price, reserve_met, bid_count, ended_at) \
+         VALUES (?, ?, ?, ?, ?, ?) \
          ON DUPLICATE KEY UPDATE winner = VALUES(winner), final_price = VALUES(final_price), \
-         bid_count = VALUES(bid_count), ended_at = VALUES(ended_at)",
+         reserve_met = VALUES(reserve_met), bid_count = VALUES(bid_count), ended_at = VALUES(ended_at)",
     )
     .bind(ended.auction_id.as_str())
     .bind(ended.winner.as_ref().map(UserId::as_str))
     .bind(ended.final_price.map(Amount::to_decimal))
+    .bind(ended.reserve_met)
     .bind(ended.bid_count)
     .bind(end_time)
     .execute(&mut **tx)
@@ -125,7 +127,8 @@ async fn mark_ended(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, ended: &Ended) 
     Ok(())
 }
 
-/// A bid's identity within its auction: (bidder, bid id).
+/// A bid's identity within its auction: (the bidder who placed it, bid id). A row whose price a
+/// standing max set in answer to a bid is that bid's (`placed_by`), whoever leads after it.
 pub type Identity = (String, String);
 
 /// A bid written next to another bid that already held its `(auction_id, seq)`: Redis lost the
@@ -148,15 +151,16 @@ pub struct Written {
 }
 
 /// Writes a batch of events in one transaction: the one way anything reaches the `auctions`,
-/// `bids` and `auction_results` tables, for the analytics service (from the logs) and the
+/// `bids`, `proxy_bids` and `auction_results` tables, for the analytics service (from the logs) and the
 /// auction service (its fast path, right after each change). Every statement is idempotent, so
 /// an event written twice (by both, or redelivered after a crash between commit and
 /// acknowledgement) changes nothing the second time, and the guards (`status = 'scheduled'`,
 /// `GREATEST`, no status change on an extension) keep an older event written late from undoing a
 /// newer one.
 ///
-/// A bid is known by its identity (auction, bidder, bid id), never by its seq alone: a bid whose
-/// seq another bid already holds is kept as well, logged and returned (see [`SeqConflict`]).
+/// A bid is known by its identity (auction, the bidder who placed it, bid id), never by its seq
+/// alone: a bid whose seq another bid already holds is kept as well, logged and returned (see
+/// [`SeqConflict`]). A bid's max, read from the log beside its event, goes to `proxy_bids`.
 pub async fn write_events(pool: &MySqlPool, events: &[&Event]) -> Result<Written, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut written = Written::default();
@@ -196,7 +200,7 @@ async fn recorded_bids(
     to: u64,
 ) -> Result<Vec<(u64, Identity)>, sqlx::Error> {
     let rows: Vec<(u64, Vec<u8>, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, bidder, bid_id FROM bids WHERE auction_id = ? AND seq BETWEEN ? AND ?")
+        sqlx::query_as("SELECT seq, placed_by, bid_id FROM bids WHERE auction_id = ? AND seq BETWEEN ? AND ?")
             .bind(auction)
             .bind(from)
             .bind(to)
@@ -231,7 +235,7 @@ async fn insert_bids(
         held.insert(auction, recorded_bids(tx, auction, from, to).await?);
     }
     for bid in bids {
-        let identity = (bid.bidder.as_str().to_owned(), bid.bid_id.as_str().to_owned());
+        let identity = (bid.placed_by().as_str().to_owned(), bid.bid_id.as_str().to_owned());
         let at_seq = held.entry(bid.auction_id.as_str()).or_default();
         if at_seq.iter().any(|(_, recorded)| *recorded == identity) {
             continue;
@@ -247,7 +251,7 @@ async fn insert_bids(
         at_seq.push((bid.seq, identity));
     }
     let mut insert = sqlx::QueryBuilder::<sqlx::MySql>::new(
-        "INSERT INTO bids (auction_id, seq, bid_id, bidder, amount, placed_at) ",
+        "INSERT INTO bids (auction_id, seq, bid_id, bidder, amount, auto, placed_by, placed_at) ",
     );
     insert.push_values(bids, |mut row, bid| {
         row.push_bind(bid.auction_id.as_str())
@@ -255,12 +259,17 @@ async fn insert_bids(
             .push_bind(bid.bid_id.as_str())
             .push_bind(bid.bidder.as_str())
             .push_bind(bid.amount.to_decimal())
+            .push_bind(bid.auto)
+            .push_bind(bid.placed_by().as_str())
             .push_bind(us_naive(bid.placed_us));
     });
     // Only the identity is unique now: a replayed bid changes nothing, a bid at a seq another
     // bid holds is a row of its own.
     insert.push(" ON DUPLICATE KEY UPDATE seq = seq");
     insert.build().execute(&mut **tx).await?;
+    let maxes: Vec<(&str, &Proxy)> =
+        bids.iter().filter_map(|bid| Some((bid.auction_id.as_str(), bid.proxy.as_deref()?))).collect();
+    insert_proxies(tx, &maxes).await?;
     // The close in force moves with bid extensions.
     let mut latest: HashMap<&str, i64> = HashMap::new();
     for bid in bids {
@@ -272,17 +281,45 @@ async fn insert_bids(
     Ok(())
 }
 
+/// Records the maxes of bids (for audit: never shown), each once by its identity (auction,
+/// bidder, bid id).
+async fn insert_proxies(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    maxes: &[(&str, &Proxy)],
+) -> Result<(), sqlx::Error> {
+    if maxes.is_empty() {
+        return Ok(());
+    }
+    let mut insert = sqlx::QueryBuilder::<sqlx::MySql>::new(
+        "INSERT INTO proxy_bids (auction_id, bidder, bid_id, amount, max_amount, placed_at) ",
+    );
+    insert.push_values(maxes, |mut row, (auction, proxy)| {
+        row.push_bind(*auction)
+            .push_bind(proxy.bidder.as_str())
+            .push_bind(proxy.bid_id.as_str())
+            .push_bind(proxy.amount.to_decimal())
+            .push_bind(proxy.max.to_decimal())
+            .push_bind(us_naive(proxy.placed_us));
+    });
+    insert.push(" ON DUPLICATE KEY UPDATE id = id");
+    insert.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
 async fn write_lifecycle(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, event: &Event) -> Result<(), sqlx::Error> {
     match event {
         Event::Created(created) => {
             sqlx::query(
-                "INSERT INTO auctions (auction_id, title, starting_bid, start_time, end_time, extension_window_s, \
-                 extension_s, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'scheduled', ?) \
+                "INSERT INTO auctions (auction_id, title, starting_bid, reserve_price, buy_now_price, start_time, \
+                 end_time, extension_window_s, extension_s, status, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'scheduled', ?) \
                  ON DUPLICATE KEY UPDATE auction_id = auction_id",
             )
             .bind(created.auction_id.as_str())
             .bind(&created.title)
             .bind(created.starting_bid.to_decimal())
+            .bind(created.reserve.map(Amount::to_decimal))
+            .bind(created.buy_now.map(Amount::to_decimal))
             .bind(ms_naive(created.start_ms))
             .bind(ms_naive(created.end_ms))
             .bind(created.extension_window_s)
@@ -299,6 +336,11 @@ async fn write_lifecycle(tx: &mut sqlx::Transaction<'_, sqlx::MySql>, event: &Ev
                 .bind(cancelled.auction_id.as_str())
                 .execute(&mut **tx)
                 .await?;
+        }
+        Event::MaxRaised(raised) => {
+            if let Some(proxy) = &raised.proxy {
+                insert_proxies(tx, &[(raised.auction_id.as_str(), proxy)]).await?;
+            }
         }
         Event::Bid(_) => {}
     }
@@ -364,7 +406,20 @@ pub async fn bids_page(
 }
 
 /// An `auctions` row as read for [`retired_auction`].
-type AuctionRow = (Vec<u8>, String, String, NaiveDateTime, NaiveDateTime, Decimal, u32, u32, NaiveDateTime, u64);
+type AuctionRow = (
+    Vec<u8>,
+    String,
+    String,
+    NaiveDateTime,
+    NaiveDateTime,
+    Decimal,
+    Option<Decimal>,
+    Option<Decimal>,
+    u32,
+    u32,
+    NaiveDateTime,
+    u64,
+);
 
 /// A finished auction as MySQL records it, in the shape Redis gives a live one, for reads after
 /// its Redis keys expired (`ENDED_RETENTION`); `None` unless it is ended or cancelled there (an
@@ -376,8 +431,8 @@ pub async fn retired_auction(
     now_us: i64,
 ) -> Result<Option<StoredAuction>, sqlx::Error> {
     let row: Option<AuctionRow> = sqlx::query_as(
-        "SELECT a.auction_id, a.title, a.status, a.start_time, a.end_time, a.starting_bid, a.extension_window_s, \
-         a.extension_s, a.created_at, \
+        "SELECT a.auction_id, a.title, a.status, a.start_time, a.end_time, a.starting_bid, a.reserve_price, \
+         a.buy_now_price, a.extension_window_s, a.extension_s, a.created_at, \
          CAST(COALESCE(r.bid_count, (SELECT COUNT(*) FROM bids b WHERE b.auction_id = a.auction_id)) AS UNSIGNED) \
          FROM auctions a LEFT JOIN auction_results r ON r.auction_id = a.auction_id \
          WHERE a.auction_id = ? AND a.status IN ('ended', 'cancelled')",
@@ -385,7 +440,8 @@ pub async fn retired_auction(
     .bind(id.as_str())
     .fetch_optional(pool)
     .await?;
-    let Some((_, title, status, start, end, starting_bid, window_s, ext_s, created, bid_count)) = row else {
+    let Some((_, title, status, start, end, starting_bid, reserve, buy_now, window_s, ext_s, created, bid_count)) = row
+    else {
         return Ok(None);
     };
     let corrupt = |what: &str| sqlx::Error::Decode(format!("auctions.{what} of {id}").into());
@@ -399,6 +455,10 @@ pub async fn retired_auction(
         starting_bid: Amount::from_decimal(starting_bid).ok_or_else(|| corrupt("starting_bid"))?,
         current_bid: recent.first().map(|b| b.amount),
         bidder: recent.first().map(|b| b.bidder.clone()),
+        // Secret, and no one's to know once the auction is over.
+        max: None,
+        reserve: reserve.map(|r| Amount::from_decimal(r).ok_or_else(|| corrupt("reserve_price"))).transpose()?,
+        buy_now: buy_now.map(|n| Amount::from_decimal(n).ok_or_else(|| corrupt("buy_now_price"))).transpose()?,
         seq: recent.first().map_or(0, |b| b.seq),
         bid_count,
         extension_window_s: window_s,

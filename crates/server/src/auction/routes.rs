@@ -5,7 +5,7 @@
 use auction_proto::rest::{
     Auction, AuctionList, BidsPage, CreateAuction, LATEST_MS, LeaderInfo, MAX_EXTENSION_S, MAX_TITLE_CHARS,
 };
-use auction_proto::{AuctionId, AuctionStatus};
+use auction_proto::{Amount, AuctionId, AuctionStatus};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -60,11 +60,7 @@ async fn require_operator(
     next: axum::middleware::Next,
 ) -> Result<Response, ApiError> {
     if let Some(expected) = &state.admin_token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let given = operator_token(request.headers());
         match given {
             None => {
                 return Err(ApiError::Unauthorized(
@@ -133,6 +129,7 @@ async fn create(
     if body.starting_bid > state.config.max_bid {
         return Err(ApiError::field("starting_bid", format!("must be at most {}", state.config.max_bid)));
     }
+    validate_seller_prices(&body, state.config.max_bid)?;
     let start_ms = body.start_time.timestamp_millis();
     let end_ms = body.end_time.timestamp_millis();
     if end_ms > LATEST_MS {
@@ -141,8 +138,15 @@ async fn create(
     if end_ms <= start_ms {
         return Err(ApiError::field("end_time", "must be after start_time"));
     }
-    let fingerprint =
-        request_fingerprint(&title, start_ms, end_ms, body.starting_bid.cents(), extension_window_s, extension_s);
+    let fingerprint = request_fingerprint(
+        &title,
+        start_ms,
+        end_ms,
+        body.starting_bid.cents(),
+        extension_window_s,
+        extension_s,
+        (body.reserve_price, body.buy_now_price),
+    );
     // A retry is answered before the checks against the clock, which a retry of a request that
     // succeeded may no longer pass (its end may be past by now).
     if let Some(key) = key {
@@ -195,6 +199,8 @@ async fn create(
             extension_window_s,
             extension_s,
             idempotency: key.map(|key| (key, fingerprint.as_str())),
+            reserve: body.reserve_price,
+            buy_now: body.buy_now_price,
         };
         match state.store.create(&new, now_ms).await? {
             CreateOutcome::Created(created) => break (candidate, created),
@@ -214,7 +220,7 @@ async fn create(
     }
     state.wake.notify_one();
     operator::copy_to_mysql(&state, &created).await;
-    let auction = load(&state, &id).await?;
+    let auction = load_as(&state, &id, Viewer::Operator).await?;
     let location = format!("/api/v1/auctions/{id}");
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(auction)).into_response())
 }
@@ -253,7 +259,8 @@ fn id_for_key(key: &str) -> Result<AuctionId, ApiError> {
 }
 
 /// What makes two creates the same request: the settings once validated and defaulted, as the
-/// name-based UUID (version 5) of their JSON.
+/// name-based UUID (version 5) of their JSON. The reserve and the buy-it-now price join the
+/// settings only when either is set, so a request without them has the fingerprint it always had.
 fn request_fingerprint(
     title: &str,
     start_ms: i64,
@@ -261,15 +268,53 @@ fn request_fingerprint(
     starting_bid: i64,
     extension_window_s: u32,
     extension_s: u32,
+    (reserve, buy_now): (Option<Amount>, Option<Amount>),
 ) -> String {
     const REQUESTS: uuid::Uuid = uuid::uuid!("9e7d2a41-3b6c-4f08-8d15-7a2b9c0e4f31");
-    let settings = serde_json::json!([title, start_ms, end_ms, starting_bid, extension_window_s, extension_s]);
+    let mut settings = serde_json::json!([title, start_ms, end_ms, starting_bid, extension_window_s, extension_s]);
+    if (reserve, buy_now) != (None, None)
+        && let Some(list) = settings.as_array_mut()
+    {
+        list.push(reserve.map(Amount::cents).into());
+        list.push(buy_now.map(Amount::cents).into());
+    }
     uuid::Uuid::new_v5(&REQUESTS, settings.to_string().as_bytes()).simple().to_string()
+}
+
+/// The seller's reserve and buy-it-now price: the reserve above the starting bid; the buy-it-now
+/// price above the starting bid and at or above the reserve; both at most `MAX_BID`.
+fn validate_seller_prices(body: &CreateAuction, max_bid: Amount) -> Result<(), ApiError> {
+    if let Some(reserve) = body.reserve_price {
+        if reserve <= body.starting_bid {
+            return Err(ApiError::field(
+                "reserve_price",
+                format!("must be above starting_bid ({})", body.starting_bid),
+            ));
+        }
+        if reserve > max_bid {
+            return Err(ApiError::field("reserve_price", format!("must be at most {max_bid}")));
+        }
+    }
+    if let Some(buy_now) = body.buy_now_price {
+        if buy_now <= body.starting_bid {
+            return Err(ApiError::field(
+                "buy_now_price",
+                format!("must be above starting_bid ({})", body.starting_bid),
+            ));
+        }
+        if body.reserve_price.is_some_and(|reserve| buy_now < reserve) {
+            return Err(ApiError::field("buy_now_price", "must be at or above reserve_price"));
+        }
+        if buy_now > max_bid {
+            return Err(ApiError::field("buy_now_price", format!("must be at most {max_bid}")));
+        }
+    }
+    Ok(())
 }
 
 /// The answer to a retry: the auction the key created, as it is now, as the first answer was.
 async fn replayed(state: &AppState, id: &AuctionId) -> Result<Response, ApiError> {
-    let auction = load(state, id).await?;
+    let auction = load_as(state, id, Viewer::Operator).await?;
     let location = format!("/api/v1/auctions/{id}");
     Ok((
         StatusCode::CREATED,
@@ -303,10 +348,46 @@ fn validate_title(title: Option<&str>) -> Result<String, ApiError> {
     Ok(if title.is_empty() { "Untitled auction".to_owned() } else { title.to_owned() })
 }
 
+/// Who reads an auction: the operator (the create's answer, or a request with the operator
+/// token) is shown the reserve; anyone else is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Viewer {
+    Anyone,
+    Operator,
+}
+
+impl Viewer {
+    /// The operator when `ADMIN_TOKEN` is set and the request carries it; anyone else otherwise
+    /// (reads are open, and without a token nobody can prove to be the operator).
+    fn of(state: &AppState, headers: &HeaderMap) -> Viewer {
+        match &state.admin_token {
+            Some(expected)
+                if operator_token(headers)
+                    .is_some_and(|given| crate::http::same_secret(given.as_bytes(), expected.as_bytes())) =>
+            {
+                Viewer::Operator
+            }
+            _ => Viewer::Anyone,
+        }
+    }
+}
+
+/// The bearer token of a request, if it sent one.
+fn operator_token(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+}
+
 pub(super) async fn load(state: &AppState, id: &AuctionId) -> Result<Auction, ApiError> {
+    load_as(state, id, Viewer::Anyone).await
+}
+
+pub(super) async fn load_as(state: &AppState, id: &AuctionId, viewer: Viewer) -> Result<Auction, ApiError> {
     let record = find(state, id).await?.ok_or_else(|| ApiError::NotFound(format!("no auction {id}")))?;
     let rules = state.store.rules().await?;
-    Ok(record.to_auction(&rules.table, state.config.max_bid)?)
+    Ok(match viewer {
+        Viewer::Anyone => record.to_auction(&rules.table, state.config.max_bid)?,
+        Viewer::Operator => record.to_operator_auction(&rules.table, state.config.max_bid)?,
+    })
 }
 
 /// An auction from Redis, or once its keys have expired (`ENDED_RETENTION` after it finished)
@@ -372,7 +453,10 @@ impl<S: Send + Sync> FromRequestParts<S> for AuctionPath {
 }
 
 /// The live state of one auction: the snapshot fields plus its settings; `winner` and
-/// `final_price` once it has ended.
+/// `final_price` once it has ended (with a reserve, only if it was met).
+///
+/// `reserve_price` is shown only to the operator: with `ADMIN_TOKEN` set, to a request that
+/// carries it.
 #[utoipa::path(
     get,
     path = "/auctions/{auction_id}",
@@ -385,8 +469,12 @@ impl<S: Send + Sync> FromRequestParts<S> for AuctionPath {
         (status = 503, response = Unavailable),
     )
 )]
-async fn get_one(State(state): State<AppState>, AuctionPath(id): AuctionPath) -> Result<Json<Auction>, ApiError> {
-    Ok(Json(load(&state, &id).await?))
+async fn get_one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    AuctionPath(id): AuctionPath,
+) -> Result<Json<Auction>, ApiError> {
+    Ok(Json(load_as(&state, &id, Viewer::of(&state, &headers)).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -21,8 +21,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use auction_proto::ws::{AuctionCancelled, AuctionEnded, AuctionExtended, AuctionStarted, BidPlaced, ServerFrame};
-use auction_proto::{Amount, AuctionId};
+use auction_proto::ws::{
+    AuctionCancelled, AuctionEnded, AuctionExtended, AuctionStarted, BidPlaced, ServerFrame, Snapshot as WireSnapshot,
+};
+use auction_proto::{Amount, AuctionId, UserId};
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -38,13 +40,17 @@ use crate::sync::lock;
 pub struct Outbound {
     pub seq: u64,
     pub frames: Vec<Utf8Bytes>,
-    /// A resync snapshot: shown even to a watcher already at `seq`, since what it carries besides
-    /// the auction's own state (such as `min_next_bid` under new rules) may have changed.
-    pub snapshot: bool,
+    /// A resync snapshot (the one frame), as no watcher's own: shown even to a watcher already at
+    /// `seq`, since what it carries besides the auction's own state (such as `min_next_bid` under
+    /// new rules) may have changed. The leader's connections show it with the max they know.
+    pub snapshot: Option<WireSnapshot>,
+    /// Who leads after a price change: a connection that knew its own max forgets it once
+    /// someone else leads.
+    pub leader: Option<UserId>,
 }
 
-/// The frames watchers get for `event`; `None` for the creation (never live) or times out of
-/// range.
+/// The frames watchers get for `event`; `None` for the creation and a raise of a max (never
+/// live) or times out of range.
 fn frames(event: &Event, min_next_bid: Option<Amount>) -> Option<Vec<Utf8Bytes>> {
     let extended = |auction_id: &AuctionId, seq: u64, end_ms: i64, prev_end_ms: i64| -> Option<Utf8Bytes> {
         Some(encode(&ServerFrame::AuctionExtended(AuctionExtended {
@@ -66,11 +72,12 @@ fn frames(event: &Event, min_next_bid: Option<Amount>) -> Option<Vec<Utf8Bytes>>
                 bid_count: bid.bid_count,
                 placed_at: us_to_time(bid.placed_us).ok()?,
                 min_next_bid,
-                auto: false,
-                placed_by: None,
-                reserve_met: None,
+                auto: bid.auto,
+                placed_by: bid.placed_by.clone(),
+                reserve_met: bid.reserve_met,
             }))];
-            if bid.end_ms != bid.prev_end_ms {
+            // Later only: a buy moves the close earlier, to the buy, and its end follows.
+            if bid.end_ms > bid.prev_end_ms {
                 frames.push(extended(&bid.auction_id, bid.seq, bid.end_ms, bid.prev_end_ms)?);
             }
             frames
@@ -86,8 +93,8 @@ fn frames(event: &Event, min_next_bid: Option<Amount>) -> Option<Vec<Utf8Bytes>>
             winner: e.winner.clone(),
             final_price: e.final_price,
             seq: e.seq,
-            reserve_met: None,
-            bought_now: false,
+            reserve_met: e.reserve_met,
+            bought_now: e.bought_now,
         }))],
         Event::Cancelled(e) => {
             vec![encode(&ServerFrame::AuctionCancelled(AuctionCancelled {
@@ -95,7 +102,7 @@ fn frames(event: &Event, min_next_bid: Option<Amount>) -> Option<Vec<Utf8Bytes>>
                 seq: e.seq,
             }))]
         }
-        Event::Created(_) => return None,
+        Event::Created(_) | Event::MaxRaised(_) => return None,
     })
 }
 
@@ -323,18 +330,22 @@ impl Hubs {
     }
 
     fn publish(&self, hub: &Hub, state: &mut HubState, event: &Event) {
-        let mut min_next_bid = None;
+        let (mut min_next_bid, mut leader) = (None, None);
         if let Event::Bid(bid) = event {
             state.current_bid = Some(bid.amount);
+            leader = Some(bid.bidder.clone());
+            // A bid at or past the close it leaves (a buy-it-now) ended the auction: no next bid.
+            let closed = bid.end_ms.saturating_mul(1000) <= bid.placed_us;
             min_next_bid = state
                 .starting_bid
+                .filter(|_| !closed)
                 .map(|start| self.rules().table.shown_min_next_bid(start, Some(bid.amount), self.max_bid()));
         }
         let Some(frames) = frames(event, min_next_bid) else {
-            return tracing::warn!(auction = %hub.id, seq = event.seq(), "event with unrepresentable times");
+            return tracing::warn!(auction = %hub.id, seq = event.seq(), kind = event.kind(), "event not shown live");
         };
         // No receivers is fine: the last watcher may be leaving.
-        let _ = hub.tx.send(Arc::new(Outbound { seq: event.seq(), frames, snapshot: false }));
+        let _ = hub.tx.send(Arc::new(Outbound { seq: event.seq(), frames, snapshot: None, leader }));
     }
 
     fn spawn_sync(&self, hub: Arc<Hub>) {
@@ -376,8 +387,9 @@ impl Hubs {
                 Snapshot::Apply { events, settled } => {
                     state.current_bid = record.current_bid;
                     state.starting_bid = Some(record.starting_bid);
-                    let frames = vec![encode(&ServerFrame::Snapshot(snapshot))];
-                    let _ = hub.tx.send(Arc::new(Outbound { seq: record.seq, frames, snapshot: true }));
+                    let frames = vec![encode(&ServerFrame::Snapshot(snapshot.clone()))];
+                    let outbound = Outbound { seq: record.seq, frames, snapshot: Some(snapshot), leader: None };
+                    let _ = hub.tx.send(Arc::new(outbound));
                     for event in &events {
                         self.publish(&hub, &mut state, event);
                     }

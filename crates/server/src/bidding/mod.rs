@@ -226,7 +226,7 @@ async fn connect(
     })?;
     let membership = state.hubs.join(&auction);
     membership.subscribed().await;
-    let snapshot = first_snapshot(&state, &auction, &membership).await?;
+    let snapshot = first_snapshot(&state, &auction, &user, &membership).await?;
     let span = connection_span(&auction, &user, &headers);
     let config = &state.config;
     let tracker = state.tracker.clone();
@@ -250,19 +250,21 @@ async fn connect(
                 bids,
                 _admitted: admitted,
                 token_exp,
+                your_max: None,
             };
             tracker.track_future(connection.run(snapshot).instrument(span))
         })
         .into_response())
 }
 
-/// The snapshot a new watcher is shown first, read once the node listens on the auction's channel
+/// The snapshot a new watcher is shown first (with its own max when it leads), read once the node listens on the auction's channel
 /// and handed to the hub, which forwards every event after it. One read, but for a watcher that
 /// joined a new hub together with another whose snapshot was newer and went first: it reads again
 /// (once is enough, since the hub started from a snapshot read before this answer).
 async fn first_snapshot(
     state: &AppState,
     auction: &AuctionId,
+    user: &UserId,
     membership: &hub::Membership,
 ) -> Result<auction_proto::ws::Snapshot, ApiError> {
     for _ in 0..3 {
@@ -272,7 +274,7 @@ async fn first_snapshot(
             gate.pass().await;
         }
         if membership.seed(&record) {
-            return Ok(record.snapshot(&state.hubs.rules().table, state.config.max_bid)?);
+            return Ok(record.snapshot_for(user, &state.hubs.rules().table, state.config.max_bid)?);
         }
     }
     Err(ApiError::Internal(anyhow::anyhow!("the auction's hub kept starting after this watcher's snapshot")))

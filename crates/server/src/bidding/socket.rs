@@ -7,14 +7,14 @@ use std::sync::Arc;
 use auction_proto::ws::{
     BidAccepted, BidRejected, ErrorFrame, PlaceBid, ServerFrame, Snapshot, TOKEN_EXPIRED, TOKEN_EXPIRED_CLOSE,
 };
-use auction_proto::{Amount, AuctionId, BidId, ClientFrame, RejectReason, UserId};
+use auction_proto::{Amount, AuctionId, AuctionStatus, BidId, ClientFrame, RejectReason, UserId};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
-use super::hub::{Hub, Membership, encode};
+use super::hub::{Hub, Membership, Outbound, encode};
 use crate::http::ApiError;
 use crate::store::{BidOutcome, NewBid, RulesInForce, StoreError, stored::ms_to_time};
 
@@ -40,6 +40,10 @@ pub struct Connection {
     pub _admitted: super::limits::Admitted,
     /// When the bidder token expires, seconds since the Unix epoch; `None` without tokens.
     pub token_exp: Option<u64>,
+    /// This bidder's own max while it leads, as this connection last learned it (from its
+    /// answers and the snapshots read for it), with the version it learned it at: shown in the
+    /// snapshots the hub pushes, which carry nobody's max. Secret: never sent to anyone else.
+    pub your_max: Option<(Amount, u64)>,
 }
 
 impl Connection {
@@ -78,10 +82,8 @@ impl Connection {
                         self.on_incoming(incoming).await?;
                     }
                     event = self.membership.events.recv() => match event {
-                        Ok(out) if out.seq > self.last_seq || (out.snapshot && out.seq == self.last_seq) => {
-                            for frame in &out.frames {
-                                self.send_text(frame.clone()).await?;
-                            }
+                        Ok(out) if out.seq > self.last_seq || (out.snapshot.is_some() && out.seq == self.last_seq) => {
+                            self.forward(&out).await?;
                             self.last_seq = out.seq;
                         }
                         Ok(_) => {}
@@ -100,6 +102,29 @@ impl Connection {
         if let Err(stop) = result {
             tracing::debug!(?stop, "connection ended");
         }
+    }
+
+    /// Sends a hub's change: its shared frames, but a pushed snapshot in which this bidder leads
+    /// with the max this connection knows.
+    async fn forward(&mut self, out: &Outbound) -> Result<(), Stop> {
+        let leader = out.snapshot.as_ref().map_or(out.leader.as_ref(), |s| s.highest_bidder.as_ref());
+        if let (Some(leader), Some((_, known_at))) = (leader, self.your_max)
+            && *leader != self.user
+            && (known_at < out.seq || (out.snapshot.is_some() && known_at == out.seq))
+        {
+            self.your_max = None;
+        }
+        if let Some(snapshot) = &out.snapshot
+            && snapshot.highest_bidder.as_ref() == Some(&self.user)
+            && let Some((max, _)) = self.your_max
+        {
+            let own = Snapshot { your_max: Some(max), ..snapshot.clone() };
+            return self.send_frame(&ServerFrame::Snapshot(own)).await;
+        }
+        for frame in &out.frames {
+            self.send_text(frame.clone()).await?;
+        }
+        Ok(())
     }
 
     async fn on_incoming(&mut self, incoming: Option<Result<Message, axum::Error>>) -> Result<(), Stop> {
@@ -162,6 +187,12 @@ impl Connection {
         };
         match &reply {
             ServerFrame::BidAccepted(accepted) => {
+                if accepted.leading {
+                    // A plain bid's max is its amount.
+                    self.your_max = Some((accepted.your_max.unwrap_or(accepted.amount), accepted.seq));
+                } else if self.your_max.is_some_and(|(_, at)| at <= accepted.seq) {
+                    self.your_max = None;
+                }
                 self.state.metrics.accepted.increment(1);
                 tracing::debug!(%bid_id, amount = %accepted.amount, seq = accepted.seq, "bid accepted");
             }
@@ -197,24 +228,40 @@ impl BidContext<'_> {
                 current_bid,
             })
         };
+        let max_bid = self.state.config.max_bid;
         let amount = match bid.amount.0 {
-            Ok(amount) if amount <= self.state.config.max_bid => amount,
+            Ok(amount) if amount <= max_bid => amount,
             Ok(amount) => {
-                let max = self.state.config.max_bid;
                 return reject(
                     RejectReason::InvalidAmount,
-                    format!("amount {amount} is above the maximum of {max}"),
+                    format!("amount {amount} is above the maximum of {max_bid}"),
                     None,
                     None,
                 );
             }
             Err(e) => return reject(RejectReason::InvalidAmount, e.to_string(), None, None),
         };
-        let max_bid = self.state.config.max_bid;
+        let max_amount = match bid.max_amount.map(|max| max.0) {
+            None => None,
+            Some(Ok(max)) if max > max_bid => {
+                let message = format!("max_amount {max} is above the maximum of {max_bid}");
+                return reject(RejectReason::InvalidAmount, message, None, None);
+            }
+            Some(Ok(max)) if max < amount => {
+                let message = format!("max_amount {max} is below amount {amount}");
+                return reject(RejectReason::InvalidAmount, message, None, None);
+            }
+            Some(Ok(max)) => Some(max),
+            Some(Err(e)) => return reject(RejectReason::InvalidAmount, format!("max_amount: {e}"), None, None),
+        };
         // The early reject: prices only rise, so a bid at or under a price this node has seen is
         // certainly too low. Not for bids with a client id, which may be retries of a bid that
-        // was accepted and must get that outcome again from the script.
-        if !client_bid_id && let Some(current) = self.hub.current_bid().filter(|current| amount <= *current) {
+        // was accepted and must get that outcome again from the script; nor for bids with a max,
+        // which from the leader raise it whatever the amount.
+        if !client_bid_id
+            && max_amount.is_none()
+            && let Some(current) = self.hub.current_bid().filter(|current| amount <= *current)
+        {
             let rules = self.state.hubs.rules();
             return match rules.table.min_next_bid_up_to(current, Some(current), max_bid) {
                 Some(min_next) => {
@@ -223,21 +270,27 @@ impl BidContext<'_> {
                 None => reject(RejectReason::MaxBidReached, max_bid_message(), None, Some(current)),
             };
         }
-        let placed = self.place_with_rules(amount, bid_id, client_bid_id).await;
+        let placed = self.place_with_rules(amount, max_amount, bid_id, client_bid_id).await;
         match placed {
-            Ok(BidOutcome::Accepted { amount, seq, end_ms, .. }) => match ms_to_time(end_ms) {
-                Ok(end_time) => ServerFrame::BidAccepted(BidAccepted {
-                    auction_id: self.auction.clone(),
-                    bid_id: bid_id.clone(),
-                    amount,
-                    seq,
-                    end_time,
-                    leading: true,
-                    current_bid: None,
-                    min_next_bid: None,
-                    your_max: None,
-                    bought_now: false,
-                }),
+            Ok(BidOutcome::Accepted(accepted)) => match ms_to_time(accepted.end_ms) {
+                Ok(end_time) => {
+                    if accepted.bought_now {
+                        self.close_bought(accepted.created_ms).await;
+                    }
+                    let shown = |price: Option<Amount>| price.filter(|_| accepted.shows_prices);
+                    ServerFrame::BidAccepted(BidAccepted {
+                        auction_id: self.auction.clone(),
+                        bid_id: bid_id.clone(),
+                        amount: accepted.amount,
+                        seq: accepted.seq,
+                        end_time,
+                        leading: accepted.leading,
+                        current_bid: shown(Some(accepted.current)),
+                        min_next_bid: shown(accepted.min_next),
+                        your_max: accepted.your_max,
+                        bought_now: accepted.bought_now,
+                    })
+                }
                 Err(e) => unavailable(reject, bid_id, e),
             },
             Ok(BidOutcome::Rejected { reason, current, min_next }) => {
@@ -252,6 +305,23 @@ impl BidContext<'_> {
         }
     }
 
+    /// After a bid bought the auction (it has ended in Redis): its deadline entry goes and its
+    /// status index entry moves to `ended`. Best effort: the scheduler drops the deadline entry
+    /// when it comes due (the auction answers `final`), and list readers move an entry left
+    /// behind. A retry of the buy does it again, harmlessly.
+    async fn close_bought(&self, created_ms: Option<i64>) {
+        let store = &self.state.store;
+        if let Err(e) = store.unschedule(self.auction).await {
+            tracing::warn!(error = %e, "cannot remove the bought auction's deadline; the scheduler drops it when due");
+        }
+        match created_ms {
+            Some(created_ms) => store.index_status_or_warn(self.auction, AuctionStatus::Ended, created_ms).await,
+            None => tracing::warn!(
+                "a buy's outcome without the auction's creation time; its status index entry waits for a reader"
+            ),
+        }
+    }
+
     /// Runs the bid script with the increment table this node holds. If the auction has already
     /// been judged by a newer table (a change this node has not heard of yet), re-reads the table
     /// and runs it once more, so that the bid is judged by the newest one: the client never sees
@@ -260,6 +330,7 @@ impl BidContext<'_> {
     async fn place_with_rules(
         &self,
         amount: Amount,
+        max_amount: Option<Amount>,
         bid_id: &BidId,
         keep_outcome: bool,
     ) -> Result<BidOutcome, StoreError> {
@@ -270,6 +341,7 @@ impl BidContext<'_> {
                 bidder: self.user,
                 bid_id,
                 amount,
+                max_amount,
                 rules: &rules,
                 max_bid,
                 older_rules,
@@ -298,9 +370,10 @@ impl Connection {
         let loaded = super::find(&self.state, &self.auction).await;
         let rules = self.state.hubs.rules();
         let max_bid = self.state.config.max_bid;
-        match loaded
-            .and_then(|record| record.map(|r| r.snapshot(&rules.table, max_bid)).transpose().map_err(ApiError::from))
-        {
+        let user = &self.user;
+        match loaded.and_then(|record| {
+            record.map(|r| r.snapshot_for(user, &rules.table, max_bid)).transpose().map_err(ApiError::from)
+        }) {
             Ok(Some(snapshot)) => self.send_snapshot(snapshot).await,
             Ok(None) => self.send_error("auction_not_found", "the auction no longer exists").await,
             Err(e) => {
@@ -310,8 +383,13 @@ impl Connection {
         }
     }
 
+    /// Sends a snapshot read for this bidder, and learns from it the bidder's max (or that it
+    /// does not lead).
     async fn send_snapshot(&mut self, snapshot: Snapshot) -> Result<(), Stop> {
         self.last_seq = self.last_seq.max(snapshot.seq);
+        if self.your_max.is_none_or(|(_, at)| at <= snapshot.seq) {
+            self.your_max = snapshot.your_max.map(|max| (max, snapshot.seq));
+        }
         self.send_frame(&ServerFrame::Snapshot(snapshot)).await
     }
 

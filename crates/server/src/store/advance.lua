@@ -14,7 +14,8 @@
 --   {"final", state}                 already ended or cancelled: nothing to do, ever
 --   {"wait", next deadline ms}       nothing due yet (a bid may have moved the close)
 --   {"event", event, created_ms}     open -> active ({"type":"started",...}), or -> ended, once
---                                    ({"type":"ended",...}): the event it logged and published
+--                                    ({"type":"ended",...}, with no winner when a reserve was not
+--                                    met): the event it logged and published
 --                                    (docs/protocol.md, "Events"), and the auction's created_ms
 --                                    (its score in the status indexes, which the caller moves)
 
@@ -25,7 +26,7 @@ local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now_ms >= tonumber(ARGV[3]) then return {'fenced'} end
 local epoch = tonumber(ARGV[2])
 local a = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'end_ms', 'current_bid', 'bidder',
-  'seq', 'bid_count', 'fence', 'created_ms')
+  'seq', 'bid_count', 'fence', 'created_ms', 'reserve')
 if not a[1] then return {'missing'} end
 if a[8] and epoch < tonumber(a[8]) then return {'fenced'} end
 
@@ -42,13 +43,20 @@ local function emit(event)
 end
 
 if now_ms >= end_ms then
-  redis.call('HSET', KEYS[1], 'state', 'ended', 'seq', int(seq), 'fence', ARGV[2],
-    'winner', a[5] or '', 'final_price', a[4] or '')
+  local winner, price = a[5] or '', a[4] or ''
   local ended = {type = 'ended', auction_id = ARGV[1], seq = int(seq), bid_count = a[7],
     end_ms = int(end_ms)}
-  -- Without bids, no winner and no price: the keys are left out.
-  if a[5] and a[5] ~= '' then ended.winner = a[5] end
-  if a[4] and a[4] ~= '' then ended.final_price = a[4] end
+  -- A reserve the price did not reach (or no bid at all): no sale.
+  if a[10] and a[10] ~= '' then
+    local met = price ~= '' and tonumber(price) >= tonumber(a[10])
+    ended.reserve_met = met and '1' or '0'
+    if not met then winner, price = '', '' end
+  end
+  redis.call('HSET', KEYS[1], 'state', 'ended', 'seq', int(seq), 'fence', ARGV[2],
+    'winner', winner, 'final_price', price)
+  -- Without a sale, no winner and no price: the keys are left out.
+  if winner ~= '' then ended.winner = winner end
+  if price ~= '' then ended.final_price = price end
   return emit(ended)
 end
 

@@ -24,6 +24,10 @@ pub struct NewAuction<'a> {
     pub extension_s: u32,
     /// The Idempotency-Key and the request's fingerprint, when the client sent a key.
     pub idempotency: Option<(&'a str, &'a str)>,
+    /// The seller's hidden reserve (above the starting bid), if any.
+    pub reserve: Option<Amount>,
+    /// The buy-it-now price (above the starting bid, at or above the reserve), if any.
+    pub buy_now: Option<Amount>,
 }
 
 /// An operator's change to a live auction.
@@ -147,6 +151,8 @@ impl Store {
                     .arg(create_by)
                     .arg(key)
                     .arg(fingerprint)
+                    .arg(auction.reserve.map(|r| r.cents().to_string()).unwrap_or_default())
+                    .arg(auction.buy_now.map(|n| n.cents().to_string()).unwrap_or_default())
                     .invoke_async(&mut conn),
             )
             .await?;

@@ -1,4 +1,5 @@
--- Places one bid, atomically: the steps of docs/protocol.md, "The bid script", in one call.
+-- Places one bid, atomically: the steps of docs/protocol.md, "The bid script", with the rules of
+-- "Proxy bids, reserve and buy-it-now", in one call.
 --
 -- KEYS[1] auction hash       KEYS[2] recent-bids list
 -- KEYS[3] outcomes hash      KEYS[4] durable event stream
@@ -11,11 +12,17 @@
 -- ARGV[10] the version of the increment table in ARGV[5]
 -- ARGV[11] MAX_BID in cents     ARGV[12] "1" to apply the table even if it is older than one
 --                               already applied to this auction (the newer one is gone from Redis)
+-- ARGV[13] the bid's max in cents (a proxy bid: amount <= max <= MAX_BID, checked by the caller),
+--          or "" for a plain bid, whose max is its amount
 --
 -- Returns the outcome as JSON, stored under "bidder:bid id" so that a retry gets the very same
--- text back (until the auction's keys expire, docs/protocol.md "Retention"): an accepted bid's event (the one text also logged, published and kept as a recent
--- bid: {"type":"bid",...}, see docs/protocol.md, "Events"), or
---   {"type":"rejected","reason":..,"current":..?,"min_next":..?}
+-- text back (until the auction's keys expire, docs/protocol.md "Retention"):
+--   a plain bid that leads at its own amount: the bid's event (the one text also logged,
+--     published and kept as a recent bid: {"type":"bid",...}, see docs/protocol.md, "Events");
+--   any other accepted bid (one with a max, one a standing max beat, a raise of the leader's max,
+--     a buy): {"type":"accepted","seq":..,"amount":..,"current":..,"min_next":..?,"leading":"1"|"0",
+--     "your_max":..?,"bought_now":"1"?,"end_ms":..,"prev_end_ms":..,"placed_us":..,"created_ms":..?};
+--   {"type":"rejected","reason":..,"current":..?,"min_next":..?};
 -- or, not stored (nothing was decided): {"type":"stale_rules","rules_v":..}, when the table is
 -- older than one already applied to this auction: the caller reloads the table and tries again.
 --
@@ -32,7 +39,8 @@ if keep then
 end
 
 local a = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'end_ms', 'starting_bid',
-  'current_bid', 'bidder', 'seq', 'bid_count', 'ext_window_s', 'ext_s', 'rules_v')
+  'current_bid', 'bidder', 'seq', 'bid_count', 'ext_window_s', 'ext_s', 'rules_v', 'max',
+  'reserve', 'buy_now', 'created_ms')
 if not a[1] then
   -- Not stored: an outcome here would create keys for an auction that does not exist.
   return cjson.encode({type = 'rejected', reason = 'auction_not_found'})
@@ -52,7 +60,7 @@ local current = nil
 if a[5] and a[5] ~= '' then current = tonumber(a[5]) end
 local seq, bid_count = tonumber(a[7]), tonumber(a[8])
 local ext_window_ms, ext_ms = tonumber(a[9]) * 1000, tonumber(a[10]) * 1000
-local amount = tonumber(ARGV[4])
+local bidder, amount = ARGV[2], tonumber(ARGV[4])
 
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -66,12 +74,17 @@ local function increment_at(price)
   return inc or 1
 end
 
--- The next bid's minimum, capped at MAX_BID (the last raise may be smaller than the increment);
--- nil once no bid can be placed, so no answer ever carries a price above the maximum.
+-- The next bid's minimum after price `price` (nil: before the first bid), capped at MAX_BID (the
+-- last raise may be smaller than the increment); nil once no bid can be placed, so no answer ever
+-- carries a price above the maximum.
 local max_bid = tonumber(ARGV[11])
-local min_next = starting_bid
-if current then min_next = math.max(math.min(current + increment_at(current), max_bid), current) end
-if min_next > max_bid or (current and min_next <= current) then min_next = nil end
+local function next_min(price)
+  local m = starting_bid
+  if price then m = math.max(math.min(price + increment_at(price), max_bid), price) end
+  if m > max_bid or (price and m <= price) then return nil end
+  return m
+end
+local min_next = next_min(current)
 
 local function finish(text)
   if keep then redis.call('HSET', KEYS[3], outcome_field, text) end
@@ -95,28 +108,130 @@ if state == 'ended' or now_ms >= end_ms then
   return cjson.encode({type = 'rejected', reason = 'auction_ended'})
 end
 if now_ms < start_ms then return reject('auction_not_started', false) end
--- Step 3.
-if a[6] and a[6] == ARGV[2] then return reject('already_highest_bidder', true) end
--- Step 4.
-if not min_next then return reject('max_bid_reached', true) end
-if amount < min_next then return reject('bid_too_low', true) end
 
--- Step 5: accept, and extend the close when the bid lands inside the window.
+-- The proxy terms (docs/protocol.md, "Proxy bids, reserve and buy-it-now"): the leader and their
+-- max (an auction bid on before maxes existed: the price), the reserve, the buy-it-now price.
+local leader = nil
+if a[6] and a[6] ~= '' then leader = a[6] end
+local has_max = ARGV[13] ~= nil and ARGV[13] ~= ''
+local max = amount
+if has_max then max = tonumber(ARGV[13]) end
+local leader_max = current
+if a[12] and a[12] ~= '' then leader_max = tonumber(a[12]) end
+local reserve, buy_now = nil, nil
+if a[13] and a[13] ~= '' then reserve = tonumber(a[13]) end
+if a[14] and a[14] ~= '' then buy_now = tonumber(a[14]) end
+local buy_available = buy_now ~= nil and (current == nil or (reserve ~= nil and current < reserve))
+
+-- What the bid does: the price after it, who leads then with which max, whether it buys, and
+-- whether a max (not the bid's own amount) set the price.
+local price, leads, leads_max, bought, raise = nil, bidder, max, false, false
+
+if leader == bidder then
+  -- Rule 1, the leader: only a higher max changes anything.
+  if not has_max or max <= leader_max then return reject('already_highest_bidder', true) end
+  raise = true
+  if buy_available and max >= buy_now then
+    price, bought = buy_now, true
+  elseif reserve and current < reserve and reserve <= max then
+    price = reserve
+  else
+    -- Nothing public changes: no seq, no publish; the log keeps the raise (and its max, beside
+    -- the event) for audit.
+    redis.call('HSET', KEYS[1], 'max', int(max))
+    local raised = cjson.encode({type = 'max_raised', auction_id = ARGV[1], seq = int(seq),
+      bidder = bidder, bid_id = ARGV[3], placed_us = placed_us})
+    redis.call('XADD', KEYS[4], '*', 'v', '3', 'event', raised, 'proxy', cjson.encode({bidder = bidder,
+      bid_id = ARGV[3], amount = ARGV[4], max = int(max), placed_us = placed_us}))
+    local o = {type = 'accepted', seq = int(seq), amount = int(current), current = int(current),
+      leading = '1', your_max = int(max), end_ms = int(end_ms), prev_end_ms = int(end_ms),
+      placed_us = placed_us}
+    if min_next then o.min_next = int(min_next) end
+    return finish(cjson.encode(o))
+  end
+else
+  -- Rule 2: the max plays no part in these.
+  if not min_next then return reject('max_bid_reached', true) end
+  if amount < min_next then return reject('bid_too_low', true) end
+  if buy_available and max >= buy_now then
+    -- Rule 5: the bid buys.
+    price, bought = buy_now, true
+  elseif not current then
+    -- Rule 3: the first bid.
+    price = amount
+  elseif max > leader_max then
+    -- Rule 4: a higher max takes the lead, one increment above the old max (at most its own).
+    price = math.max(amount, math.min(leader_max + increment_at(leader_max), max))
+  else
+    -- Rule 4: the standing max answers (ties go to the earlier max); the bid still counts.
+    price = math.min(max + increment_at(max), leader_max)
+    leads, leads_max = leader, leader_max
+  end
+  -- Rule 6: a leading max at or above the reserve puts the price at the reserve at least.
+  if not bought and reserve and leads_max >= reserve and price < reserve then price = reserve end
+end
+
+-- Step 5: accept, and extend the close when the price changes inside the window; a buy ends the
+-- auction at once instead.
+local auto = raise or price ~= amount or leads ~= bidder
 seq = seq + 1
 bid_count = bid_count + 1
 local new_end = end_ms
-if ext_window_ms > 0 and end_ms - now_ms <= ext_window_ms and now_ms + ext_ms > end_ms then
+if bought then
+  new_end = now_ms
+elseif ext_window_ms > 0 and end_ms - now_ms <= ext_window_ms and now_ms + ext_ms > end_ms then
   new_end = now_ms + ext_ms
 end
-redis.call('HSET', KEYS[1], 'current_bid', ARGV[4], 'bidder', ARGV[2], 'seq', int(seq),
-  'bid_count', int(bid_count), 'end_ms', int(new_end))
-local event = cjson.encode({type = 'bid', auction_id = ARGV[1], seq = int(seq), bid_id = ARGV[3],
-  bidder = ARGV[2], amount = ARGV[4], bid_count = int(bid_count), placed_us = placed_us,
-  end_ms = int(new_end), prev_end_ms = int(end_ms)})
+redis.call('HSET', KEYS[1], 'current_bid', int(price), 'bidder', leads, 'max', int(leads_max),
+  'seq', int(seq), 'bid_count', int(bid_count), 'end_ms', int(new_end))
+local bid = {type = 'bid', auction_id = ARGV[1], seq = int(seq), bid_id = ARGV[3], bidder = leads,
+  amount = int(price), bid_count = int(bid_count), placed_us = placed_us, end_ms = int(new_end),
+  prev_end_ms = int(end_ms)}
+if auto then bid.auto = '1' end
+if leads ~= bidder then bid.placed_by = bidder end
+if reserve then bid.reserve_met = (price >= reserve) and '1' or '0' end
+local event = cjson.encode(bid)
 redis.call('LPUSH', KEYS[2], event)
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
 
--- Step 6: the durable log first, then live fan-out (which may drop).
-redis.call('XADD', KEYS[4], '*', 'v', '2', 'event', event)
+-- Step 6: the durable log first, then live fan-out (which may drop). A bid with a max logs the
+-- max beside the event, never in it (the event is published).
+if has_max then
+  redis.call('XADD', KEYS[4], '*', 'v', '3', 'event', event, 'proxy', cjson.encode({bidder = bidder,
+    bid_id = ARGV[3], amount = ARGV[4], max = int(max), placed_us = placed_us}))
+elseif auto then
+  redis.call('XADD', KEYS[4], '*', 'v', '3', 'event', event)
+else
+  redis.call('XADD', KEYS[4], '*', 'v', '2', 'event', event)
+end
 redis.call(ARGV[8], ARGV[6], event)
-return finish(event)
+
+if bought then
+  -- The buy ends the auction: the end at the next seq, as advance.lua would write it.
+  seq = seq + 1
+  redis.call('HSET', KEYS[1], 'state', 'ended', 'seq', int(seq), 'winner', bidder,
+    'final_price', int(price))
+  local ended = {type = 'ended', auction_id = ARGV[1], seq = int(seq), winner = bidder,
+    final_price = int(price), bid_count = int(bid_count), end_ms = int(new_end), bought_now = '1'}
+  if reserve then ended.reserve_met = '1' end
+  local text = cjson.encode(ended)
+  redis.call('XADD', KEYS[4], '*', 'v', '2', 'event', text)
+  redis.call(ARGV[8], ARGV[6], text)
+end
+
+-- The plain path: a plain bid that leads at its own amount is answered with its event.
+if not has_max and not auto and not bought then return finish(event) end
+local o = {type = 'accepted', seq = int(seq), amount = int(price), current = int(price),
+  leading = (leads == bidder) and '1' or '0', end_ms = int(new_end), prev_end_ms = int(end_ms),
+  placed_us = placed_us}
+if bought then
+  o.seq = int(seq - 1)
+  o.bought_now = '1'
+  o.created_ms = a[15] or '0'
+else
+  local m = next_min(price)
+  if m then o.min_next = int(m) end
+  if leads == bidder and has_max then o.your_max = int(max) end
+end
+if leads ~= bidder then o.amount = ARGV[4] end
+return finish(cjson.encode(o))

@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use auction_proto::{Amount, AuctionId, BidId, RejectReason, UserId};
+use auction_proto::{Amount, AuctionId, BidId, BidRules, RejectReason, UserId};
 use redis::{Script, Value};
 use serde::Deserialize;
 
@@ -18,6 +18,9 @@ pub struct NewBid<'a> {
     pub bidder: &'a UserId,
     pub bid_id: &'a BidId,
     pub amount: Amount,
+    /// A proxy bid's max (`amount <= max <= max_bid`); `None` for a plain bid, whose max is its
+    /// amount.
+    pub max_amount: Option<Amount>,
     /// The increment table the node holds, with its version.
     pub rules: &'a RulesInForce,
     /// `MAX_BID`: the next bid's minimum is capped there, and past it no bid can be placed.
@@ -33,13 +36,7 @@ pub struct NewBid<'a> {
 /// The bid script's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BidOutcome {
-    Accepted {
-        amount: Amount,
-        seq: u64,
-        end_ms: i64,
-        prev_end_ms: i64,
-        placed_us: i64,
-    },
+    Accepted(Accepted),
     Rejected {
         reason: RejectReason,
         current: Option<Amount>,
@@ -52,11 +49,52 @@ pub enum BidOutcome {
     },
 }
 
+/// An accepted bid: it changed the price (its own, or a standing max answered it), or raised the
+/// leader's max.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The price the bid stands at when it leads; the bid's own amount when a standing max beat
+    /// it at once.
+    pub amount: Amount,
+    /// The auction's version after the bid's price change (unchanged by a raise that changed no
+    /// price; the `bid` event's, not the `ended` that follows a buy).
+    pub seq: u64,
+    /// The close in force after the bid (a buy: the time of the buy), and before it.
+    pub end_ms: i64,
+    pub prev_end_ms: i64,
+    pub placed_us: i64,
+    /// False when a standing max beat the bid (it still raised the price).
+    pub leading: bool,
+    /// The price after the bid.
+    pub current: Amount,
+    /// The next bid's minimum after it, under the table the bid was judged by (for a plain bid
+    /// that led, the one passed now); `None` once no bid can be placed (`MAX_BID` reached, or the
+    /// bid bought the auction).
+    pub min_next: Option<Amount>,
+    /// The bidder's max, when the bid leads with one (`max_amount` given, no buy).
+    pub your_max: Option<Amount>,
+    /// The bid bought the auction at its buy-it-now price: the auction has ended.
+    pub bought_now: bool,
+    /// Whether the answer shows `current_bid` and `min_next_bid`: every bid but a plain one that
+    /// leads at its own amount (docs/protocol.md, "Answers").
+    pub shows_prices: bool,
+    /// After a buy: the auction's creation time, its score in the status indexes.
+    pub created_ms: Option<i64>,
+}
+
 impl Store {
     /// Places a bid through the bid script, which also logs and publishes it when accepted. With
     /// `replicated` durability an acceptance is answered only once a replica has it (a retry of
     /// the same bid waits for that again, so its `accepted` is as sure as the first one's).
+    ///
+    /// An amount above `max_bid`, or a max below the amount or above `max_bid`, is rejected as
+    /// `invalid_amount` without a call (and not stored).
     pub async fn place_bid(&self, bid: &NewBid<'_>) -> Result<BidOutcome, StoreError> {
+        let invalid =
+            bid.amount > bid.max_bid || bid.max_amount.is_some_and(|max| max < bid.amount || max > bid.max_bid);
+        if invalid {
+            return Ok(BidOutcome::Rejected { reason: RejectReason::InvalidAmount, current: None, min_next: None });
+        }
         let keys = self.keys.auction(bid.auction);
         let script_keys = [&keys.state, &keys.recent, &keys.outcomes, &keys.log];
         let args = (
@@ -73,18 +111,20 @@ impl Store {
             bid.max_bid.cents(),
             if bid.older_rules { "1" } else { "0" },
         );
+        // ARGV[13], apart: a tuple of arguments holds at most twelve.
+        let max = bid.max_amount.map(|max| max.cents().to_string()).unwrap_or_default();
         if self.durability == Durability::Local {
             let mut invocation = BID.prepare_invoke();
-            invocation.key(&script_keys).arg(&args);
+            invocation.key(&script_keys).arg(&args).arg(&max);
             let mut conn = self.conn.clone();
             let text: String = self.bounded(invocation.invoke_async(&mut conn)).await?;
-            return decode_outcome(&text);
+            return decode_outcome(&text, &bid.rules.table, bid.max_bid);
         }
         let mut eval = redis::cmd("EVALSHA");
-        eval.arg(BID.get_hash()).arg(script_keys.len()).arg(&script_keys).arg(&args);
+        eval.arg(BID.get_hash()).arg(script_keys.len()).arg(&script_keys).arg(&args).arg(&max);
         let (text, replicas) = self.place_and_wait(eval, &keys.state).await?;
-        let outcome = decode_outcome(&text)?;
-        if replicas < 1 && matches!(outcome, BidOutcome::Accepted { .. }) {
+        let outcome = decode_outcome(&text, &bid.rules.table, bid.max_bid)?;
+        if replicas < 1 && matches!(outcome, BidOutcome::Accepted(_)) {
             return Err(StoreError::NotReplicated(self.replica_timeout));
         }
         Ok(outcome)
@@ -124,26 +164,55 @@ impl Store {
     }
 }
 
-fn decode_outcome(text: &str) -> Result<BidOutcome, StoreError> {
+/// The outcome the script answered with. A plain bid's event carries no next minimum, so it is
+/// worked out under `rules` and `max_bid` (the price after the bid is the bid's own amount).
+fn decode_outcome(text: &str, rules: &BidRules, max_bid: Amount) -> Result<BidOutcome, StoreError> {
+    let plain = |amount: Amount, seq: u64, end_ms: i64, prev_end_ms: i64, placed_us: i64| {
+        BidOutcome::Accepted(Accepted {
+            amount,
+            seq,
+            end_ms,
+            prev_end_ms,
+            placed_us,
+            leading: true,
+            current: amount,
+            min_next: rules.min_next_bid_up_to(amount, Some(amount), max_bid),
+            your_max: None,
+            bought_now: false,
+            shows_prices: false,
+            created_ms: None,
+        })
+    };
     if let Ok(verdict) = serde_json::from_str::<Verdict>(text) {
         return Ok(match verdict {
-            Verdict::Bid(bid) => BidOutcome::Accepted {
-                amount: bid.amount,
-                seq: bid.seq,
-                end_ms: bid.end_ms,
-                prev_end_ms: bid.prev_end_ms,
-                placed_us: bid.placed_us,
-            },
+            Verdict::Bid(bid) => plain(bid.amount, bid.seq, bid.end_ms, bid.prev_end_ms, bid.placed_us),
+            Verdict::Accepted(a) => BidOutcome::Accepted(Accepted {
+                amount: a.amount,
+                seq: a.seq,
+                end_ms: a.end_ms,
+                prev_end_ms: a.prev_end_ms,
+                placed_us: a.placed_us,
+                leading: a.leading,
+                current: a.current,
+                min_next: a.min_next,
+                your_max: a.your_max,
+                bought_now: a.bought_now,
+                shows_prices: true,
+                created_ms: a.created_ms,
+            }),
             Verdict::Rejected { reason, current, min_next } => BidOutcome::Rejected { reason, current, min_next },
             Verdict::StaleRules { rules_v } => BidOutcome::StaleRules { applied: rules_v },
         });
     }
-    decode_v1_outcome(text)
+    decode_v1_outcome(text, plain)
 }
 
 /// Outcomes stored before the one event format (`{"r":"accepted",...}`), which a retry of a bid
 /// placed before the upgrade still replays.
-fn decode_v1_outcome(text: &str) -> Result<BidOutcome, StoreError> {
+fn decode_v1_outcome(
+    text: &str,
+    plain: impl Fn(Amount, u64, i64, i64, i64) -> BidOutcome,
+) -> Result<BidOutcome, StoreError> {
     #[derive(Deserialize)]
     #[serde(tag = "r", rename_all = "snake_case")]
     enum V1 {
@@ -154,13 +223,9 @@ fn decode_v1_outcome(text: &str) -> Result<BidOutcome, StoreError> {
     let int = |s: &str| s.parse::<i64>().map_err(|_| corrupt());
     let amount = |s: &str| Amount::from_cents(int(s)?).ok_or_else(corrupt);
     Ok(match serde_json::from_str::<V1>(text).map_err(|_| corrupt())? {
-        V1::Accepted { amount: a, seq, end_ms, prev_end_ms, placed_us } => BidOutcome::Accepted {
-            amount: amount(&a)?,
-            seq: seq.parse().map_err(|_| corrupt())?,
-            end_ms: int(&end_ms)?,
-            prev_end_ms: int(&prev_end_ms)?,
-            placed_us: int(&placed_us)?,
-        },
+        V1::Accepted { amount: a, seq, end_ms, prev_end_ms, placed_us } => {
+            plain(amount(&a)?, seq.parse().map_err(|_| corrupt())?, int(&end_ms)?, int(&prev_end_ms)?, int(&placed_us)?)
+        }
         V1::Rejected { reason, current, min_next } => BidOutcome::Rejected {
             reason,
             current: current.as_deref().map(amount).transpose()?,
@@ -173,26 +238,59 @@ fn decode_v1_outcome(text: &str) -> Result<BidOutcome, StoreError> {
 mod tests {
     use super::*;
 
+    fn cents(c: i64) -> Amount {
+        Amount::from_cents(c).unwrap()
+    }
+
+    fn decode(text: &str) -> Result<BidOutcome, StoreError> {
+        decode_outcome(text, &BidRules::default(), Amount::MAX)
+    }
+
     #[test]
-    fn outcomes_of_both_formats() {
+    fn outcomes_of_every_format() {
         let accepted = r#"{"type":"bid","auction_id":"a","seq":"2","bid_id":"b","bidder":"u","amount":"150",
             "bid_count":"2","placed_us":"1000001","end_ms":"9000","prev_end_ms":"8000"}"#;
-        let expected = BidOutcome::Accepted {
-            amount: Amount::from_cents(150).unwrap(),
+        let expected = BidOutcome::Accepted(Accepted {
+            amount: cents(150),
             seq: 2,
             end_ms: 9000,
             prev_end_ms: 8000,
             placed_us: 1_000_001,
-        };
-        assert_eq!(decode_outcome(accepted).unwrap(), expected);
+            leading: true,
+            current: cents(150),
+            // 1.50 is in the band of 0.25 from 1.00.
+            min_next: Some(cents(175)),
+            your_max: None,
+            bought_now: false,
+            shows_prices: false,
+            created_ms: None,
+        });
+        assert_eq!(decode(accepted).unwrap(), expected);
         let old =
             r#"{"r":"accepted","amount":"150","seq":"2","end_ms":"9000","prev_end_ms":"8000","placed_us":"1000001"}"#;
-        assert_eq!(decode_outcome(old).unwrap(), expected);
+        assert_eq!(decode(old).unwrap(), expected);
         let old_rejected = r#"{"r":"rejected","reason":"auction_ended"}"#;
         assert_eq!(
-            decode_outcome(old_rejected).unwrap(),
+            decode(old_rejected).unwrap(),
             BidOutcome::Rejected { reason: RejectReason::AuctionEnded, current: None, min_next: None }
         );
-        assert!(decode_outcome(r#"{"type":"bid"}"#).is_err());
+        assert!(decode(r#"{"type":"bid"}"#).is_err());
+    }
+
+    #[test]
+    fn proxy_outcomes() {
+        let beaten = r#"{"type":"accepted","seq":"3","amount":"2000","current":"2050","min_next":"2100",
+            "leading":"0","end_ms":"9000","prev_end_ms":"9000","placed_us":"1000001"}"#;
+        let BidOutcome::Accepted(beaten) = decode(beaten).unwrap() else { panic!("not accepted") };
+        assert_eq!(
+            (beaten.leading, beaten.amount, beaten.current, beaten.min_next, beaten.your_max, beaten.shows_prices),
+            (false, cents(2000), cents(2050), Some(cents(2100)), None, true)
+        );
+        let bought = r#"{"type":"accepted","seq":"3","amount":"9000","current":"9000","leading":"1",
+            "bought_now":"1","end_ms":"5000","prev_end_ms":"9000","placed_us":"5000001","created_ms":"17"}"#;
+        let BidOutcome::Accepted(bought) = decode(bought).unwrap() else { panic!("not accepted") };
+        assert!(bought.bought_now && bought.leading);
+        assert_eq!((bought.min_next, bought.created_ms), (None, Some(17)));
+        assert!(decode(r#"{"type":"accepted","seq":"3","leading":"2"}"#).is_err());
     }
 }

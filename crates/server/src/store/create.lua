@@ -7,6 +7,7 @@
 -- caller before its index entries)  ARGV[9] the Redis time (ms) after which the create must not
 -- happen, since the scheduler may then drop the auction's deadline entry as a leftover
 -- ARGV[10] the Idempotency-Key, or ""  ARGV[11] the request's fingerprint, or ""
+-- ARGV[12] the reserve (cents), or ""  ARGV[13] the buy-it-now price (cents), or ""
 --
 -- Returns one of
 --   {"created", event}   the creation's event ({"type":"created",...}, docs/protocol.md "Events")
@@ -27,9 +28,12 @@ local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now_ms > tonumber(ARGV[9]) then return {'late'} end
 
-local event = cjson.encode({type = 'created', auction_id = ARGV[1], seq = '0', title = ARGV[2],
+local created = {type = 'created', auction_id = ARGV[1], seq = '0', title = ARGV[2],
   start_ms = ARGV[3], end_ms = ARGV[4], starting_bid = ARGV[5], ext_window_s = ARGV[6],
-  ext_s = ARGV[7], created_ms = ARGV[8]})
+  ext_s = ARGV[7], created_ms = ARGV[8]}
+if ARGV[12] ~= '' then created.reserve = ARGV[12] end
+if ARGV[13] ~= '' then created.buy_now = ARGV[13] end
+local event = cjson.encode(created)
 -- The stream first: if it cannot be written (a key of the wrong type), nothing is, since a script
 -- that fails keeps what it wrote before.
 redis.call('XADD', KEYS[2], '*', 'v', '2', 'event', event)
@@ -40,4 +44,6 @@ redis.call('HSET', KEYS[1], 'id', ARGV[1], 'title', ARGV[2], 'state', 'open',
 if ARGV[10] ~= '' then
   redis.call('HSET', KEYS[1], 'idem_key', ARGV[10], 'request', ARGV[11])
 end
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'reserve', ARGV[12]) end
+if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], 'buy_now', ARGV[13]) end
 return {'created', event}

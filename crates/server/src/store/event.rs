@@ -6,9 +6,11 @@
 //! decoder. Integers travel as decimal strings, because Lua prints large integers exactly only
 //! through `string.format('%.0f')`; the decoder also takes JSON numbers. Amounts are in cents.
 //!
-//! Log entries are versioned: version 2 is `v=2 event=<json>`; version 1 (no `v` field) spelled
-//! the same keys as separate stream fields and is still read, so a running deployment upgrades
-//! without losing what its logs hold.
+//! Log entries are versioned: version 2 is `v=2 event=<json>`; version 3 is the same with the
+//! proxy-bid fields (`auto`, `placed_by`, a `max_raised` event) and, for a bid with a max, the max
+//! in a stream field of its own, `proxy`, beside the event and never in it (the event is published;
+//! the max is secret). Version 1 (no `v` field) spelled the same keys as separate stream fields and
+//! is still read, so a running deployment upgrades without losing what its logs hold.
 
 use std::collections::HashMap;
 
@@ -17,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-/// The log format the scripts write now.
-pub const LOG_VERSION: &str = "2";
+/// The newest log format this code reads (the scripts write version 2 for plain changes and
+/// version 3 for what only proxy bids make).
+pub const LOG_VERSION: &str = "3";
 
 /// One change of one auction. `seq` is the auction's version after the change; the creation is
 /// version 0.
@@ -31,6 +34,9 @@ pub enum Event {
     Extended(Extended),
     Ended(Ended),
     Cancelled(Cancelled),
+    /// A leader raised their max without changing the price: logged (version 3) for audit,
+    /// never published, and it changes no `seq`.
+    MaxRaised(MaxRaised),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,16 +58,26 @@ pub struct Created {
     pub extension_s: u32,
     #[serde(with = "num")]
     pub created_ms: i64,
+    /// The seller's reserve, when set (the log is private; the reserve is never shown to bidders).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_cents")]
+    pub reserve: Option<Amount>,
+    /// The buy-it-now price, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_cents")]
+    pub buy_now: Option<Amount>,
 }
 
-/// An accepted bid. Also the stored outcome of the bid, so a retry replays it.
+/// A change of the price: an accepted bid, or a standing max answering one. Also the stored
+/// outcome of a plain bid that leads at its own amount, so a retry replays it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bid {
     pub auction_id: AuctionId,
     #[serde(with = "num")]
     pub seq: u64,
+    /// The id of the bid that caused the change (`placed_by`'s, when set).
     pub bid_id: BidId,
+    /// Who leads after the change.
     pub bidder: UserId,
+    /// The price after the change.
     #[serde(with = "cents")]
     pub amount: Amount,
     #[serde(with = "num")]
@@ -74,6 +90,68 @@ pub struct Bid {
     pub end_ms: i64,
     #[serde(with = "num")]
     pub prev_end_ms: i64,
+    /// A max placed the price rather than the bid's own amount.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not", with = "flag")]
+    pub auto: bool,
+    /// The bidder whose bid caused the change, when it is not `bidder` (a standing max beat it).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional")]
+    pub placed_by: Option<UserId>,
+    /// Whether the price is at or above the reserve; only with a reserve.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_flag")]
+    pub reserve_met: Option<bool>,
+    /// The bid's max, from the log entry's `proxy` field (never in the event's text, which is
+    /// published): only on events read from the log, for a bid that had one.
+    #[serde(skip)]
+    pub proxy: Option<Box<Proxy>>,
+}
+
+impl Bid {
+    /// The bidder whose bid this was: the bid's identity is (`placed_by`, `bid_id`).
+    pub fn placed_by(&self) -> &UserId {
+        self.placed_by.as_ref().unwrap_or(&self.bidder)
+    }
+}
+
+/// A leader's raise of their max that changed no price.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaxRaised {
+    pub auction_id: AuctionId,
+    /// The auction's version, unchanged by the raise.
+    #[serde(with = "num")]
+    pub seq: u64,
+    pub bidder: UserId,
+    pub bid_id: BidId,
+    #[serde(with = "num")]
+    pub placed_us: i64,
+    /// The max, from the log entry's `proxy` field.
+    #[serde(skip)]
+    pub proxy: Option<Box<Proxy>>,
+}
+
+/// A bid's max as the log keeps it, beside the event (the `proxy` stream field): for audit, and
+/// MySQL's `proxy_bids`. Its `Debug` leaves the max out, so that no log line can show it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proxy {
+    pub bidder: UserId,
+    pub bid_id: BidId,
+    #[serde(with = "cents")]
+    pub amount: Amount,
+    #[serde(with = "cents")]
+    pub max: Amount,
+    #[serde(with = "num")]
+    pub placed_us: i64,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("bidder", &self.bidder)
+            .field("bid_id", &self.bid_id)
+            .field("amount", &self.amount)
+            .field("max", &"<secret>")
+            .field("placed_us", &self.placed_us)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,9 +186,15 @@ pub struct Ended {
     pub final_price: Option<Amount>,
     #[serde(with = "num")]
     pub bid_count: u64,
-    /// The close that ended it.
+    /// The close that ended it (for a buy-it-now, the time of the buy).
     #[serde(with = "num")]
     pub end_ms: i64,
+    /// Whether the price reached the reserve; only with a reserve. Not met: no winner, no price.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_flag")]
+    pub reserve_met: Option<bool>,
+    /// A bid bought the auction at its buy-it-now price.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not", with = "flag")]
+    pub bought_now: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +213,7 @@ impl Event {
             Event::Extended(e) => &e.auction_id,
             Event::Ended(e) => &e.auction_id,
             Event::Cancelled(e) => &e.auction_id,
+            Event::MaxRaised(e) => &e.auction_id,
         }
     }
 
@@ -140,6 +225,7 @@ impl Event {
             Event::Extended(e) => e.seq,
             Event::Ended(e) => e.seq,
             Event::Cancelled(e) => e.seq,
+            Event::MaxRaised(e) => e.seq,
         }
     }
 
@@ -152,6 +238,7 @@ impl Event {
             Event::Extended(_) => "extended",
             Event::Ended(_) => "ended",
             Event::Cancelled(_) => "cancelled",
+            Event::MaxRaised(_) => "max_raised",
         }
     }
 
@@ -171,14 +258,27 @@ impl Event {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Decodes a log entry's fields, of either version.
+    /// Decodes a log entry's fields, of any version this code reads. A version-3 entry's `proxy`
+    /// field (a bid's max) is attached to its event.
     pub fn from_log_fields(fields: &HashMap<String, String>) -> Result<Event, LogEntryError> {
         match fields.get("v").map(String::as_str) {
-            Some(LOG_VERSION) => {
+            Some(version @ ("2" | "3")) => {
                 let text = fields.get("event").ok_or_else(|| LogEntryError::Corrupt("no event field".into()))?;
-                serde_json::from_str(text).map_err(|e| LogEntryError::Corrupt(format!("{text}: {e}")))
+                let mut event: Event =
+                    serde_json::from_str(text).map_err(|e| LogEntryError::Corrupt(format!("{text}: {e}")))?;
+                if let Some(proxy) = fields.get("proxy").filter(|_| version == "3") {
+                    // The error names no part of the text: it holds a max.
+                    let proxy: Box<Proxy> = serde_json::from_str(proxy)
+                        .map_err(|e| LogEntryError::Corrupt(format!("unreadable proxy field beside {text}: {e}")))?;
+                    match &mut event {
+                        Event::Bid(bid) => bid.proxy = Some(proxy),
+                        Event::MaxRaised(raised) => raised.proxy = Some(proxy),
+                        _ => return Err(LogEntryError::Corrupt(format!("a proxy field beside {text}"))),
+                    }
+                }
+                Ok(event)
             }
-            Some(other) if other.parse::<u32>().is_ok_and(|v| v > 2) => Err(LogEntryError::Newer(other.to_owned())),
+            Some(other) if other.parse::<u32>().is_ok_and(|v| v > 3) => Err(LogEntryError::Newer(other.to_owned())),
             Some(other) => Err(LogEntryError::Corrupt(format!("version {other:?}"))),
             // Version 1: the same keys, one stream field each.
             None => {
@@ -250,6 +350,7 @@ impl Live {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Verdict {
     Bid(Bid),
+    Accepted(Accepted),
     Rejected {
         reason: RejectReason,
         #[serde(default, with = "optional_cents")]
@@ -261,6 +362,41 @@ pub enum Verdict {
         #[serde(with = "num")]
         rules_v: u64,
     },
+}
+
+/// A stored outcome of an accepted bid other than a plain one that leads at its own amount: one
+/// with a max, one a standing max beat, a raise of the leader's max, a buy.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Accepted {
+    /// The bid's version: the price change's, the auction's unchanged one for a raise that
+    /// changed no price.
+    #[serde(with = "num")]
+    pub seq: u64,
+    /// The price the bid stands at when it leads; its own amount when a standing max beat it.
+    #[serde(with = "cents")]
+    pub amount: Amount,
+    /// The price after the bid.
+    #[serde(with = "cents")]
+    pub current: Amount,
+    /// The next bid's minimum after it; absent once no bid can be placed.
+    #[serde(default, with = "optional_cents")]
+    pub min_next: Option<Amount>,
+    #[serde(with = "flag")]
+    pub leading: bool,
+    /// The bidder's max, when it leads with one (not after a buy).
+    #[serde(default, with = "optional_cents")]
+    pub your_max: Option<Amount>,
+    #[serde(default, with = "flag")]
+    pub bought_now: bool,
+    #[serde(with = "num")]
+    pub end_ms: i64,
+    #[serde(with = "num")]
+    pub prev_end_ms: i64,
+    #[serde(with = "num")]
+    pub placed_us: i64,
+    /// After a buy: the auction's creation time (its score in the status indexes).
+    #[serde(default, with = "optional_num")]
+    pub created_ms: Option<i64>,
 }
 
 /// One entry of the recent-bids list: the bid's event (version 1 wrote only these four keys,
@@ -368,6 +504,57 @@ mod optional {
         match Option::<String>::deserialize(deserializer)?.filter(|text| !text.is_empty()) {
             None => Ok(None),
             Some(text) => UserId::parse(&text).map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A flag as `"1"` (true) or `"0"`; absent is false where a default applies.
+mod flag {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[allow(clippy::trivially_copy_pass_by_ref)]
+    pub fn serialize<S: Serializer>(value: &bool, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(if *value { "1" } else { "0" })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+        match String::deserialize(deserializer)?.as_str() {
+            "1" => Ok(true),
+            "0" | "" => Ok(false),
+            other => Err(serde::de::Error::custom(format!("not a flag: {other:?}"))),
+        }
+    }
+}
+
+/// An optional flag: `"1"`, `"0"`, or absent (or empty) for `None`.
+mod optional_flag {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<bool>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => super::flag::serialize(value, serializer),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+        match Option::<String>::deserialize(deserializer)?.as_deref() {
+            None | Some("") => Ok(None),
+            Some("1") => Ok(Some(true)),
+            Some("0") => Ok(Some(false)),
+            Some(other) => Err(serde::de::Error::custom(format!("not a flag: {other:?}"))),
+        }
+    }
+}
+
+/// An optional integer as a decimal string; absent is `None`.
+mod optional_num {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+        match Option::<String>::deserialize(deserializer)?.filter(|text| !text.is_empty()) {
+            None => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|_| serde::de::Error::custom("not an integer")),
         }
     }
 }

@@ -25,7 +25,7 @@ pub mod stored;
 mod testing;
 
 pub use auctions::{ChangeOutcome, ChangeRequest, CreateOutcome, CreatedWith, Listed, NewAuction};
-pub use bids::{BidOutcome, NewBid};
+pub use bids::{Accepted, BidOutcome, NewBid};
 pub use conn::{Conn, Topology};
 pub use event::{Event, Live};
 pub use keys::{Keys, STATUSES};

@@ -31,7 +31,15 @@ pub struct StoredAuction {
     pub end_ms: i64,
     pub starting_bid: Amount,
     pub current_bid: Option<Amount>,
+    /// The leader.
     pub bidder: Option<UserId>,
+    /// The leader's max (secret: shown only to the leader); the price for bids from before maxes
+    /// existed, `None` before the first bid and for auctions read from MySQL.
+    pub max: Option<Amount>,
+    /// The seller's reserve (secret: shown only to the operator), if any.
+    pub reserve: Option<Amount>,
+    /// The buy-it-now price, if any (shown while it is available).
+    pub buy_now: Option<Amount>,
     pub seq: u64,
     pub bid_count: u64,
     pub extension_window_s: u32,
@@ -64,6 +72,10 @@ impl StoredAuction {
             _ => return Err(corrupt("time")),
         };
         let id = AuctionId::parse(get("id")?).map_err(|_| corrupt("id"))?;
+        let amount = |name: &str| {
+            optional(name).map(|v| v.parse().ok().and_then(Amount::from_cents).ok_or_else(|| corrupt(name))).transpose()
+        };
+        let current_bid = amount("current_bid")?;
         Ok(StoredAuction {
             title: get("title")?.to_owned(),
             state: match get("state")? {
@@ -76,10 +88,11 @@ impl StoredAuction {
             start_ms: int("start_ms")?,
             end_ms: int("end_ms")?,
             starting_bid: Amount::from_cents(int("starting_bid")?).ok_or_else(|| corrupt("starting_bid"))?,
-            current_bid: optional("current_bid")
-                .map(|v| v.parse().ok().and_then(Amount::from_cents).ok_or_else(|| corrupt("current_bid")))
-                .transpose()?,
+            max: amount("max")?.or(current_bid),
+            current_bid,
             bidder: optional("bidder").map(|v| UserId::parse(v).map_err(|_| corrupt("bidder"))).transpose()?,
+            reserve: amount("reserve")?,
+            buy_now: amount("buy_now")?,
             seq: u64::try_from(int("seq")?).map_err(|_| corrupt("seq"))?,
             bid_count: u64::try_from(int("bid_count")?).map_err(|_| corrupt("bid_count"))?,
             extension_window_s: u32::try_from(int("ext_window_s")?).map_err(|_| corrupt("ext_window_s"))?,
@@ -116,7 +129,44 @@ impl StoredAuction {
         }
     }
 
-    /// The snapshot under increment table `rules`, with no bid above `max_bid` (`MAX_BID`).
+    /// Whether the price has reached the reserve; `None` without a reserve.
+    pub fn reserve_met(&self) -> Option<bool> {
+        self.reserve.map(|reserve| self.current_bid.is_some_and(|price| price >= reserve))
+    }
+
+    /// The buy-it-now price while it is available: the auction is scheduled or active, and has no
+    /// bid yet or, with a reserve, a price below it.
+    pub fn buy_now_available(&self) -> Option<Amount> {
+        let open = matches!(self.status(), AuctionStatus::Scheduled | AuctionStatus::Active);
+        let priced_below = match (self.current_bid, self.reserve) {
+            (None, _) => true,
+            (Some(price), Some(reserve)) => price < reserve,
+            (Some(_), None) => false,
+        };
+        self.buy_now.filter(|_| open && priced_below)
+    }
+
+    /// The winner and the final price once ended: the leader and the price, unless a reserve was
+    /// not met.
+    fn result(&self) -> (Option<UserId>, Option<Amount>) {
+        if self.status() != AuctionStatus::Ended || self.reserve_met() == Some(false) {
+            return (None, None);
+        }
+        (self.bidder.clone(), self.current_bid)
+    }
+
+    /// The snapshot `user` is shown: [`StoredAuction::snapshot`], with `your_max` when `user`
+    /// leads.
+    pub fn snapshot_for(&self, user: &UserId, rules: &BidRules, max_bid: Amount) -> Result<Snapshot, StoreError> {
+        let mut snapshot = self.snapshot(rules, max_bid)?;
+        if self.bidder.as_ref() == Some(user) {
+            snapshot.your_max = self.max;
+        }
+        Ok(snapshot)
+    }
+
+    /// The snapshot under increment table `rules`, with no bid above `max_bid` (`MAX_BID`), as
+    /// anyone is shown it: no max, no reserve.
     pub fn snapshot(&self, rules: &BidRules, max_bid: Amount) -> Result<Snapshot, StoreError> {
         Ok(Snapshot {
             auction_id: self.id.clone(),
@@ -131,15 +181,17 @@ impl StoredAuction {
             seq: self.seq,
             server_time: us_to_time(self.now_us)?,
             recent_bids: self.recent.clone(),
-            reserve_met: None,
-            buy_now_price: None,
+            reserve_met: self.reserve_met(),
+            buy_now_price: self.buy_now_available(),
             your_max: None,
         })
     }
 
+    /// The auction as the REST API shows it to anyone (no reserve: see
+    /// [`StoredAuction::to_operator_auction`]).
     pub fn to_auction(&self, rules: &BidRules, max_bid: Amount) -> Result<Auction, StoreError> {
         let snapshot = self.snapshot(rules, max_bid)?;
-        let ended = snapshot.status == AuctionStatus::Ended;
+        let (winner, final_price) = self.result();
         Ok(Auction {
             auction_id: snapshot.auction_id,
             title: self.title.clone(),
@@ -160,9 +212,14 @@ impl StoredAuction {
             buy_now_price: snapshot.buy_now_price,
             reserve_price: None,
             created_at: ms_to_time(self.created_ms)?,
-            winner: if ended { self.bidder.clone() } else { None },
-            final_price: if ended { self.current_bid } else { None },
+            winner,
+            final_price,
         })
+    }
+
+    /// The auction as the operator is shown it: with the reserve.
+    pub fn to_operator_auction(&self, rules: &BidRules, max_bid: Amount) -> Result<Auction, StoreError> {
+        Ok(Auction { reserve_price: self.reserve, ..self.to_auction(rules, max_bid)? })
     }
 }
 

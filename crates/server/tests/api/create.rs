@@ -159,6 +159,8 @@ async fn the_create_script_refuses_after_its_window_and_when_the_id_is_taken() {
         extension_window_s: 0,
         extension_s: 30,
         idempotency: None,
+        reserve: None,
+        buy_now: None,
     };
     // A create whose Redis time was read an hour ago: its window is long over.
     assert_eq!(store.create(&new, now - 3_600_000).await.unwrap(), CreateOutcome::Late);

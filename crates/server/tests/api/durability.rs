@@ -538,7 +538,7 @@ async fn an_entry_of_a_newer_log_version_waits_for_an_instance_that_reads_it() {
     let id = auction.auction_id.to_string();
     let store = env.store().await;
     store.append_raw_log_entry(&auction.auction_id, &v1_bid(&auction, "101", "ann", "100")).await.unwrap();
-    store.append_raw_log_entry(&auction.auction_id, &[("v", "3"), ("event", "{\"type\":\"bid\"}")]).await.unwrap();
+    store.append_raw_log_entry(&auction.auction_id, &[("v", "4"), ("event", "{\"type\":\"bid\"}")]).await.unwrap();
     store.append_raw_log_entry(&auction.auction_id, &v1_bid(&auction, "103", "ben", "200")).await.unwrap();
 
     env.analytics_service().await;
@@ -549,7 +549,7 @@ async fn an_entry_of_a_newer_log_version_waits_for_an_instance_that_reads_it() {
         sqlx::query_as("SELECT seq FROM bids WHERE auction_id = ?").bind(&id).fetch_all(&mut conn).await.unwrap();
     assert_eq!(seqs, [(101,)], "written up to the newer entry, and not past it");
     let fields = store.log_fields(&auction.auction_id).await.unwrap();
-    assert!(fields.iter().any(|f| f.get("v").map(String::as_str) == Some("3")), "the newer entry is kept");
+    assert!(fields.iter().any(|f| f.get("v").map(String::as_str) == Some("4")), "the newer entry is kept");
 }
 
 /// With `MYSQL_READ_DSN` the bids API reads the replica, and writes still go to `MYSQL_DSN`. The
@@ -572,7 +572,8 @@ async fn the_bids_api_reads_from_the_read_replica() {
     let auction = api.create_open(600, "1.00", 0).await;
     let id = auction.auction_id.to_string();
     sqlx::query(
-        "INSERT INTO bids (auction_id, seq, bid_id, bidder, amount, placed_at) VALUES (?, 1, 'on-replica', 'rita', 7.00, NOW(6))",
+        "INSERT INTO bids (auction_id, seq, bid_id, bidder, placed_by, amount, placed_at) \
+         VALUES (?, 1, 'on-replica', 'rita', 'rita', 7.00, NOW(6))",
     )
     .bind(&id)
     .execute(&replica_pool)

@@ -710,6 +710,8 @@ async fn a_stale_leader_is_fenced_out() {
         extension_window_s: 0,
         extension_s: 30,
         idempotency: None,
+        reserve: None,
+        buy_now: None,
     };
     assert!(matches!(store.create(&new, now).await.unwrap(), CreateOutcome::Created(_)));
     let later = AuctionId::parse("fenced-2").unwrap();
@@ -965,6 +967,8 @@ async fn bidding_needs_no_auction_service() {
         extension_window_s: 0,
         extension_s: 30,
         idempotency: None,
+        reserve: None,
+        buy_now: None,
     };
     assert!(matches!(store.create(&new, now).await.unwrap(), CreateOutcome::Created(_)));
     let (mut ws, snapshot) = node.connect("no-leader-1", "alice").await;

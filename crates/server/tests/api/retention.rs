@@ -143,6 +143,8 @@ fn new_auction<'a>(id: &'a AuctionId, now_ms: i64, seconds: i64) -> NewAuction<'
         extension_window_s: 0,
         extension_s: 0,
         idempotency: None,
+        reserve: None,
+        buy_now: None,
     }
 }
 
@@ -221,6 +223,7 @@ async fn outcomes_are_stored_only_for_bids_a_client_can_retry() {
             bidder: &bidder,
             bid_id: &bid_id,
             amount: amount(cents),
+            max_amount: None,
             rules: &rules,
             max_bid: Amount::MAX,
             older_rules: false,
@@ -232,7 +235,7 @@ async fn outcomes_are_stored_only_for_bids_a_client_can_retry() {
         let outcomes = Keys::new(&env.prefix).auction(auction).outcomes;
         redis::cmd("HKEYS").arg(&outcomes).query_async(&mut env.redis_connection().await).await.unwrap()
     };
-    assert!(matches!(bid(&store, &open, "server-made", "1.00", false).await, BidOutcome::Accepted { .. }));
+    assert!(matches!(bid(&store, &open, "server-made", "1.00", false).await, BidOutcome::Accepted(_)));
     assert_eq!(fields(&open).await, Vec::<String>::new(), "a server-made id's outcome was stored");
     let first = bid(&store, &open, "mine", "9.00", true).await;
     assert!(matches!(first, BidOutcome::Rejected { .. }), "{first:?}");
@@ -328,12 +331,13 @@ async fn many_short_auctions_leave_no_keys_behind() {
                 bidder,
                 bid_id: &bid_id,
                 amount: amount(&cents),
+                max_amount: None,
                 rules: &rules,
                 max_bid: Amount::MAX,
                 older_rules: false,
                 keep_outcome: true,
             };
-            assert!(matches!(store.place_bid(&new).await.unwrap(), BidOutcome::Accepted { .. }));
+            assert!(matches!(store.place_bid(&new).await.unwrap(), BidOutcome::Accepted(_)));
         }
     }
     let lasting: Vec<String> = LASTING.iter().map(|k| format!("{}{k}", env.prefix)).collect();
