@@ -19,6 +19,7 @@ mod limits;
 mod listing;
 mod loadgen;
 mod logs;
+mod proxy;
 mod rest;
 mod retention;
 mod startup;
