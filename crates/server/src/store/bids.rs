@@ -146,7 +146,8 @@ impl Store {
             // WAIT may take the whole replica timeout; the store's timeout is for Redis to answer.
             let values = super::within(budget, conn.pipeline_on_primary_of(key, &pipe)).await?;
             let [script, wait]: [Value; 2] =
-                values.try_into().map_err(|v| StoreError::Corrupt(format!("bid pipeline answered {v:?}")))?;
+                // Not the values themselves: an answer may hold a bidder's max, which no log line shows.
+            values.try_into().map_err(|v: Vec<Value>| StoreError::Corrupt(format!("bid pipeline answered {} values", v.len())))?;
             match script.extract_error() {
                 Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) && attempt == 0 => {
                     let _: String = self.bounded(BID.load_async(&mut conn)).await?;
@@ -183,7 +184,8 @@ fn decode_outcome(text: &str, rules: &BidRules, max_bid: Amount) -> Result<BidOu
             created_ms: None,
         })
     };
-    if let Ok(verdict) = serde_json::from_str::<Verdict>(text) {
+    let verdict = serde_json::from_str::<Verdict>(text);
+    if let Ok(verdict) = verdict {
         return Ok(match verdict {
             Verdict::Bid(bid) => plain(bid.amount, bid.seq, bid.end_ms, bid.prev_end_ms, bid.placed_us),
             Verdict::Accepted(a) => BidOutcome::Accepted(Accepted {
@@ -204,7 +206,12 @@ fn decode_outcome(text: &str, rules: &BidRules, max_bid: Amount) -> Result<BidOu
             Verdict::StaleRules { rules_v } => BidOutcome::StaleRules { applied: rules_v },
         });
     }
-    decode_v1_outcome(text, plain)
+    // Unreadable as either: the error names what is wrong but not the text, which may hold the
+    // bidder's max (errors are logged).
+    decode_v1_outcome(text, plain).map_err(|_| {
+        let why = verdict.err().map(|e| e.to_string()).unwrap_or_default();
+        StoreError::Corrupt(format!("unreadable bid outcome: {why}"))
+    })
 }
 
 /// Outcomes stored before the one event format (`{"r":"accepted",...}`), which a retry of a bid
