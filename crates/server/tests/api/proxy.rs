@@ -725,3 +725,61 @@ async fn a_retried_proxy_bid_gets_the_identical_answer() {
     let still = api.auction(&id).await;
     assert_eq!((still.seq, still.current_bid), (3, some("10.50")), "the retries changed nothing");
 }
+
+/// Once a finished auction's Redis keys have expired, its reads come from MySQL and say the
+/// same: the reserve met or not (and then no winner), no buy-it-now, and the reserve itself only
+/// to the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_retention_mysql_tells_the_reserve_as_redis_did() {
+    const ADMIN: &str = "operator-token-for-retention";
+    let mut env = TestEnv::new().await;
+    env.set("ADMIN_TOKEN", ADMIN);
+    env.set("ENDED_RETENTION", "1s");
+    env.set("ANALYTICS_SWEEP", "200ms");
+    let dsn = format!("{}/{}", mysql_base(), env.database);
+    env.set("MYSQL_READ_DSN", &dsn);
+    let api = env.auction_service().await;
+    let node = env.bidding_service().await;
+    env.analytics_service().await;
+    let create = async |body: CreateAuction| {
+        let response = api.http.post(api.url("/api/v1/auctions")).bearer_auth(ADMIN).json(&body).send().await;
+        let json: serde_json::Value = response.unwrap().json().await.unwrap();
+        json["auction_id"].as_str().unwrap().to_owned()
+    };
+    let unsold = create(lot(2, "1.00", Some("100.00"), Some("200.00"))).await;
+    let sold = create(lot(2, "1.00", Some("100.00"), None)).await;
+    let (mut alice, _) = node.connect(&unsold, "alice").await;
+    accepted(alice.bid("50.00", Some("a-1")).await);
+    let (mut bob, _) = node.connect(&sold, "bob").await;
+    accepted(proxy(&mut bob, "2.00", "150.00", "b-1").await);
+    drop((alice, bob));
+
+    let keys = Keys::new(&env.prefix);
+    let mut redis = env.redis_connection().await;
+    let deadline = tokio::time::Instant::now() + WAIT + WAIT;
+    for id in [&unsold, &sold] {
+        let hash = keys.auction(&auction_proto::AuctionId::parse(id).unwrap()).state;
+        while redis::cmd("EXISTS").arg(&hash).query_async::<bool>(&mut redis).await.unwrap() {
+            assert!(tokio::time::Instant::now() < deadline, "the keys of {id} never expired");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    let (unsold_now, sold_now) = (api.auction(&unsold).await, api.auction(&sold).await);
+    assert_eq!((unsold_now.status, unsold_now.current_bid), (AuctionStatus::Ended, some("50.00")), "read from mysql");
+    assert_eq!((unsold_now.winner, unsold_now.final_price, unsold_now.reserve_met), (None, None, Some(false)));
+    assert_eq!((unsold_now.buy_now_price, unsold_now.reserve_price), (None, None));
+    assert_eq!(sold_now.winner.as_ref().map(|w| w.as_str()), Some("bob"));
+    assert_eq!(
+        (sold_now.final_price, sold_now.reserve_met, sold_now.reserve_price),
+        (some("100.00"), Some(true), None)
+    );
+    let operator = api.http.get(api.url(&format!("/api/v1/auctions/{unsold}"))).bearer_auth(ADMIN).send().await;
+    let operator: serde_json::Value = operator.unwrap().json().await.unwrap();
+    assert_eq!((operator["reserve_price"].as_str(), operator["reserve_met"].as_bool()), (Some("100.00"), Some(false)));
+    let (_, list) = api.get("/api/v1/auctions?status=ended").await;
+    let listed = list["auctions"].as_array().unwrap().iter().find(|a| a["auction_id"] == unsold.as_str()).unwrap();
+    assert_eq!((listed["reserve_met"].as_bool(), listed.get("reserve_price")), (Some(false), None), "{listed}");
+    let (_, snapshot) = node.connect(&sold, "bob").await;
+    assert_eq!((snapshot.reserve_met, snapshot.your_max, snapshot.buy_now_price), (Some(true), None, None));
+}
