@@ -783,3 +783,32 @@ async fn after_retention_mysql_tells_the_reserve_as_redis_did() {
     let (_, snapshot) = node.connect(&sold, "bob").await;
     assert_eq!((snapshot.reserve_met, snapshot.your_max, snapshot.buy_now_price), (Some(true), None, None));
 }
+
+/// The reserve and the buy-it-now price are part of what an `Idempotency-Key` stands for: the
+/// same request again is the same auction, another reserve or buy-it-now price is a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seller_prices_are_part_of_an_idempotent_create() {
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let first = lot(600, "1.00", Some("100.00"), Some("150.00"));
+    let post = async |body: &CreateAuction| {
+        let response =
+            api.http.post(api.url("/api/v1/auctions")).header("Idempotency-Key", "seller-1").json(body).send().await;
+        let response = response.unwrap();
+        let replayed = response.headers().get("idempotent-replayed").is_some();
+        (response.status().as_u16(), replayed, response.json::<serde_json::Value>().await.unwrap())
+    };
+    let (status, replayed, created) = post(&first).await;
+    assert_eq!((status, replayed), (201, false), "{created}");
+    let (status, replayed, again) = post(&first).await;
+    assert_eq!((status, replayed, &again["auction_id"]), (201, true, &created["auction_id"]), "{again}");
+    assert_eq!(again["reserve_price"], "100.00", "a replay answers as the create did");
+    for other in [
+        CreateAuction { reserve_price: some("120.00"), ..first.clone() },
+        CreateAuction { buy_now_price: None, ..first.clone() },
+        CreateAuction { reserve_price: None, buy_now_price: None, ..first.clone() },
+    ] {
+        let (status, _, refused) = post(&other).await;
+        assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("conflict")), "{refused}");
+    }
+}
