@@ -23,6 +23,9 @@ fn client_frames() {
     let bid = round_trip::<ClientFrame>(r#"{"type":"place_bid","amount":"105.00","bid_id":"b-1"}"#);
     assert!(matches!(bid, ClientFrame::PlaceBid(PlaceBid { bid_id: Some(_), .. })));
     round_trip::<ClientFrame>(r#"{"type":"place_bid","amount":"105.00"}"#);
+    let proxy =
+        round_trip::<ClientFrame>(r#"{"type":"place_bid","amount":"105.00","max_amount":"150.00","bid_id":"b-2"}"#);
+    assert!(matches!(proxy, ClientFrame::PlaceBid(PlaceBid { max_amount: Some(_), .. })));
     round_trip::<ClientFrame>(r#"{"type":"ping"}"#);
     round_trip::<ClientFrame>(r#"{"type":"sync"}"#);
 }
@@ -69,12 +72,33 @@ fn snapshot() {
         "min_next_bid":"100.00","bid_count":0,"seq":1,"server_time":"{T0}","recent_bids":[]}}"#
     );
     round_trip::<ServerFrame>(&empty);
+    let proxy = format!(
+        r#"{{"type":"snapshot","auction_id":"a1","status":"active","start_time":"{T0}",
+        "end_time":"{T0}","starting_bid":"100.00","current_bid":"105.00","highest_bidder":"alice",
+        "min_next_bid":"107.50","bid_count":1,"seq":2,"server_time":"{T0}","recent_bids":[],
+        "reserve_met":false,"buy_now_price":"500.00","your_max":"150.00"}}"#
+    );
+    round_trip::<ServerFrame>(&proxy);
 }
 
 #[test]
 fn bid_outcomes() {
     round_trip::<ServerFrame>(&format!(
+        r#"{{"type":"bid_accepted","auction_id":"a1","bid_id":"b-1","amount":"105.00","seq":4,"end_time":"{T0}","leading":true}}"#
+    ));
+    // From a server before proxy bids: no `leading`, which then means it leads.
+    let older: ServerFrame = serde_json::from_str(&format!(
         r#"{{"type":"bid_accepted","auction_id":"a1","bid_id":"b-1","amount":"105.00","seq":4,"end_time":"{T0}"}}"#
+    ))
+    .unwrap();
+    assert!(matches!(older, ServerFrame::BidAccepted(BidAccepted { leading: true, bought_now: false, .. })));
+    round_trip::<ServerFrame>(&format!(
+        r#"{{"type":"bid_accepted","auction_id":"a1","bid_id":"b-5","amount":"110.00","seq":5,"end_time":"{T0}",
+        "leading":false,"current_bid":"112.50","min_next_bid":"115.00"}}"#
+    ));
+    round_trip::<ServerFrame>(&format!(
+        r#"{{"type":"bid_accepted","auction_id":"a1","bid_id":"b-6","amount":"500.00","seq":6,"end_time":"{T0}",
+        "leading":true,"current_bid":"500.00","bought_now":true}}"#
     ));
     round_trip::<ServerFrame>(
         r#"{"type":"bid_rejected","auction_id":"a1","bid_id":"b-2","reason":"bid_too_low",
@@ -119,6 +143,17 @@ fn live_events() {
         r#"{"type":"auction_ended","auction_id":"a1","winner":"alice","final_price":"105.00","seq":6}"#,
     );
     round_trip::<ServerFrame>(r#"{"type":"auction_ended","auction_id":"a1","winner":null,"final_price":null,"seq":2}"#);
+    round_trip::<ServerFrame>(&format!(
+        r#"{{"type":"bid_placed","auction_id":"a1","bid_id":"c-4","amount":"112.50","bidder":"bob","seq":4,
+        "end_time":"{T0}","bid_count":3,"placed_at":"{T0}","min_next_bid":"115.00","auto":true,"placed_by":"carol",
+        "reserve_met":false}}"#
+    ));
+    round_trip::<ServerFrame>(
+        r#"{"type":"auction_ended","auction_id":"a1","winner":null,"final_price":null,"seq":7,"reserve_met":false}"#,
+    );
+    round_trip::<ServerFrame>(
+        r#"{"type":"auction_ended","auction_id":"a1","winner":"bob","final_price":"500.00","seq":8,"reserve_met":true,"bought_now":true}"#,
+    );
     round_trip::<ServerFrame>(r#"{"type":"auction_cancelled","auction_id":"a1","seq":2}"#);
     round_trip::<ServerFrame>(r#"{"type":"pong"}"#);
     round_trip::<ServerFrame>(r#"{"type":"error","code":"unknown_type","message":"unknown frame type"}"#);
@@ -129,6 +164,10 @@ fn rest_bodies() {
     round_trip::<CreateAuction>(&format!(
         r#"{{"title":"Lamp","start_time":"{T0}","end_time":"2026-11-26T11:00:00Z","starting_bid":"10.00",
         "extension_window_s":30,"extension_s":60}}"#
+    ));
+    round_trip::<CreateAuction>(&format!(
+        r#"{{"start_time":"{T0}","end_time":"2026-11-26T11:00:00Z","starting_bid":"10.00",
+        "reserve_price":"100.00","buy_now_price":"150.00"}}"#
     ));
     let minimal: CreateAuction =
         serde_json::from_str(&format!(r#"{{"start_time":"{T0}","end_time":"{T0}","starting_bid":10}}"#)).unwrap();
@@ -143,6 +182,13 @@ fn rest_bodies() {
         "starting_bid":"10.00","current_bid":"12.00","highest_bidder":"bob","min_next_bid":"12.50",
         "bid_count":1,"seq":2,"server_time":"{T0}","recent_bids":[],"extension_window_s":30,
         "extension_s":30,"created_at":"{T0}","winner":"bob","final_price":"12.00"}}"#
+    ));
+    round_trip::<Auction>(&format!(
+        r#"{{"auction_id":"a1","title":"Lamp","status":"active","start_time":"{T0}","end_time":"{T0}",
+        "starting_bid":"10.00","current_bid":"12.00","highest_bidder":"bob","min_next_bid":"12.50",
+        "bid_count":1,"seq":2,"server_time":"{T0}","recent_bids":[],"extension_window_s":30,
+        "extension_s":30,"created_at":"{T0}","winner":null,"final_price":null,"reserve_met":false,
+        "buy_now_price":"150.00","reserve_price":"100.00"}}"#
     ));
     round_trip::<ExtendRequest>(r#"{"seconds":30}"#);
     round_trip::<ExtendResponse>(&format!(
