@@ -19,6 +19,7 @@ mod limits;
 mod listing;
 mod loadgen;
 mod logs;
+mod model;
 mod proxy;
 mod rest;
 mod retention;
