@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::accepted::AcceptedLog;
-use crate::bidder::{Bidder, Tally};
+use crate::bidder::{Bidder, Headroom, Tally};
 use crate::link::{Dialer, Socket, ws_urls};
 use crate::opt::Opt;
 use crate::report::{Latency, Report, Stall, StallSample};
@@ -122,7 +122,8 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
                 slot_senders.push(tx);
                 rx
             });
-            tokio::spawn(Bidder::new(i, shared.clone(), socket, dialer).run(slots))
+            let proxy = bids_by_max(i, plan.proxy_share).then(|| Headroom::new(i));
+            tokio::spawn(Bidder::new(i, shared.clone(), socket, dialer, proxy).run(slots))
         })
         .collect();
     let pacer = plan.rate.map(|rate| {
@@ -184,6 +185,16 @@ struct Plan {
     rate: Option<f64>,
     /// List calls per second.
     list_rate: Option<f64>,
+    /// The fraction of bidders that bid by max.
+    proxy_share: f64,
+}
+
+/// Whether bidder `i` is one of those that bid by max: `floor(n × share)` of the first `n`
+/// bidders are, for every `n`, so they are spread evenly over the bidders (and the auctions).
+fn bids_by_max(i: usize, share: f64) -> bool {
+    #[allow(clippy::cast_precision_loss)]
+    let upto = |n: usize| (n as f64 * share).floor();
+    upto(i + 1) > upto(i)
 }
 
 impl Plan {
@@ -211,7 +222,10 @@ impl Plan {
         {
             bail!("--list-rate must be a positive number of calls per second");
         }
-        Ok(Plan { mode, bidders, rate, list_rate: opt.list_rate })
+        if !(0.0..=1.0).contains(&opt.proxy_share) {
+            bail!("--proxy-share must be a fraction from 0 to 1 (got {})", opt.proxy_share);
+        }
+        Ok(Plan { mode, bidders, rate, list_rate: opt.list_rate, proxy_share: opt.proxy_share })
     }
 }
 
@@ -246,6 +260,7 @@ struct Totals {
     skipped: u64,
     reconnects: u64,
     unresolved: u64,
+    beaten: u64,
     rejected: BTreeMap<String, u64>,
     ack: Histogram<u64>,
     stalls: Vec<StallSample>,
@@ -264,6 +279,7 @@ impl Totals {
             skipped: 0,
             reconnects: 0,
             unresolved: 0,
+            beaten: 0,
             rejected: BTreeMap::new(),
             ack: histogram(),
             stalls: Vec::new(),
@@ -281,6 +297,7 @@ impl Totals {
         self.skipped += tally.skipped;
         self.reconnects += tally.reconnects;
         self.unresolved += tally.unresolved;
+        self.beaten += tally.beaten;
         for (reason, n) in tally.rejected {
             *self.rejected.entry(reason).or_default() += n;
         }
@@ -336,6 +353,8 @@ impl Totals {
             list_rate: plan.list_rate,
             list_latency_ms: self.list.as_ref().and_then(Latency::from_histogram),
             list_errors: self.list_errors,
+            proxy_share: plan.proxy_share,
+            beaten_by_proxy: self.beaten,
         }
     }
 }
