@@ -122,7 +122,8 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
                 slot_senders.push(tx);
                 rx
             });
-            let proxy = bids_by_max(i, plan.proxy_share).then(|| Headroom::new(i));
+            let proxy =
+                bids_by_max(by_auction(i, plan.bidders, auctions.len()), plan.proxy_share).then(|| Headroom::new(i));
             tokio::spawn(Bidder::new(i, shared.clone(), socket, dialer, proxy).run(slots))
         })
         .collect();
@@ -189,12 +190,23 @@ struct Plan {
     proxy_share: f64,
 }
 
-/// Whether bidder `i` is one of those that bid by max: `floor(n × share)` of the first `n`
-/// bidders are, for every `n`, so they are spread evenly over the bidders (and the auctions).
-fn bids_by_max(i: usize, share: f64) -> bool {
+/// Whether the bidder at place `p` (see [`by_auction`]) is one of those that bid by max:
+/// `floor(n × share)` of the first `n` places are, for every `n`, so they are spread evenly.
+fn bids_by_max(p: usize, share: f64) -> bool {
     #[allow(clippy::cast_precision_loss)]
     let upto = |n: usize| (n as f64 * share).floor();
-    upto(i + 1) > upto(i)
+    upto(p + 1) > upto(p)
+}
+
+/// Bidder `i`'s place when the bidders are ordered by auction (bidder `i` bids on auction
+/// `i % auctions`), so that [`bids_by_max`] spreads those bidding by max over the auctions as
+/// well as over the bidders of each: ordered by `i`, the share would fall on the same few
+/// auctions whenever it repeats with the number of auctions.
+fn by_auction(i: usize, bidders: usize, auctions: usize) -> usize {
+    let auctions = auctions.max(1);
+    let (per, extra) = (bidders / auctions, bidders % auctions);
+    let auction = i % auctions;
+    auction * per + auction.min(extra) + i / auctions
 }
 
 impl Plan {
@@ -452,5 +464,43 @@ async fn progress(shared: Arc<Shared>) {
             shared.sent.load(Ordering::Relaxed),
             shared.accepted.load(Ordering::Relaxed)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many bidders of each auction bid by max.
+    fn proxies_per_auction(bidders: usize, auctions: usize, share: f64) -> Vec<usize> {
+        let mut per = vec![0; auctions];
+        for i in 0..bidders {
+            per[i % auctions] += usize::from(bids_by_max(by_auction(i, bidders, auctions), share));
+        }
+        per
+    }
+
+    #[test]
+    fn places_by_auction_are_each_bidder_once() {
+        for (bidders, auctions) in [(5, 2), (200, 100), (7, 7), (10, 1), (101, 10)] {
+            let mut places: Vec<usize> = (0..bidders).map(|i| by_auction(i, bidders, auctions)).collect();
+            places.sort_unstable();
+            assert_eq!(places, (0..bidders).collect::<Vec<_>>(), "{bidders} bidders, {auctions} auctions");
+        }
+    }
+
+    #[test]
+    fn the_share_that_bids_by_max_is_spread_over_the_auctions() {
+        // Two bidders an auction, as in the benchmark: 60 auctions get one bidding by max (and
+        // one bidding plainly), none gets two.
+        let per = proxies_per_auction(200, 100, 0.3);
+        assert_eq!(per.iter().sum::<usize>(), 60);
+        assert_eq!(per.iter().filter(|n| **n == 1).count(), 60, "{per:?}");
+        // One hot auction: the share of its bidders.
+        assert_eq!(proxies_per_auction(10, 1, 0.3), [3]);
+        assert_eq!(proxies_per_auction(10, 1, 0.0), [0]);
+        assert_eq!(proxies_per_auction(10, 1, 1.0), [10]);
+        // Four bidders an auction at a half: two each.
+        assert!(proxies_per_auction(40, 10, 0.5).iter().all(|n| *n == 2));
     }
 }
