@@ -21,12 +21,15 @@
 # the ceiling is measured against the same Redis.
 #
 # Environment: BENCH_SECONDS (default 10) per measured run; BENCH_WATCHERS (default 10000);
-# BENCH_REDIS=cluster adds part 6; BENCH_LIST=1 adds part 7.
+# BENCH_REDIS=cluster adds part 6; BENCH_LIST=1 adds part 7; BENCH_PROXY_SHARE (default 0) is the
+# fraction of bidders in the bidding runs (2, 3, 6, 7) that bid by max (`--proxy-share`), so that
+# the proxy path of the bid script (prices a max places, bids it beats at once) is measured too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${BENCH_SECONDS:-10}
 watchers=${BENCH_WATCHERS:-10000}
+proxy_share=${BENCH_PROXY_SHARE:-0}
 export BIDDING_PORT=18080 AUCTION_PORT=18081 ANALYTICS_PORT=18082
 export REDIS_KEY_PREFIX="bench$$:" LOG_LEVEL=warn
 # The load generator bids far faster than any person: lift the per-bidder rate limits.
@@ -161,7 +164,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 redis_pid=$(pgrep -x redis-server | head -n 1)
 r0=$(cpu_ticks "$redis_pid"); b0=$(cpu_ticks "$pid"); t0=$(busy_ticks); f0=$(forks)
-max=$($loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 \
+max=$($loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 --proxy-share "$proxy_share" \
     --warmup 2s --duration "${seconds}s" --output json | tee "$out/max.json")
 r1=$(cpu_ticks "$redis_pid"); b1=$(cpu_ticks "$pid"); t1=$(busy_ticks); max_forks=$(( $(forks) - f0 ))
 cpu_split="redis $(( r1 - r0 )), bidding-service $(( b1 - b0 )), everything else (mostly the load generator) $(( (t1 - t0) - (r1 - r0) - (b1 - b0) )) of $(( t1 - t0 )) busy ticks; redis forks $max_forks"
@@ -173,7 +176,7 @@ half=$(( max_attempted / 2 ))
 settle
 say "open loop at $half bids/s, ${seconds}s"
 f0=$(forks)
-halfrun=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 \
+halfrun=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 --proxy-share "$proxy_share" \
     --warmup 2s --duration "${seconds}s" --output json | tee "$out/half.json")
 half_forks=$(( $(forks) - f0 ))
 
@@ -186,7 +189,7 @@ if [ "${BENCH_LIST:-0}" = 1 ]; then
     seq 1 5000 | xargs -P 8 -I{} sh -c "id=\$(curl -sf -X POST -H 'content-type: application/json' -d '$body' $api/api/v1/auctions | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"auction_id\"])') && curl -sf -o /dev/null -X POST $api/api/v1/auctions/\$id/cancel"
     settle
     say "open loop at $half bids/s beside 50 lists/s of active auctions, ${seconds}s"
-    listrun=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 \
+    listrun=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 --proxy-share "$proxy_share" \
         --list-rate 50 --list-query 'status=active&limit=100' \
         --warmup 2s --duration "${seconds}s" --output json | tee "$out/half-list.json")
 fi
@@ -210,15 +213,15 @@ if [ "${BENCH_REDIS:-single}" = cluster ]; then
     trap 'stop_stack; scripts/redis-cluster.sh stop' EXIT
     start_stack /tmp/bench-cluster-stack.log
     say "cluster: closed loop, 200 bidders over 100 auctions, ${seconds}s"
-    cluster_max=$($loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 \
+    cluster_max=$($loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 --proxy-share "$proxy_share" \
         --warmup 2s --duration "${seconds}s" --output json | tee "$out/cluster-max.json")
     say "cluster: open loop at $half bids/s (the single-Redis half rate), ${seconds}s"
-    cluster_half=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 \
+    cluster_half=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 --proxy-share "$proxy_share" \
         --warmup 2s --duration "${seconds}s" --output json | tee "$out/cluster-half.json")
     stop_stack
     BID_DURABILITY=replicated start_stack /tmp/bench-cluster-stack.log
     say "cluster, BID_DURABILITY=replicated: open loop at $half bids/s, ${seconds}s"
-    replicated_half=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 \
+    replicated_half=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 --proxy-share "$proxy_share" \
         --warmup 2s --duration "${seconds}s" --output json | tee "$out/cluster-replicated-half.json")
 fi
 
@@ -237,6 +240,9 @@ print(f"half rate, open loop at {half['target_rate']:.0f}/s: ack p50            
 print(f"                                      ack p99              {ms(half,'ack_latency_ms','p99'):>10.2f} ms   (target < 5 ms; redis forks during it: {sys.argv[10]})")
 print(f"fan-out to {fan['watchers']} watchers: p99                      {ms(fan,'fanout_latency_ms','p99'):>10.2f} ms   (target < 100 ms; p50 {ms(fan,'fanout_latency_ms','p50'):.2f}, max {ms(fan,'fanout_latency_ms','max'):.2f}; redis forks {sys.argv[11]})")
 print(f"idle WebSocket memory: {conns} connections, RSS {before} -> {after} KiB: {per:>6} bytes each   (target < 16384)")
+if mx.get('proxy_share'):
+    print(f"bidding by max: {mx['proxy_share']:.0%} of bidders in the bidding runs; answers beaten by a proxy:"
+          f" {mx['beaten_by_proxy']} of {mx['accepted']} accepted (max rate), {half['beaten_by_proxy']} of {half['accepted']} (half rate)")
 PY
 [ "$listrun" = null ] || python3 - "$halfrun" "$listrun" <<'PY'
 import json, sys

@@ -24,6 +24,13 @@ const el = (tag, attrs = {}, ...children) => {
   return node;
 };
 
+// An amount as the protocol writes it (digits, and up to two decimals) in cents; null if it is not one.
+function cents(text) {
+  const m = /^(\d+)(?:\.(\d{1,2}))?$/.exec(String(text ?? '').trim());
+  return m ? Number(m[1]) * 100 + Number((m[2] || '').padEnd(2, '0')) : null;
+}
+const money = (c) => `${Math.floor(c / 100)}.${String(c % 100).padStart(2, '0')}`;
+
 function compact(ms) {
   const s = Math.max(0, Math.floor(ms / 1000));
   if (s < 60) return `${s}s`;
@@ -91,20 +98,28 @@ function roomView(id) {
   const state = el('span', { class: 'state' }, 'connecting…');
   const price = el('div', { class: 'price', id: 'current' }, '—');
   const bidder = el('div', { id: 'bidder' }, '—');
+  const yourMax = el('div', { id: 'your-max', class: 'you' });
+  const reserve = el('div', { id: 'reserve' }, '—');
+  const buyNow = el('div', { id: 'buy-now' }, '—');
   const minNext = el('div', { id: 'min-next' }, '—');
   const countdown = el('div', { class: 'countdown', id: 'countdown' }, '—');
   const statusText = el('div', { id: 'status' }, '—');
   const history = el('ol', { class: 'history', id: 'history' });
   const amount = el('input', { id: 'amount', inputmode: 'decimal', placeholder: 'amount', size: '10' });
+  // A proxy bid: the service bids for you, one increment at a time, up to this max.
+  const maxInput = el('input', { id: 'max', inputmode: 'decimal', placeholder: 'bid up to', size: '10', 'aria-label': 'bid up to (your max)' });
   const outcome = el('p', { id: 'outcome', role: 'status' });
   const cell = (label, value) => el('div', {}, el('div', { class: 'label' }, label), value);
+  // Shown only for an auction with a reserve, and while buy-it-now is available.
+  const reserveCell = cell('Reserve', reserve);
+  const buyNowCell = cell('Buy it now', buyNow);
   main.replaceChildren(
     title,
     el('p', {}, state),
-    el('div', { class: 'card grid' }, cell('Current bid', price), cell('Highest bidder', bidder), cell('Minimum next bid', minNext), cell('Closes', countdown), cell('Status', statusText)),
+    el('div', { class: 'card grid' }, cell('Current bid', price), cell('Highest bidder', el('div', {}, bidder, yourMax)), cell('Minimum next bid', minNext), cell('Closes', countdown), cell('Status', statusText), reserveCell, buyNowCell),
     el('div', { class: 'card' },
       el('form', { class: 'bid', onsubmit: (e) => { e.preventDefault(); bid(amount.value.trim()); } },
-        amount, el('button', { type: 'submit', id: 'bid' }, 'Bid'),
+        amount, maxInput, el('button', { type: 'submit', id: 'bid' }, 'Bid'),
         el('button', { type: 'button', class: 'secondary', id: 'bid-min', onclick: () => bid(null) }, 'Bid the minimum')),
       outcome),
     el('div', { class: 'card' }, el('h2', {}, 'Bids'), history),
@@ -129,6 +144,12 @@ function roomView(id) {
     const mine = room.highest_bidder && room.highest_bidder === user();
     bidder.textContent = room.highest_bidder ? (mine ? `${room.highest_bidder} (you)` : room.highest_bidder) : '—';
     bidder.className = mine ? 'you' : '';
+    yourMax.textContent = mine && room.your_max ? `your max ${room.your_max}` : '';
+    reserveCell.hidden = room.reserve_met !== true && room.reserve_met !== false;
+    reserve.textContent = room.reserve_met ? 'Reserve met' : 'Reserve not met';
+    reserve.className = room.reserve_met ? 'ok' : 'bad';
+    buyNowCell.hidden = !room.buy_now_price;
+    buyNow.textContent = room.buy_now_price || '';
     minNext.textContent = room.min_next_bid;
     statusText.textContent = room.status;
     history.replaceChildren(...room.recent.map((b) => el('li', {}, `${b.amount} by ${b.bidder} at ${new Date(b.placed_at).toLocaleTimeString()}`)));
@@ -139,7 +160,10 @@ function roomView(id) {
     const now = Date.now() + offset;
     const end = Date.parse(room.end_time);
     if (room.status === 'ended') {
-      countdown.textContent = room.winner ? `ended: ${room.winner} won at ${room.final_price}` : 'ended';
+      const who = room.winner === user() ? 'you' : room.winner;
+      countdown.textContent = room.winner && room.bought_now ? `ended: ${who} bought it at the buy-it-now price, ${room.final_price}`
+        : room.winner ? `ended: ${room.winner} won at ${room.final_price}`
+          : room.reserve_met === false ? 'ended: no sale (reserve not met)' : 'ended';
     } else if (room.status === 'cancelled') {
       countdown.textContent = 'cancelled';
     } else {
@@ -153,14 +177,32 @@ function roomView(id) {
 
   const say = (text, ok) => { outcome.textContent = text; outcome.className = ok ? 'ok' : 'bad'; };
 
+  // Bids `value` (or the minimum), up to the max in "bid up to" when one is typed.
   function bid(value) {
     if (!room) return;
     if (expired) return say(EXPIRED, false);
-    const chosen = value || room.min_next_bid;
+    let chosen = value || room.min_next_bid;
+    const maxText = maxInput.value.trim();
+    let max = null;
+    if (maxText) {
+      const maxCents = cents(maxText);
+      if (maxCents === null) return say(`Bid up to: "${maxText}" is not an amount (such as 150 or 150.50).`, false);
+      const chosenCents = cents(chosen);
+      if (chosenCents === null) return say(`"${chosen}" is not an amount (such as 150 or 150.50).`, false);
+      if (maxCents < chosenCents) {
+        if (value) return say(`Your max ${money(maxCents)} is below your bid of ${money(chosenCents)}.`, false);
+        if (room.highest_bidder !== user()) return say(`Your max ${money(maxCents)} is below the minimum bid of ${chosen}.`, false);
+        // The leader raising a max still below the minimum next bid: the bid is the max itself.
+        chosen = money(maxCents);
+      }
+      max = money(maxCents);
+    }
     const bidId = `web-${Date.now().toString(36)}-${++counter}`;
-    pending.set(bidId, chosen);
-    say(`Bidding ${chosen}…`, true);
-    send({ type: 'place_bid', amount: chosen, bid_id: bidId });
+    const frame = { type: 'place_bid', amount: chosen, bid_id: bidId, ...(max ? { max_amount: max } : {}) };
+    pending.set(bidId, frame);
+    maxInput.value = '';
+    say(max ? `Bidding ${chosen}, up to ${max}…` : `Bidding ${chosen}…`, true);
+    send(frame);
   }
   function send(frame) {
     if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
@@ -179,8 +221,22 @@ function roomView(id) {
       if (frame.seq > room.seq + 1) return send({ type: 'sync' });
       room.seq = frame.seq;
     }
+    const me = user();
     switch (frame.type) {
       case 'bid_placed':
+        // A price a max placed says so: yours held, or another's beat your bid or took your lead.
+        if (frame.bidder === me && frame.placed_by && frame.placed_by !== me) {
+          say(`Your max held against ${frame.placed_by}'s bid: you lead at ${frame.amount}.`, true);
+        } else if (frame.bidder !== me && frame.placed_by === me) {
+          say(`Outbid by a proxy: ${frame.bidder}'s max beat your bid; now ${frame.amount}.`, false);
+        } else if (frame.bidder !== me && room.highest_bidder === me) {
+          say(frame.auto ? `Outbid by a proxy: ${frame.bidder}'s max took the lead at ${frame.amount}.`
+            : `Outbid: ${frame.bidder} leads at ${frame.amount}.`, false);
+        }
+        if (frame.bidder !== me) room.your_max = null;
+        if (frame.reserve_met === true || frame.reserve_met === false) room.reserve_met = frame.reserve_met;
+        // Buy-it-now lasts while there is no bid, or, with a reserve, until it is met.
+        if (room.reserve_met !== false) room.buy_now_price = null;
         room.current_bid = frame.amount;
         room.highest_bidder = frame.bidder;
         if (frame.min_next_bid) room.min_next_bid = frame.min_next_bid;
@@ -195,11 +251,30 @@ function roomView(id) {
         extendedAt = Date.now();
         break;
       case 'auction_started': room.status = 'active'; break;
-      case 'auction_ended': room.status = 'ended'; room.winner = frame.winner; room.final_price = frame.final_price; break;
+      case 'auction_ended':
+        room.status = 'ended';
+        room.winner = frame.winner;
+        room.final_price = frame.final_price;
+        room.bought_now = frame.bought_now === true;
+        room.buy_now_price = null;
+        if (frame.reserve_met === true || frame.reserve_met === false) room.reserve_met = frame.reserve_met;
+        break;
       case 'auction_cancelled': room.status = 'cancelled'; break;
       case 'bid_accepted':
         pending.delete(frame.bid_id);
-        say(`Accepted: your bid of ${frame.amount} leads.`, true);
+        if (frame.min_next_bid && cents(frame.min_next_bid) > cents(room.min_next_bid)) room.min_next_bid = frame.min_next_bid;
+        if (frame.bought_now) {
+          say(`Bought it now at ${frame.amount}.`, true);
+        } else if (frame.leading === false) {
+          say(`Outbid by a proxy: a standing max beat your bid of ${frame.amount} at once${frame.current_bid ? `; now ${frame.current_bid}` : ''}.`, false);
+        } else if (frame.your_max) {
+          // The answer may overtake the frames before it: the max is yours if this bid's change
+          // is still to come, or you lead now.
+          if (frame.seq > room.seq || room.highest_bidder === me) room.your_max = frame.your_max;
+          say(`Accepted: you lead at ${frame.amount}, up to your max ${frame.your_max}.`, true);
+        } else {
+          say(`Accepted: your bid of ${frame.amount} leads.`, true);
+        }
         break;
       case 'bid_rejected':
         pending.delete(frame.bid_id);
@@ -223,7 +298,7 @@ function roomView(id) {
       state.textContent = `live as ${name}`;
       state.className = 'state live';
       // Unanswered bids are resent with their ids: the server answers a retry with the first outcome.
-      for (const [bidId, value] of pending) send({ type: 'place_bid', amount: value, bid_id: bidId });
+      for (const frame of pending.values()) send(frame);
     };
     socket.onmessage = (event) => { try { onFrame(JSON.parse(event.data)); } catch { /* not ours */ } };
     socket.onclose = (event) => {

@@ -31,6 +31,8 @@ pub(crate) struct Tally {
     pub accepted_warmup: u64,
     pub reconnects: u64,
     pub unresolved: u64,
+    /// Accepted bids a standing max beat at once (`leading: false`).
+    pub beaten: u64,
     /// Stalls that ended: start (Unix ms) and seconds.
     pub stalls: Vec<(u64, f64)>,
     /// The stall still on when the bidder stopped: its start, as an instant and in Unix ms.
@@ -49,6 +51,7 @@ impl Tally {
             accepted_warmup: 0,
             reconnects: 0,
             unresolved: 0,
+            beaten: 0,
             stalls: Vec::new(),
             stalled: None,
         }
@@ -72,6 +75,8 @@ struct Knowledge {
     me: String,
     /// The lowest acceptable bid as last seen.
     min_next: Option<Amount>,
+    /// The price as last seen (none before the first bid).
+    current: Option<Amount>,
     /// Whether this bidder holds the high bid (then bidding again would only be refused).
     highest: bool,
 }
@@ -83,19 +88,36 @@ impl Knowledge {
         }
     }
 
+    fn price(&mut self, amount: Option<Amount>) {
+        if let Some(amount) = amount {
+            self.current = Some(self.current.map_or(amount, |c| c.max(amount)));
+        }
+    }
+
+    /// The increment at the price as last seen: the step from the price to the minimum next bid.
+    fn increment(&self) -> Option<i64> {
+        let step = self.min_next?.cents() - self.current?.cents();
+        (step > 0).then_some(step)
+    }
+
     fn learn(&mut self, frame: &ServerFrame) {
         match frame {
             ServerFrame::Snapshot(s) => {
                 self.min_next = Some(s.min_next_bid);
+                self.current = s.current_bid;
                 self.highest = s.highest_bidder.as_ref().is_some_and(|b| b.as_str() == self.me);
             }
             ServerFrame::BidPlaced(p) => {
                 self.raise(p.min_next_bid.or(Amount::from_cents(p.amount.cents() + 1)));
+                self.price(Some(p.amount));
                 self.highest = p.bidder.as_str() == self.me;
             }
             ServerFrame::BidAccepted(a) => {
-                self.raise(Amount::from_cents(a.amount.cents() + 1));
-                self.highest = true;
+                // A bid beaten at once by a standing max still raised the price.
+                let price = a.current_bid.unwrap_or(a.amount);
+                self.raise(a.min_next_bid.or(Amount::from_cents(price.cents() + 1)));
+                self.price(Some(price));
+                self.highest = a.leading;
             }
             ServerFrame::BidRejected(r) => {
                 self.raise(r.min_next_bid);
@@ -146,6 +168,38 @@ fn verdict(frame: &ServerFrame, bid_id: &BidId, resilient: bool) -> Option<Verdi
     }
 }
 
+/// The headroom of a bidder that bids by max: how many increments above its amount each max is,
+/// 1 to 5, drawn at random (xorshift64*: a benchmark needs spread, not a strong generator).
+pub(crate) struct Headroom(u64);
+
+impl Headroom {
+    /// Headroom for bidder `worker`, seeded from the clock and the worker, never zero.
+    pub(crate) fn new(worker: usize) -> Headroom {
+        let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let seed = u64::try_from(clock.as_nanos() & u128::from(u64::MAX)).unwrap_or(1)
+            ^ (worker as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Headroom(seed.max(1))
+    }
+
+    /// The next headroom, in increments: 1 to 5.
+    pub(crate) fn increments(&mut self) -> i64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        let draw = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32;
+        1 + i64::try_from(draw % 5).unwrap_or(0)
+    }
+
+    /// The max for a bid of `amount` when the increment is `increment`: at most the largest
+    /// amount there is, and never below `amount`.
+    pub(crate) fn max_for(&mut self, amount: Amount, increment: i64) -> Amount {
+        let headroom = increment.saturating_mul(self.increments());
+        Amount::from_cents(amount.cents().saturating_add(headroom)).unwrap_or(Amount::MAX).max(amount)
+    }
+}
+
 /// A bid placed and not yet answered for certain: what every attempt at it sends again.
 struct Pending {
     bid_id: BidId,
@@ -165,6 +219,8 @@ pub(crate) struct Bidder {
     dialer: Dialer,
     /// The pace of attempts at a bid in doubt on a connection that still stands.
     retries: Pace,
+    /// Set for a bidder that bids by max (`--proxy-share`).
+    proxy: Option<Headroom>,
     known: Knowledge,
     tally: Tally,
 }
@@ -172,13 +228,19 @@ pub(crate) struct Bidder {
 impl Bidder {
     /// A bidder on `socket`, or (`--reconnect` only) on none yet, when the first connection
     /// failed: then it connects during the run, and is stalled until it does.
-    pub(crate) fn new(worker: usize, shared: Arc<Shared>, socket: Option<Socket>, dialer: Dialer) -> Bidder {
+    pub(crate) fn new(
+        worker: usize,
+        shared: Arc<Shared>,
+        socket: Option<Socket>,
+        dialer: Dialer,
+        proxy: Option<Headroom>,
+    ) -> Bidder {
         let mut tally = Tally::new();
         if socket.is_none() {
             tally.stall_begins(Instant::now());
         }
-        let known = Knowledge { me: format!("lg-b{worker}"), min_next: None, highest: false };
-        Bidder { worker, shared, socket, dialer, retries: Pace::new(), known, tally }
+        let known = Knowledge { me: format!("lg-b{worker}"), min_next: None, current: None, highest: false };
+        Bidder { worker, shared, socket, dialer, retries: Pace::new(), proxy, known, tally }
     }
 
     /// Bids until the schedule ends (open loop: `slots` closes) or the run does.
@@ -220,10 +282,13 @@ impl Bidder {
             n += 1;
             let Some(amount) = self.known.min_next else { continue };
             let Ok(bid_id) = BidId::parse(&self.shared.bid_id(self.worker, n, scheduled)) else { break };
+            // Before the first bid the increment is not known yet: a twentieth of the amount.
+            let increment = self.known.increment().unwrap_or((amount.cents() / 20).max(1));
+            let max = self.proxy.as_mut().map(|headroom| headroom.max_for(amount, increment));
             let text = ClientFrame::PlaceBid(PlaceBid {
                 amount: amount.into(),
                 bid_id: Some(bid_id.clone()),
-                max_amount: None,
+                max_amount: max.map(Into::into),
             })
             .encode();
             let pending = Pending { bid_id, text, scheduled, measured: self.shared.measured(scheduled) };
@@ -368,6 +433,7 @@ impl Bidder {
         }
         if pending.measured {
             self.tally.accepted += 1;
+            self.tally.beaten += u64::from(!accepted.leading);
             self.shared.accepted.fetch_add(1, Ordering::Relaxed);
             let _ = self.tally.ack.record(micros(pending.scheduled.elapsed()));
         } else {
@@ -416,6 +482,36 @@ mod tests {
         let mine = id("b-1");
         assert_eq!(verdict(&frame(ERROR), &mine, false), None, "an error frame is no answer");
         assert_eq!(verdict(&frame(UNAVAILABLE), &mine, false), Some(Verdict::Rejected("unavailable".into())));
+    }
+
+    #[test]
+    fn a_max_is_the_amount_plus_one_to_five_increments() {
+        let mut headroom = Headroom::new(3);
+        let amount = Amount::parse("10.00").unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..1000 {
+            let over = headroom.max_for(amount, 50).cents() - amount.cents();
+            assert!(over % 50 == 0 && (50..=250).contains(&over), "{over}");
+            seen.insert(over);
+        }
+        assert_eq!(seen.len(), 5, "every headroom from 1 to 5 increments comes up: {seen:?}");
+        // Never past the largest amount, never below the bid.
+        let top = Amount::MAX;
+        assert_eq!(headroom.max_for(top, 100), top);
+        assert_eq!(headroom.max_for(amount, 0), amount);
+    }
+
+    #[test]
+    fn a_beaten_answer_leaves_the_bidder_outbid_at_the_new_price() {
+        let mut known = Knowledge { me: "lg-b1".into(), min_next: None, current: None, highest: false };
+        known.learn(&frame(r#"{"type":"snapshot","auction_id":"a1","status":"active","start_time":"2026-11-26T10:00:00Z","end_time":"2026-11-26T11:00:00Z","starting_bid":"1.00","current_bid":"1.00","highest_bidder":"lg-b2","min_next_bid":"1.25","bid_count":1,"seq":2,"server_time":"2026-11-26T10:01:00Z","recent_bids":[]}"#));
+        assert_eq!(known.increment(), Some(25));
+        known.learn(&frame(r#"{"type":"bid_accepted","auction_id":"a1","bid_id":"b-1","amount":"1.25","seq":3,"end_time":"2026-11-26T11:00:00Z","leading":false,"current_bid":"1.50","min_next_bid":"1.75"}"#));
+        assert!(!known.highest, "beaten: another max leads");
+        assert_eq!((known.min_next, known.current), (Amount::parse("1.75").ok(), Amount::parse("1.50").ok()));
+        known.learn(&frame(r#"{"type":"bid_accepted","auction_id":"a1","bid_id":"b-2","amount":"1.75","seq":4,"end_time":"2026-11-26T11:00:00Z","your_max":"2.50"}"#));
+        assert!(known.highest);
+        assert_eq!(known.min_next, Amount::parse("1.76").ok(), "without min_next_bid, above the amount");
     }
 
     #[test]

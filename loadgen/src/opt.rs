@@ -101,6 +101,15 @@ pub struct Opt {
     #[arg(long)]
     pub reconnect: bool,
 
+    /// This fraction of the bidders (0 to 1) bid by max: each of their bids carries `max_amount`,
+    /// its amount plus a random headroom of 1 to 5 increments, so the service's proxy bidding
+    /// runs (prices placed by a max, bids beaten at once by a standing max).
+    ///
+    /// Beaten bids are answered `bid_accepted` with `leading: false`: they raised the price and
+    /// count as accepted, and `beaten_by_proxy` in the report counts them.
+    #[arg(long, default_value_t = 0.0)]
+    pub proxy_share: f64,
+
     /// Write every bid accepted in the run, warm-up included, to FILE.
     ///
     /// The count of lines is accepted plus accepted_warmup of the report. One line each, written
@@ -130,5 +139,14 @@ mod tests {
         assert_eq!(opt.timeout, Duration::from_secs(2));
         let err = Opt::try_parse_from(["auction-loadgen", "--duration", "10 parsecs"]).unwrap_err().to_string();
         assert!(err.contains("unknown unit \"parsecs\""), "{err}");
+    }
+
+    #[test]
+    fn the_proxy_share_is_a_fraction_defaulting_to_none() {
+        assert_eq!(Opt::try_parse_from(["auction-loadgen"]).unwrap().proxy_share, 0.0);
+        let opt = Opt::try_parse_from(["auction-loadgen", "--proxy-share", "0.3"]).unwrap();
+        assert_eq!(opt.proxy_share, 0.3);
+        let err = Opt::try_parse_from(["auction-loadgen", "--proxy-share", "a third"]).unwrap_err().to_string();
+        assert!(err.contains("--proxy-share"), "{err}");
     }
 }

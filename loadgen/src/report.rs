@@ -99,6 +99,13 @@ pub struct Report {
     /// List calls with no good answer (an error status, a timeout, or too many out at once).
     #[serde(default)]
     pub list_errors: u64,
+    /// `--proxy-share`: the fraction of bidders that bid by max (0: none).
+    #[serde(default)]
+    pub proxy_share: f64,
+    /// Accepted bids (in `accepted`) that a standing max beat at once: answered `leading: false`,
+    /// they raised the price without taking the lead.
+    #[serde(default)]
+    pub beaten_by_proxy: u64,
 }
 
 /// The stalls of the bidders that stopped getting answers within the same 100 ms.
@@ -165,6 +172,14 @@ impl Report {
         }
         let _ = writeln!(out, "  errors     {:>10}", self.errors);
         let _ = writeln!(out, "  skipped    {:>10}   (slots where the bidder held the high bid)", self.skipped);
+        if self.proxy_share > 0.0 {
+            let _ = writeln!(
+                out,
+                "  beaten     {:>10}   (accepted, but beaten at once by a proxy; {:.0}% of bidders bid by max)",
+                self.beaten_by_proxy,
+                self.proxy_share * 100.0
+            );
+        }
         self.resilience_table(&mut out);
         let _ = writeln!(out);
         let _ = writeln!(out, "  latency (ms)      p50      p90      p99    p99.9      max    count");
@@ -245,6 +260,8 @@ mod tests {
             list_rate: None,
             list_latency_ms: None,
             list_errors: 0,
+            proxy_share: 0.0,
+            beaten_by_proxy: 0,
         }
     }
 
@@ -267,7 +284,7 @@ mod tests {
         let mut quiet = report();
         quiet.accepted_warmup = 5;
         let quiet = quiet.table();
-        for name in ["warm-up", "reconnects", "unresolved", "stalls"] {
+        for name in ["warm-up", "reconnects", "unresolved", "stalls", "beaten"] {
             assert_eq!(lines(&quiet, name), 0, "{name} in\n{quiet}");
         }
         let mut eventful = report();
@@ -282,11 +299,33 @@ mod tests {
     }
 
     #[test]
+    fn the_table_shows_the_proxy_share_and_beaten_answers_when_bidders_bid_by_max() {
+        let mut proxied = report();
+        proxied.proxy_share = 0.3;
+        proxied.beaten_by_proxy = 4;
+        let table = proxied.table();
+        assert!(
+            table.contains(
+                "  beaten              4   (accepted, but beaten at once by a proxy; 30% of bidders bid by max)"
+            ),
+            "{table}"
+        );
+    }
+
+    #[test]
     fn a_report_from_before_the_failure_fields_still_reads() {
         let mut json = serde_json::to_value(report()).unwrap();
-        for field in
-            ["accepted_warmup", "reconnects", "unresolved", "stalls", "list_rate", "list_latency_ms", "list_errors"]
-        {
+        for field in [
+            "accepted_warmup",
+            "reconnects",
+            "unresolved",
+            "stalls",
+            "list_rate",
+            "list_latency_ms",
+            "list_errors",
+            "proxy_share",
+            "beaten_by_proxy",
+        ] {
             json.as_object_mut().unwrap().remove(field);
         }
         assert_eq!(serde_json::from_value::<Report>(json).unwrap(), report());

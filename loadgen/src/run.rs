@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::accepted::AcceptedLog;
-use crate::bidder::{Bidder, Tally};
+use crate::bidder::{Bidder, Headroom, Tally};
 use crate::link::{Dialer, Socket, ws_urls};
 use crate::opt::Opt;
 use crate::report::{Latency, Report, Stall, StallSample};
@@ -122,7 +122,9 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
                 slot_senders.push(tx);
                 rx
             });
-            tokio::spawn(Bidder::new(i, shared.clone(), socket, dialer).run(slots))
+            let proxy =
+                bids_by_max(by_auction(i, plan.bidders, auctions.len()), plan.proxy_share).then(|| Headroom::new(i));
+            tokio::spawn(Bidder::new(i, shared.clone(), socket, dialer, proxy).run(slots))
         })
         .collect();
     let pacer = plan.rate.map(|rate| {
@@ -184,6 +186,27 @@ struct Plan {
     rate: Option<f64>,
     /// List calls per second.
     list_rate: Option<f64>,
+    /// The fraction of bidders that bid by max.
+    proxy_share: f64,
+}
+
+/// Whether the bidder at place `p` (see [`by_auction`]) is one of those that bid by max:
+/// `floor(n × share)` of the first `n` places are, for every `n`, so they are spread evenly.
+fn bids_by_max(p: usize, share: f64) -> bool {
+    #[allow(clippy::cast_precision_loss)]
+    let upto = |n: usize| (n as f64 * share).floor();
+    upto(p + 1) > upto(p)
+}
+
+/// Bidder `i`'s place when the bidders are ordered by auction (bidder `i` bids on auction
+/// `i % auctions`), so that [`bids_by_max`] spreads those bidding by max over the auctions as
+/// well as over the bidders of each: ordered by `i`, the share would fall on the same few
+/// auctions whenever it repeats with the number of auctions.
+fn by_auction(i: usize, bidders: usize, auctions: usize) -> usize {
+    let auctions = auctions.max(1);
+    let (per, extra) = (bidders / auctions, bidders % auctions);
+    let auction = i % auctions;
+    auction * per + auction.min(extra) + i / auctions
 }
 
 impl Plan {
@@ -211,7 +234,10 @@ impl Plan {
         {
             bail!("--list-rate must be a positive number of calls per second");
         }
-        Ok(Plan { mode, bidders, rate, list_rate: opt.list_rate })
+        if !(0.0..=1.0).contains(&opt.proxy_share) {
+            bail!("--proxy-share must be a fraction from 0 to 1 (got {})", opt.proxy_share);
+        }
+        Ok(Plan { mode, bidders, rate, list_rate: opt.list_rate, proxy_share: opt.proxy_share })
     }
 }
 
@@ -246,6 +272,7 @@ struct Totals {
     skipped: u64,
     reconnects: u64,
     unresolved: u64,
+    beaten: u64,
     rejected: BTreeMap<String, u64>,
     ack: Histogram<u64>,
     stalls: Vec<StallSample>,
@@ -264,6 +291,7 @@ impl Totals {
             skipped: 0,
             reconnects: 0,
             unresolved: 0,
+            beaten: 0,
             rejected: BTreeMap::new(),
             ack: histogram(),
             stalls: Vec::new(),
@@ -281,6 +309,7 @@ impl Totals {
         self.skipped += tally.skipped;
         self.reconnects += tally.reconnects;
         self.unresolved += tally.unresolved;
+        self.beaten += tally.beaten;
         for (reason, n) in tally.rejected {
             *self.rejected.entry(reason).or_default() += n;
         }
@@ -336,6 +365,8 @@ impl Totals {
             list_rate: plan.list_rate,
             list_latency_ms: self.list.as_ref().and_then(Latency::from_histogram),
             list_errors: self.list_errors,
+            proxy_share: plan.proxy_share,
+            beaten_by_proxy: self.beaten,
         }
     }
 }
@@ -433,5 +464,43 @@ async fn progress(shared: Arc<Shared>) {
             shared.sent.load(Ordering::Relaxed),
             shared.accepted.load(Ordering::Relaxed)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many bidders of each auction bid by max.
+    fn proxies_per_auction(bidders: usize, auctions: usize, share: f64) -> Vec<usize> {
+        let mut per = vec![0; auctions];
+        for i in 0..bidders {
+            per[i % auctions] += usize::from(bids_by_max(by_auction(i, bidders, auctions), share));
+        }
+        per
+    }
+
+    #[test]
+    fn places_by_auction_are_each_bidder_once() {
+        for (bidders, auctions) in [(5, 2), (200, 100), (7, 7), (10, 1), (101, 10)] {
+            let mut places: Vec<usize> = (0..bidders).map(|i| by_auction(i, bidders, auctions)).collect();
+            places.sort_unstable();
+            assert_eq!(places, (0..bidders).collect::<Vec<_>>(), "{bidders} bidders, {auctions} auctions");
+        }
+    }
+
+    #[test]
+    fn the_share_that_bids_by_max_is_spread_over_the_auctions() {
+        // Two bidders an auction, as in the benchmark: 60 auctions get one bidding by max (and
+        // one bidding plainly), none gets two.
+        let per = proxies_per_auction(200, 100, 0.3);
+        assert_eq!(per.iter().sum::<usize>(), 60);
+        assert_eq!(per.iter().filter(|n| **n == 1).count(), 60, "{per:?}");
+        // One hot auction: the share of its bidders.
+        assert_eq!(proxies_per_auction(10, 1, 0.3), [3]);
+        assert_eq!(proxies_per_auction(10, 1, 0.0), [0]);
+        assert_eq!(proxies_per_auction(10, 1, 1.0), [10]);
+        // Four bidders an auction at a half: two each.
+        assert!(proxies_per_auction(40, 10, 0.5).iter().all(|n| *n == 2));
     }
 }

@@ -147,6 +147,8 @@ fn check_shape(report: &serde_json::Value) {
         "list_rate",
         "list_latency_ms",
         "list_errors",
+        "proxy_share",
+        "beaten_by_proxy",
     ];
     expected.sort_unstable();
     let mut keys = keys;

@@ -1,6 +1,7 @@
 // The web UI in headless Chromium against the real stack: list, room, a bid, another browser
 // context seeing it live, the extension in the countdown, a too-low bid's reason, a screenshot,
-// no console errors; and a room that reconnects and resyncs when its bidding node restarts.
+// no console errors; a max set in "bid up to", and a proxy outbidding it; and a room that
+// reconnects and resyncs when its bidding node restarts.
 // Endpoints named by a link are used only when the user agrees, and never stored; a room whose
 // bidder token expires says so and stops.
 // Run it through scripts/browser-test.sh, which starts a stack of its own (scripts/with-stack.sh).
@@ -90,6 +91,55 @@ test('bid in the browser, watch it live, see extensions and refusals', { timeout
     await mkdir(OUT, { recursive: true });
     await alice.screenshot({ path: `${OUT}/room.png`, fullPage: true });
     assert.deepEqual(errors, [], 'console errors');
+  } finally {
+    await browser.close();
+  }
+});
+
+// Needs the server side of "Proxy bids, reserve and buy-it-now" (docs/protocol.md).
+test('set a max, lead with it, and be outbid by a proxy', { timeout: 60000 }, async () => {
+  const browser = await launch();
+  try {
+    const now = Date.now();
+    const auction = await createAuction({
+      title: `Proxy lamp ${now}`,
+      start_time: new Date(now - 1000).toISOString(),
+      end_time: new Date(now + 600000).toISOString(),
+      starting_bid: '10.00',
+      extension_window_s: 0,
+    });
+    const page = async (who) => {
+      const p = await (await browser.newContext()).newPage();
+      p.setDefaultTimeout(10000);
+      await p.goto(`${WEB}/?user=${who}&api=${API}#/auction/${auction.auction_id}`);
+      await p.waitForSelector('.state.live');
+      return p;
+    };
+    const bob = await page('bob');
+    const alice = await page('alice');
+
+    // Bob bids the minimum, up to 30.00: he leads at 10.00 and sees his max.
+    await bob.fill('#max', '30');
+    await bob.click('#bid-min');
+    await bob.waitForSelector('#outcome.ok:has-text("Accepted: you lead at 10.00, up to your max 30.00.")');
+    await bob.waitForSelector('#your-max:has-text("your max 30.00")');
+    await alice.waitForSelector('#bidder:has-text("bob")');
+    assert.equal(await alice.textContent('#your-max'), '', 'a max is shown to its owner only');
+
+    // Alice bids up to 20.00: bob's max answers at once, at 20.50.
+    await alice.fill('#max', '20');
+    await alice.click('#bid-min');
+    await alice.waitForSelector('#outcome.bad:has-text("Outbid by a proxy")');
+    await alice.waitForSelector('#current:has-text("20.50")');
+    await alice.waitForSelector('#bidder:has-text("bob")');
+
+    // Up to 60.00 passes bob's max: alice leads at 31.00, and bob is told a proxy outbid him.
+    await alice.fill('#max', '60');
+    await alice.click('#bid-min');
+    await alice.waitForSelector('#your-max:has-text("your max 60.00")');
+    await alice.waitForSelector('#current:has-text("31.00")');
+    await bob.waitForSelector('#outcome.bad:has-text("Outbid by a proxy: alice\'s max took the lead at 31.00.")');
+    assert.equal(await bob.textContent('#your-max'), '');
   } finally {
     await browser.close();
   }

@@ -25,6 +25,12 @@ impl Client {
         self.send(self.http.get(self.url(path)), path).await
     }
 
+    /// A GET carrying the operator token when there is one: reads the operator may see more of
+    /// (an auction's reserve price).
+    pub async fn get_as_operator(&self, path: &str) -> Result<Value> {
+        self.send(self.authorized(self.http.get(self.url(path))), path).await
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
         self.send(self.authorized(self.http.post(self.url(path))).json(body), path).await
     }

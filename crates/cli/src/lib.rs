@@ -36,7 +36,8 @@ pub async fn run(opt: Opt) -> Result<()> {
             print_auction(g, value)
         }
         Command::Get { id } => {
-            let value = api()?.get(&format!("/api/v1/auctions/{}", auction_id(&id)?)).await?;
+            // With the operator token the answer carries the reserve price.
+            let value = api()?.get_as_operator(&format!("/api/v1/auctions/{}", auction_id(&id)?)).await?;
             print_auction(g, value)
         }
         Command::List { status, limit } => {
@@ -177,6 +178,21 @@ fn create_body(c: &Create) -> Result<CreateAuction> {
     let seconds = |flag: &str, d: Option<std::time::Duration>| -> Result<Option<u32>> {
         d.map(|d| u32::try_from(d.as_secs()).map_err(|_| usage(flag, "is too long".into()))).transpose()
     };
+    let price = |flag: &str, text: Option<&str>| -> Result<Option<Amount>> {
+        let Some(text) = text else { return Ok(None) };
+        let amount = Amount::parse(text).map_err(|e| usage(flag, e.to_string()))?;
+        if amount <= starting_bid {
+            return Err(usage(flag, format!("{amount} must be above the starting bid ({starting_bid})")));
+        }
+        Ok(Some(amount))
+    };
+    let reserve_price = price("--reserve", c.reserve.as_deref())?;
+    let buy_now_price = price("--buy-now", c.buy_now.as_deref())?;
+    if let (Some(reserve), Some(buy_now)) = (reserve_price, buy_now_price)
+        && buy_now < reserve
+    {
+        return Err(usage("--buy-now", format!("{buy_now} must be at or above the reserve ({reserve})")));
+    }
     Ok(CreateAuction {
         title: c.title.clone(),
         start_time: start,
@@ -184,8 +200,8 @@ fn create_body(c: &Create) -> Result<CreateAuction> {
         starting_bid,
         extension_window_s: seconds("--extension-window", c.extension_window)?,
         extension_s: seconds("--extension", c.extension)?,
-        buy_now_price: None,
-        reserve_price: None,
+        buy_now_price,
+        reserve_price,
     })
 }
 

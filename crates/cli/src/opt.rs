@@ -34,7 +34,8 @@ pub struct Global {
     /// Human tables or JSON (one document per command; `watch` prints one object per line).
     #[arg(long, global = true, value_enum, env = "AUCTION_OUTPUT", default_value_t = Output::Table)]
     pub output: Output,
-    /// The operator token, sent with every call that changes state.
+    /// The operator token, sent with every call that changes state and with `get` (whose answer
+    /// then carries the auction's reserve price).
     #[arg(long, global = true, env = "AUCTION_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// A bidder token for `watch` (otherwise one is minted from AUTH_SECRET when it is set).
@@ -153,6 +154,15 @@ pub struct Create {
     /// How far past such a bid the close moves, such as 30s.
     #[arg(long, value_parser = duration::parse)]
     pub extension: Option<std::time::Duration>,
+    /// A hidden reserve, such as 150: above the starting bid; an auction that closes below it
+    /// has no winner. Bidders only see whether it is met.
+    #[arg(long)]
+    pub reserve: Option<String>,
+    /// A buy-it-now price, such as 500: above the starting bid and at or above the reserve. A bid
+    /// whose max reaches it buys the auction at once, while there is no bid (or, with a reserve,
+    /// while the price is below the reserve).
+    #[arg(long)]
+    pub buy_now: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -306,6 +306,24 @@ async fn bad_input_is_refused_before_anything_is_sent() {
         (vec!["create", "--starting-bid", "abc", "--duration", "5m"], "--starting-bid"),
         (vec!["create", "--starting-bid", "10"], "--duration"),
         (vec!["create", "--starting-bid", "10", "--start", "+10m", "--end", "+5m"], "end after it starts"),
+        (vec!["create", "--starting-bid", "100", "--duration", "5m", "--reserve", "lots"], "--reserve"),
+        (
+            vec!["create", "--starting-bid", "100", "--duration", "5m", "--reserve", "1.001"],
+            "more than 2 decimal places",
+        ),
+        (
+            vec!["create", "--starting-bid", "100", "--duration", "5m", "--reserve", "100"],
+            "--reserve: 100.00 must be above the starting bid (100.00)",
+        ),
+        (
+            vec!["create", "--starting-bid", "100", "--duration", "5m", "--buy-now", "99.99"],
+            "--buy-now: 99.99 must be above the starting bid (100.00)",
+        ),
+        (vec!["create", "--starting-bid", "100", "--duration", "5m", "--buy-now=-5"], "--buy-now: "),
+        (
+            vec!["create", "--starting-bid", "100", "--duration", "5m", "--reserve", "150", "--buy-now", "149.99"],
+            "--buy-now: 149.99 must be at or above the reserve (150.00)",
+        ),
         (vec!["extend", "abc", "--by", "soon"], "--by"),
         (vec!["get", "a:b"], "auction_id contains ':'"),
         (vec!["list", "--status", "open"], "open"),
@@ -548,4 +566,156 @@ async fn create_sends_again_with_its_idempotency_key_when_the_answer_is_lost() {
     let ids: Vec<&str> =
         list["auctions"].as_array().unwrap().iter().map(|a| a["auction_id"].as_str().unwrap()).collect();
     assert_eq!(ids, [created["auction_id"].as_str().unwrap()], "one auction, the one the first attempt made");
+}
+
+/// A stand-in auction service that answers every request with `auction`, adding `reserve_price`
+/// only for a request carrying `Authorization: Bearer <token>` (as the real one does with
+/// `ADMIN_TOKEN` set), and records each request's first line and whether it carried the token.
+async fn operator_aware_stand_in(
+    auction: Value,
+    token: &'static str,
+) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (auction, log) = (auction.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !String::from_utf8_lossy(&request).contains("\r\n\r\n") {
+                    let n = client.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                let operator = text.lines().any(|l| l.trim() == format!("authorization: bearer {token}"));
+                log.lock().unwrap().push((text.lines().next().unwrap_or_default().to_owned(), operator));
+                let mut body = auction;
+                if operator {
+                    body["reserve_price"] = Value::from("150.00");
+                }
+                let body = body.to_string();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                client.write_all(answer.as_bytes()).await.unwrap();
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_shows_the_reserve_status_buy_now_and_with_the_operator_token_the_reserve() {
+    const ADMIN: &str = "operator-token-0123456789";
+    let now = chrono::Utc::now();
+    let auction = serde_json::json!({
+        "auction_id": "a1", "title": "Brass lamp", "status": "active",
+        "start_time": now - chrono::Duration::minutes(1), "end_time": now + chrono::Duration::minutes(9),
+        "starting_bid": "100.00", "current_bid": "120.00", "highest_bidder": "alice",
+        "min_next_bid": "122.50", "bid_count": 1, "seq": 2, "server_time": now,
+        "recent_bids": [], "extension_window_s": 30, "extension_s": 30,
+        "created_at": now - chrono::Duration::minutes(2), "winner": null, "final_price": null,
+        "reserve_met": false, "buy_now_price": "500.00"
+    });
+    let (api, seen) = operator_aware_stand_in(auction, ADMIN).await;
+    let get = |extra: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auctionctl"));
+        command
+            .args(["get", "a1", "--api-url", &format!("http://{api}")])
+            .args(extra)
+            .env_remove("AUCTION_ADMIN_TOKEN")
+            .env_remove("AUCTION_OUTPUT")
+            .stdin(Stdio::null());
+        command
+    };
+    let line = |text: &str, key: &str| text.lines().find(|l| l.starts_with(key)).unwrap_or_default().to_owned();
+
+    let out = within("get without the token", get(&[]).output()).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(line(&text, "reserve price"), "reserve price   hidden (reserve not met)", "{text}");
+    assert_eq!(line(&text, "buy it now"), "buy it now      500.00", "{text}");
+
+    let out = within("get with the token", get(&["--admin-token", ADMIN]).output()).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(line(&text, "reserve price"), "reserve price   150.00 (reserve not met)", "{text}");
+
+    let out = within("get as JSON with the token", get(&["--admin-token", ADMIN, "--output", "json"]).output())
+        .await
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((json["reserve_price"].as_str(), json["reserve_met"].as_bool()), (Some("150.00"), Some(false)));
+
+    let seen = seen.lock().unwrap().clone();
+    let lines: Vec<(&str, bool)> = seen.iter().map(|(l, op)| (l.as_str(), *op)).collect();
+    assert_eq!(
+        lines,
+        [
+            ("get /api/v1/auctions/a1 http/1.1", false),
+            ("get /api/v1/auctions/a1 http/1.1", true),
+            ("get /api/v1/auctions/a1 http/1.1", true)
+        ]
+    );
+}
+
+/// Needs the server side of "Proxy bids, reserve and buy-it-now" (docs/protocol.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserve_and_buy_now_from_create_to_the_close() {
+    const ADMIN: &str = "operator-token-0123456789";
+    let mut env = TestEnv::new().await;
+    env.set("ADMIN_TOKEN", ADMIN);
+    let (api, _, _) = env.start_auction().await;
+    let ws = env.start_bidding().await;
+    let (analytics, _) = env.start_analytics().await;
+    let s = Stack { env, api, ws, analytics };
+    let line = |text: &str, key: &str| text.lines().find(|l| l.starts_with(key)).unwrap_or_default().to_owned();
+
+    let create = ["create", "--duration", "5m", "--starting-bid", "100", "--reserve", "150", "--buy-now", "500"];
+    let mut args = create.to_vec();
+    args.extend(["--admin-token", ADMIN]);
+    let out = s.run(&args).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(line(&out.stdout, "reserve price"), "reserve price   150.00 (reserve not met)", "{}", out.stdout);
+    assert_eq!(line(&out.stdout, "buy it now"), "buy it now      500.00", "{}", out.stdout);
+    let id = line(&out.stdout, "auction").split_whitespace().nth(1).unwrap().to_owned();
+
+    // Bidders see only whether the reserve is met; the operator sees the reserve.
+    let (table, json) = s.both(&["get", &id]).await;
+    assert_eq!(line(&table, "reserve price"), "reserve price   hidden (reserve not met)", "{table}");
+    assert!(json.get("reserve_price").is_none(), "{json}");
+    s.bid(&id, "alice", "120").await;
+    let (table, _) = s.both(&["get", &id]).await;
+    assert_eq!(line(&table, "buy it now"), "buy it now      500.00", "still below the reserve: {table}");
+    s.bid(&id, "bob", "160").await;
+    let out = s.run(&["get", &id, "--admin-token", ADMIN]).await;
+    assert_eq!(line(&out.stdout, "reserve price"), "reserve price   150.00 (reserve met)", "{}", out.stdout);
+    assert_eq!(line(&out.stdout, "buy it now"), "", "gone once the reserve is met: {}", out.stdout);
+
+    // An auction that closes below its reserve has no winner.
+    let out = s
+        .run(&["create", "--duration", "3s", "--starting-bid", "100", "--reserve", "150", "--admin-token", ADMIN])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let short = line(&out.stdout, "auction").split_whitespace().nth(1).unwrap().to_owned();
+    s.bid(&short, "carol", "110").await;
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let out = s.run(&["get", &short]).await;
+        if line(&out.stdout, "status").ends_with("ended") {
+            break out.stdout;
+        }
+        assert!(Instant::now() < deadline, "never ended: {}", out.stdout);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(line(&text, "winner"), "winner          none: reserve not met, no sale", "{text}");
+    assert_eq!(line(&text, "final price"), "final price     -", "{text}");
 }

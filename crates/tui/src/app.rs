@@ -65,6 +65,14 @@ pub struct Room {
     pub extended_at: Option<DateTime<Utc>>,
     pub winner: Option<String>,
     pub final_price: Option<Amount>,
+    /// Your max (proxy bid), known while you lead with one.
+    pub your_max: Option<Amount>,
+    /// Whether the price has reached the seller's reserve; `None` without a reserve.
+    pub reserve_met: Option<bool>,
+    /// The buy-it-now price while it is available (no bid yet, or the reserve not met).
+    pub buy_now_price: Option<Amount>,
+    /// The auction ended because a bid bought it at the buy-it-now price.
+    pub bought_now: bool,
 }
 
 const RECENT: usize = 12;
@@ -95,6 +103,10 @@ impl Room {
             extended_at: None,
             winner: None,
             final_price: None,
+            your_max: s.your_max,
+            reserve_met: s.reserve_met,
+            buy_now_price: s.buy_now_price,
+            bought_now: false,
         }
     }
 }
@@ -110,6 +122,8 @@ pub struct App {
     pub round_trip_ms: Option<u64>,
     /// The amount being typed; empty means "the minimum".
     pub input: String,
+    /// The max being typed (a proxy bid: the most to bid up to), while `x` has opened it.
+    pub max_input: Option<String>,
     pub outcome: Option<Outcome>,
     pub help: bool,
     pub quit: bool,
@@ -129,6 +143,7 @@ impl App {
             connection: Connection::Connecting,
             round_trip_ms: None,
             input: String::new(),
+            max_input: None,
             outcome: None,
             help: false,
             quit: false,
@@ -143,6 +158,7 @@ impl App {
         self.room = None;
         self.outcome = None;
         self.input.clear();
+        self.max_input = None;
         self.connection = Connection::Connecting;
         vec![Command::Join(auction.to_owned())]
     }
@@ -150,6 +166,11 @@ impl App {
     /// The amount Enter would bid now.
     pub fn next_amount(&self) -> Option<Amount> {
         if self.input.is_empty() { self.room.as_ref().map(|r| r.min_next_bid) } else { Amount::parse(&self.input).ok() }
+    }
+
+    /// The field digits go to: the max while it is open, else the amount.
+    fn field(&mut self) -> &mut String {
+        self.max_input.as_mut().unwrap_or(&mut self.input)
     }
 
     /// The step `+`/`-` move the typed amount by: the room's current increment.
@@ -194,6 +215,10 @@ impl App {
                 }
                 None => vec![],
             },
+            (Screen::Room, KeyCode::Esc) if self.max_input.is_some() => {
+                self.max_input = None;
+                vec![]
+            }
             (Screen::Room, KeyCode::Esc) => {
                 if self.input.is_empty() {
                     self.screen = Screen::List;
@@ -205,19 +230,25 @@ impl App {
                 }
             }
             (Screen::Room, KeyCode::Char(c)) if c.is_ascii_digit() || c == '.' => {
-                if self.input.len() < 16 {
-                    self.input.push(c);
+                let field = self.field();
+                if field.len() < 16 {
+                    field.push(c);
                 }
                 vec![]
             }
             (Screen::Room, KeyCode::Backspace) => {
-                self.input.pop();
+                self.field().pop();
+                vec![]
+            }
+            (Screen::Room, KeyCode::Char('x')) => {
+                self.max_input.get_or_insert_with(String::new);
                 vec![]
             }
             (Screen::Room, KeyCode::Char('+' | '=')) => self.adjust(1),
             (Screen::Room, KeyCode::Char('-')) => self.adjust(-1),
             (Screen::Room, KeyCode::Char('m')) => {
                 self.input.clear();
+                self.max_input = None;
                 self.send_bid()
             }
             (Screen::Room, KeyCode::Enter) => self.send_bid(),
@@ -227,10 +258,16 @@ impl App {
     }
 
     fn adjust(&mut self, direction: i64) -> Vec<Command> {
-        let Some(base) = self.next_amount() else { return vec![] };
+        // The max steps from what is typed, else from the max you hold, else from the bid.
+        let base = match &self.max_input {
+            Some(max) if !max.is_empty() => Amount::parse(max).ok(),
+            Some(_) => self.room.as_ref().and_then(|r| r.your_max).or_else(|| self.next_amount()),
+            None => self.next_amount(),
+        };
+        let Some(base) = base else { return vec![] };
         let cents = base.cents() + direction * self.step();
         if let Some(amount) = Amount::from_cents(cents) {
-            self.input = amount.to_string();
+            *self.field() = amount.to_string();
         }
         vec![]
     }
@@ -240,15 +277,51 @@ impl App {
             self.outcome = Some(Outcome { accepted: false, text: TOKEN_EXPIRED_TEXT.to_owned() });
             return vec![];
         }
-        let Some(amount) = self.next_amount() else {
-            self.outcome = Some(Outcome { accepted: false, text: format!("{:?} is not an amount", self.input) });
+        let refuse = |text: String| Some(Outcome { accepted: false, text });
+        let Some(mut amount) = self.next_amount() else {
+            self.outcome = refuse(format!("{:?} is not an amount", self.input));
             return vec![];
         };
+        let max = match self.max_input.as_deref() {
+            None => None,
+            Some("") => {
+                self.outcome = refuse("type your max (the most to bid up to), then Enter".to_owned());
+                return vec![];
+            }
+            Some(text) => match Amount::parse(text) {
+                Ok(max) => Some(max),
+                Err(e) => {
+                    self.outcome = refuse(format!("your max {text:?} is not an amount: {e}"));
+                    return vec![];
+                }
+            },
+        };
+        if let Some(max) = max
+            && max < amount
+        {
+            let leading = self.room.as_ref().and_then(|r| r.highest_bidder.as_deref()) == Some(self.user.as_str());
+            if !self.input.is_empty() {
+                self.outcome = refuse(format!("your max {max} is below your bid of {amount}"));
+                return vec![];
+            }
+            if !leading {
+                self.outcome = refuse(format!("your max {max} is below the minimum bid of {amount}"));
+                return vec![];
+            }
+            // The leader raising a max that is still below the minimum next bid: the bid is the
+            // max itself (a leader's bid only raises the max).
+            amount = max;
+        }
         self.bid_counter += 1;
         let bid_id = format!("tui-{}-{}", self.run_id, self.bid_counter);
-        self.outcome = Some(Outcome { accepted: true, text: format!("bidding {amount}…") });
+        let text = match max {
+            Some(max) => format!("bidding {amount}, up to {max}…"),
+            None => format!("bidding {amount}…"),
+        };
+        self.outcome = Some(Outcome { accepted: true, text });
         self.input.clear();
-        vec![Command::Bid { amount, bid_id }]
+        self.max_input = None;
+        vec![Command::Bid { amount, max, bid_id }]
     }
 
     /// Applies network news; returns commands (a resync when a gap shows).
@@ -314,8 +387,44 @@ impl App {
             }
             room.seq = seq;
         }
+        let me = self.user.as_str();
         match frame {
             ServerFrame::BidPlaced(b) => {
+                let was_leading = room.highest_bidder.as_deref() == Some(me);
+                let by = b.placed_by.as_ref().map(ToString::to_string);
+                let said = if b.bidder.as_str() == me {
+                    by.filter(|by| by != me).map(|by| Outcome {
+                        accepted: true,
+                        text: format!("your max held against {by}'s bid: you lead at {}", b.amount),
+                    })
+                } else if by.as_deref() == Some(me) {
+                    Some(Outcome {
+                        accepted: false,
+                        text: format!("outbid by a proxy: {}'s max beat you at {}", b.bidder, b.amount),
+                    })
+                } else if was_leading && b.auto {
+                    Some(Outcome {
+                        accepted: false,
+                        text: format!("outbid by a proxy: {}'s max leads at {}", b.bidder, b.amount),
+                    })
+                } else if was_leading {
+                    Some(Outcome { accepted: false, text: format!("outbid: {} leads at {}", b.bidder, b.amount) })
+                } else {
+                    None
+                };
+                if said.is_some() {
+                    self.outcome = said;
+                }
+                if b.bidder.as_str() != me {
+                    room.your_max = None;
+                }
+                if b.reserve_met.is_some() {
+                    room.reserve_met = b.reserve_met;
+                }
+                // Buy-it-now lasts while there is no bid, or, with a reserve, until it is met.
+                if room.reserve_met != Some(false) {
+                    room.buy_now_price = None;
+                }
                 room.current_bid = Some(b.amount);
                 room.highest_bidder = Some(b.bidder.to_string());
                 if let Some(m) = b.min_next_bid {
@@ -337,11 +446,36 @@ impl App {
                 room.status = AuctionStatus::Ended;
                 room.winner = e.winner.map(|w| w.to_string());
                 room.final_price = e.final_price;
+                room.bought_now = e.bought_now;
+                room.buy_now_price = None;
+                if e.reserve_met.is_some() {
+                    room.reserve_met = e.reserve_met;
+                }
             }
             ServerFrame::AuctionCancelled(_) => room.status = AuctionStatus::Cancelled,
             ServerFrame::BidAccepted(a) => {
-                self.outcome =
-                    Some(Outcome { accepted: true, text: format!("accepted: your bid of {} leads", a.amount) });
+                if let Some(m) = a.min_next_bid.filter(|m| *m > room.min_next_bid) {
+                    room.min_next_bid = m;
+                }
+                let text = if a.bought_now {
+                    format!("bought it now at {}", a.amount)
+                } else if !a.leading {
+                    // At once: a standing max answered the bid, which still raised the price.
+                    match a.current_bid {
+                        Some(now) => format!("outbid by a proxy: now {now} (your bid {})", a.amount),
+                        None => format!("outbid by a proxy (your bid {})", a.amount),
+                    }
+                } else if let Some(max) = a.your_max {
+                    // The answer may overtake the frames before it: the max is yours if this
+                    // bid's change is still to come, or you lead now.
+                    if a.seq > room.seq || room.highest_bidder.as_deref() == Some(me) {
+                        room.your_max = Some(max);
+                    }
+                    format!("accepted: you lead at {}, up to your max {max}", a.amount)
+                } else {
+                    format!("accepted: your bid of {} leads", a.amount)
+                };
+                self.outcome = Some(Outcome { accepted: a.leading || a.bought_now, text });
             }
             ServerFrame::BidRejected(r) => {
                 self.outcome = Some(Outcome { accepted: false, text: format!("rejected: {}", r.message) });

@@ -39,6 +39,8 @@ pub enum Command {
     Join(String),
     Bid {
         amount: auction_proto::Amount,
+        /// A proxy bid's max (`max_amount`): the most the service may bid for you.
+        max: Option<auction_proto::Amount>,
         bid_id: String,
     },
     Sync,

@@ -83,7 +83,7 @@ async fn room(
         url.push_str(&format!("&token={token}"));
     }
     // A bid sent but not yet answered: resent with the same id after a reconnect.
-    let mut pending: Option<(auction_proto::Amount, String)> = None;
+    let mut pending: Option<Pending> = None;
     let mut attempt = 0;
     loop {
         let connected = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(&url)).await;
@@ -113,7 +113,7 @@ async fn room(
                 command = commands.recv() => match command {
                     None => return RoomEnd::Quit,
                     Some(Command::Leave) => return RoomEnd::Left,
-                    Some(Command::Bid { amount, bid_id }) => pending = Some((amount, bid_id)),
+                    Some(Command::Bid { amount, max, bid_id }) => pending = Some(Pending { amount, max, bid_id }),
                     Some(_) => {}
                 },
             }
@@ -126,10 +126,10 @@ async fn session(
     mut socket: Socket,
     commands: &mut mpsc::Receiver<Command>,
     events: &mpsc::Sender<Event>,
-    pending: &mut Option<(auction_proto::Amount, String)>,
+    pending: &mut Option<Pending>,
 ) -> Result<RoomEnd, String> {
-    if let Some((amount, bid_id)) = pending.clone() {
-        send_bid(&mut socket, amount, &bid_id).await?;
+    if let Some(bid) = pending.clone() {
+        send_bid(&mut socket, &bid).await?;
     }
     let mut ping = tokio::time::interval(Duration::from_secs(2));
     let mut ping_sent: Option<Instant> = None;
@@ -145,9 +145,10 @@ async fn session(
                     let _ = socket.close(None).await;
                     return Ok(RoomEnd::Left);
                 }
-                Some(Command::Bid { amount, bid_id }) => {
-                    *pending = Some((amount, bid_id.clone()));
-                    send_bid(&mut socket, amount, &bid_id).await?;
+                Some(Command::Bid { amount, max, bid_id }) => {
+                    // Pending before the send: a send that fails leaves it to be resent.
+                    let bid = pending.insert(Pending { amount, max, bid_id });
+                    send_bid(&mut socket, bid).await?;
                 }
                 Some(Command::Sync) => {
                     socket.send(Message::text(ClientFrame::Sync.encode())).await.map_err(|e| e.to_string())?;
@@ -180,11 +181,11 @@ async fn session(
                         }
                         continue;
                     }
-                    ServerFrame::BidAccepted(a) if pending.as_ref().is_some_and(|(_, id)| id == a.bid_id.as_str()) => {
+                    ServerFrame::BidAccepted(a) if pending.as_ref().is_some_and(|p| p.bid_id == a.bid_id.as_str()) => {
                         *pending = None;
                     }
                     ServerFrame::BidRejected(r)
-                        if pending.as_ref().is_some_and(|(_, id)| r.bid_id.as_ref().is_some_and(|b| b.as_str() == id)) =>
+                        if pending.as_ref().is_some_and(|p| r.bid_id.as_ref().is_some_and(|b| b.as_str() == p.bid_id)) =>
                     {
                         *pending = None;
                     }
@@ -210,8 +211,20 @@ async fn stay_closed(commands: &mut mpsc::Receiver<Command>) -> RoomEnd {
     }
 }
 
-async fn send_bid(socket: &mut Socket, amount: auction_proto::Amount, bid_id: &str) -> Result<(), String> {
-    let bid_id = auction_proto::BidId::parse(bid_id).map_err(|e| e.to_string())?;
-    let frame = ClientFrame::PlaceBid(PlaceBid { amount: amount.into(), bid_id: Some(bid_id), max_amount: None });
+/// A bid sent and not yet answered: sent again as it was, same id, amount and max.
+#[derive(Debug, Clone)]
+struct Pending {
+    amount: auction_proto::Amount,
+    max: Option<auction_proto::Amount>,
+    bid_id: String,
+}
+
+async fn send_bid(socket: &mut Socket, bid: &Pending) -> Result<(), String> {
+    let bid_id = auction_proto::BidId::parse(&bid.bid_id).map_err(|e| e.to_string())?;
+    let frame = ClientFrame::PlaceBid(PlaceBid {
+        amount: bid.amount.into(),
+        bid_id: Some(bid_id),
+        max_amount: bid.max.map(Into::into),
+    });
     socket.send(Message::text(frame.encode())).await.map_err(|e| e.to_string())
 }

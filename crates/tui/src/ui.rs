@@ -76,9 +76,11 @@ fn connection_span(app: &App) -> Span<'static> {
 }
 
 fn room(frame: &mut Frame, app: &App, now: DateTime<Utc>) {
+    // One line more for the reserve and buy-it-now, when the auction has either.
+    let terms = app.room.as_ref().is_some_and(|r| r.reserve_met.is_some() || r.buy_now_price.is_some());
     let [top, info, chart, recent, input, foot] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(7),
+        Constraint::Length(if terms { 8 } else { 7 }),
         Constraint::Length(5),
         Constraint::Min(3),
         Constraint::Length(3),
@@ -120,23 +122,30 @@ fn room(frame: &mut Frame, app: &App, now: DateTime<Utc>) {
     frame.render_widget(List::new(items).block(Block::default().borders(Borders::ALL).title(" recent bids ")), recent);
     let typed = if app.input.is_empty() { format!("{} (minimum)", room.min_next_bid) } else { app.input.clone() };
     let mut spans = vec![Span::raw(" bid: "), Span::raw(typed).bold()];
+    if let Some(max) = &app.max_input {
+        spans.push(Span::raw("  up to: "));
+        spans.push(Span::styled(format!("{max}_"), Style::new().fg(Color::Cyan).bold()));
+    }
     if let Some(outcome) = &app.outcome {
         let color = if outcome.accepted { Color::Green } else { Color::Red };
         spans.push(Span::raw("   "));
         spans.push(Span::styled(outcome.text.clone(), Style::new().fg(color)));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)).block(Block::default().borders(Borders::ALL)), input);
-    frame.render_widget(
-        Line::from(" m bid minimum · 0-9 type · +/- step · Enter send · Esc back · ? help · q quit"),
-        foot,
-    );
+    let keys = if app.max_input.is_some() {
+        " your max: 0-9 type · +/- step · Enter bid up to it · Esc cancel"
+    } else {
+        " m bid min · x bid up to · 0-9 type · Enter send · Esc back · ? help · q quit"
+    };
+    frame.render_widget(Line::from(keys), foot);
 }
 
 fn info_lines(app: &App, room: &Room, now: DateTime<Utc>) -> Vec<Line<'static>> {
     let mine = room.highest_bidder.as_deref() == Some(app.user.as_str());
     let bidder = match &room.highest_bidder {
         Some(b) if mine => {
-            Span::styled(format!("{b} (you)"), Style::new().fg(Color::Green).add_modifier(Modifier::BOLD))
+            let max = room.your_max.map(|m| format!(" · your max {m}")).unwrap_or_default();
+            Span::styled(format!("{b} (you){max}"), Style::new().fg(Color::Green).add_modifier(Modifier::BOLD))
         }
         Some(b) => Span::raw(b.clone()),
         None => Span::raw("-"),
@@ -144,8 +153,13 @@ fn info_lines(app: &App, room: &Room, now: DateTime<Utc>) -> Vec<Line<'static>> 
     let current = room.current_bid.map_or_else(|| "no bids yet".to_owned(), |c| c.to_string());
     let close = match room.status {
         AuctionStatus::Ended => match (&room.winner, room.final_price) {
+            (Some(w), Some(p)) if room.bought_now && *w == app.user => {
+                format!("ENDED — you bought it at the buy-it-now price, {p}")
+            }
+            (Some(w), Some(p)) if room.bought_now => format!("ENDED — {w} bought it at the buy-it-now price, {p}"),
             (Some(w), Some(p)) if *w == app.user => format!("ENDED — you won at {p}"),
             (Some(w), Some(p)) => format!("ENDED — {w} won at {p}"),
+            _ if room.reserve_met == Some(false) => "ENDED — no sale: reserve not met".to_owned(),
             _ if now >= room.end_time && room.current_bid.is_some() => {
                 format!("ENDED — {} won at {current}", room.highest_bidder.clone().unwrap_or_default())
             }
@@ -161,13 +175,30 @@ fn info_lines(app: &App, room: &Room, now: DateTime<Utc>) -> Vec<Line<'static>> 
         .map(|_| Span::styled("  extended!", Style::new().fg(Color::Yellow).bold()));
     let mut close_line = vec![Span::raw(" close      "), Span::raw(close).bold()];
     close_line.extend(extended);
-    vec![
+    let mut lines = vec![
         Line::from(vec![Span::raw(" current    "), Span::raw(current).bold()]),
         Line::from(vec![Span::raw(" highest    "), bidder]),
         Line::from(vec![Span::raw(" min next   "), Span::raw(room.min_next_bid.to_string())]),
         Line::from(vec![Span::raw(format!(" bids       {}", room.bid_count))]),
         Line::from(close_line),
-    ]
+    ];
+    let mut terms = vec![];
+    match room.reserve_met {
+        Some(true) => terms.push(Span::styled("reserve met", Style::new().fg(Color::Green))),
+        Some(false) => terms.push(Span::styled("reserve not met", Style::new().fg(Color::Yellow))),
+        None => {}
+    }
+    if let Some(price) = room.buy_now_price {
+        if !terms.is_empty() {
+            terms.push(Span::raw(" · "));
+        }
+        terms.push(Span::raw(format!("buy it now at {price}")).bold());
+    }
+    if !terms.is_empty() {
+        terms.insert(0, Span::raw(" "));
+        lines.push(Line::from(terms));
+    }
+    lines
 }
 
 fn help(frame: &mut Frame) {
@@ -177,6 +208,8 @@ fn help(frame: &mut Frame) {
         Line::from(" list:  ↑/↓ or j/k choose, Enter open"),
         Line::from(" room:  m       bid the minimum now"),
         Line::from("        0-9 .   type an amount, Enter to send"),
+        Line::from("        x       bid up to a max: type it, Enter"),
+        Line::from("                (the service bids for you)"),
         Line::from("        + / -   raise / lower by one increment"),
         Line::from("        Enter   send (the minimum if nothing typed)"),
         Line::from("        s       resync   Esc clear / back"),

@@ -278,3 +278,258 @@ fn a_gap_in_seq_asks_for_a_resync() {
     assert_eq!(commands, vec![auction_tui::event::Command::Sync]);
     assert_eq!(app.room.as_ref().unwrap().current_bid, None, "nothing applied past the gap");
 }
+
+fn key(app: &mut App, code: KeyCode) -> Vec<auction_tui::event::Command> {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        key(app, KeyCode::Char(c));
+    }
+}
+
+/// Alice in the room of an auction with a hidden reserve and a buy-it-now price of 500.00.
+fn room_with_terms() -> App {
+    let mut app = App::new("alice", "test");
+    app.on_net(Net::List(Ok(vec![auction("lamp", "Brass lamp", AuctionStatus::Active, None, "2026-11-26T10:02:13Z")])));
+    app.enter("lamp");
+    app.on_net(Net::Connected);
+    app.on_net(Net::RoundTrip(3));
+    let snapshot = Snapshot { reserve_met: Some(false), buy_now_price: Some(amount("500")), ..snapshot() };
+    app.on_net(Net::Frame(Box::new(ServerFrame::Snapshot(snapshot))));
+    app
+}
+
+fn frame(frame: ServerFrame) -> Net {
+    Net::Frame(Box::new(frame))
+}
+
+/// A `bid_placed` a max placed: `bidder` leads after it, `by` (when another) made the change.
+fn auto_placed(seq: u64, bidder: &str, amount_: &str, next: &str, by: Option<&str>, reserve_met: Option<bool>) -> Net {
+    let Net::Frame(placed) = placed(seq, bidder, amount_, next, "2026-11-26T10:02:13Z") else { unreachable!() };
+    let ServerFrame::BidPlaced(placed) = *placed else { unreachable!() };
+    frame(ServerFrame::BidPlaced(BidPlaced {
+        auto: true,
+        placed_by: by.map(|b| UserId::parse(b).unwrap()),
+        reserve_met,
+        ..placed
+    }))
+}
+
+fn accepted(seq: u64, amount_: &str) -> BidAccepted {
+    BidAccepted {
+        auction_id: AuctionId::parse("lamp").unwrap(),
+        bid_id: BidId::parse("tui-test-1").unwrap(),
+        amount: amount(amount_),
+        seq,
+        end_time: t("2026-11-26T10:02:13Z"),
+        bought_now: false,
+        current_bid: None,
+        leading: true,
+        min_next_bid: None,
+        your_max: None,
+    }
+}
+
+fn outcome(app: &App) -> String {
+    app.outcome.as_ref().map(|o| o.text.clone()).unwrap_or_default()
+}
+
+#[test]
+fn the_room_shows_the_reserve_and_buy_now() {
+    render(&room_with_terms(), "room_with_terms");
+}
+
+#[test]
+fn x_opens_the_max_and_enter_sends_a_proxy_bid() {
+    let mut app = room_with_terms();
+    assert_eq!(key(&mut app, KeyCode::Char('x')), vec![]);
+    type_text(&mut app, "150");
+    render(&app, "max_typing");
+    let commands = key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        commands,
+        vec![auction_tui::event::Command::Bid {
+            amount: amount("100"),
+            max: Some(amount("150")),
+            bid_id: "tui-test-1".into()
+        }],
+        "the amount is the minimum, the max what was typed"
+    );
+    assert_eq!(app.max_input, None, "the max field closes once sent");
+    assert_eq!(outcome(&app), "bidding 100.00, up to 150.00…");
+
+    // A typed amount is the bid, the max its ceiling.
+    type_text(&mut app, "120");
+    key(&mut app, KeyCode::Char('x'));
+    type_text(&mut app, "200");
+    let commands = key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        commands,
+        vec![auction_tui::event::Command::Bid {
+            amount: amount("120"),
+            max: Some(amount("200")),
+            bid_id: "tui-test-2".into()
+        }]
+    );
+}
+
+#[test]
+fn leading_with_a_max_shows_it_and_the_reserve_as_it_changes() {
+    let mut app = room_with_terms();
+    key(&mut app, KeyCode::Char('x'));
+    type_text(&mut app, "150");
+    key(&mut app, KeyCode::Enter);
+    app.on_net(frame(ServerFrame::BidAccepted(BidAccepted {
+        your_max: Some(amount("150")),
+        current_bid: Some(amount("100")),
+        min_next_bid: Some(amount("102.50")),
+        ..accepted(2, "100.00")
+    })));
+    app.on_net(auto_placed(2, "alice", "100.00", "102.50", None, Some(false)));
+    let room = app.room.as_ref().unwrap();
+    assert_eq!(room.your_max, Some(amount("150")));
+    assert_eq!(room.buy_now_price, Some(amount("500")), "buy it now lasts while the reserve is not met");
+    assert_eq!(outcome(&app), "accepted: you lead at 100.00, up to your max 150.00");
+    render(&app, "leading_with_a_max");
+
+    // Bob's bid is answered by alice's max: she still leads, and is told.
+    app.on_net(auto_placed(3, "alice", "130.00", "132.50", Some("bob"), Some(false)));
+    assert_eq!(outcome(&app), "your max held against bob's bid: you lead at 130.00");
+    assert_eq!(app.room.as_ref().unwrap().your_max, Some(amount("150")));
+    // Carol's max passes alice's and meets the reserve: buy it now is gone, alice's max too.
+    app.on_net(auto_placed(4, "carol", "152.50", "155.00", None, Some(true)));
+    let room = app.room.as_ref().unwrap();
+    assert_eq!((room.your_max, room.buy_now_price, room.reserve_met), (None, None, Some(true)));
+    assert_eq!(outcome(&app), "outbid by a proxy: carol's max leads at 152.50");
+    render(&app, "outbid_by_a_proxy_max");
+}
+
+#[test]
+fn a_bid_beaten_at_once_by_a_standing_max_says_so() {
+    let mut app = room_with_terms();
+    app.on_net(auto_placed(2, "bob", "100.00", "102.50", None, Some(false)));
+    key(&mut app, KeyCode::Char('m'));
+    // The answer may come before the change it caused reaches the room.
+    app.on_net(frame(ServerFrame::BidAccepted(BidAccepted {
+        leading: false,
+        current_bid: Some(amount("105.00")),
+        min_next_bid: Some(amount("107.50")),
+        ..accepted(3, "102.50")
+    })));
+    assert_eq!(outcome(&app), "outbid by a proxy: now 105.00 (your bid 102.50)");
+    assert!(!app.outcome.as_ref().unwrap().accepted);
+    assert_eq!(app.room.as_ref().unwrap().min_next_bid, amount("107.50"));
+    app.on_net(auto_placed(3, "bob", "105.00", "107.50", Some("alice"), Some(false)));
+    assert_eq!(outcome(&app), "outbid by a proxy: bob's max beat you at 105.00");
+    render(&app, "outbid_by_a_proxy");
+}
+
+#[test]
+fn a_plain_outbid_is_said_too() {
+    let mut app = room();
+    app.on_net(placed(2, "alice", "100.00", "102.50", "2026-11-26T10:02:13Z"));
+    app.on_net(placed(3, "bob", "102.50", "105.00", "2026-11-26T10:02:13Z"));
+    assert_eq!(outcome(&app), "outbid: bob leads at 102.50");
+}
+
+#[test]
+fn an_auction_that_closes_below_its_reserve_has_no_sale() {
+    let mut app = room_with_terms();
+    app.on_net(auto_placed(2, "alice", "120.00", "122.50", None, Some(false)));
+    app.on_net(frame(ServerFrame::AuctionEnded(AuctionEnded {
+        auction_id: AuctionId::parse("lamp").unwrap(),
+        winner: None,
+        final_price: None,
+        seq: 3,
+        bought_now: false,
+        reserve_met: Some(false),
+    })));
+    render(&app, "ended_reserve_not_met");
+}
+
+#[test]
+fn a_buy_it_now_ends_the_auction_in_words() {
+    let mut app = room_with_terms();
+    key(&mut app, KeyCode::Char('x'));
+    type_text(&mut app, "500");
+    key(&mut app, KeyCode::Enter);
+    app.on_net(frame(ServerFrame::BidAccepted(BidAccepted { bought_now: true, ..accepted(2, "500.00") })));
+    assert_eq!(outcome(&app), "bought it now at 500.00");
+    app.on_net(placed(2, "alice", "500.00", "510.00", "2026-11-26T10:00:00Z"));
+    app.on_net(frame(ServerFrame::AuctionEnded(AuctionEnded {
+        auction_id: AuctionId::parse("lamp").unwrap(),
+        winner: Some(UserId::parse("alice").unwrap()),
+        final_price: Some(amount("500.00")),
+        seq: 3,
+        bought_now: true,
+        reserve_met: Some(true),
+    })));
+    render(&app, "ended_bought_now");
+
+    // Seen by another bidder.
+    let mut app = room_with_terms();
+    app.on_net(placed(2, "bob", "500.00", "510.00", "2026-11-26T10:00:00Z"));
+    app.on_net(frame(ServerFrame::AuctionEnded(AuctionEnded {
+        auction_id: AuctionId::parse("lamp").unwrap(),
+        winner: Some(UserId::parse("bob").unwrap()),
+        final_price: Some(amount("500.00")),
+        seq: 3,
+        bought_now: true,
+        reserve_met: None,
+    })));
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| auction_tui::ui::draw(f, &app, t(NOW))).unwrap();
+    let screen: String = terminal.backend().buffer().content().iter().map(|c| c.symbol()).collect();
+    assert!(screen.contains("ENDED — bob bought it at the buy-it-now price, 500.00"), "{screen}");
+}
+
+#[test]
+fn a_bad_max_is_refused_in_words_and_nothing_is_sent() {
+    let mut app = room_with_terms();
+    key(&mut app, KeyCode::Char('x'));
+    assert_eq!(key(&mut app, KeyCode::Enter), vec![]);
+    assert_eq!(outcome(&app), "type your max (the most to bid up to), then Enter");
+    type_text(&mut app, "1.2.3");
+    assert_eq!(key(&mut app, KeyCode::Enter), vec![]);
+    assert!(outcome(&app).starts_with("your max \"1.2.3\" is not an amount"), "{}", outcome(&app));
+    // Esc closes the max; the typed bid stays.
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.max_input, None);
+    type_text(&mut app, "130");
+    key(&mut app, KeyCode::Char('x'));
+    type_text(&mut app, "120");
+    assert_eq!(key(&mut app, KeyCode::Enter), vec![]);
+    assert_eq!(outcome(&app), "your max 120.00 is below your bid of 130.00");
+    assert_eq!(app.input, "130", "nothing was cleared: fix the max and send again");
+}
+
+#[test]
+fn a_max_below_the_minimum_is_refused_unless_you_lead() {
+    let mut app = room_with_terms();
+    key(&mut app, KeyCode::Char('x'));
+    type_text(&mut app, "90");
+    assert_eq!(key(&mut app, KeyCode::Enter), vec![]);
+    assert_eq!(outcome(&app), "your max 90.00 is below the minimum bid of 100.00");
+    assert_eq!(app.max_input.as_deref(), Some("90"), "kept, to be fixed");
+    key(&mut app, KeyCode::Esc);
+
+    // The leader raising a max that is still below the minimum next bid: the bid is the max.
+    app.on_net(placed(2, "alice", "100.00", "102.50", "2026-11-26T10:02:13Z"));
+    app.on_net(frame(ServerFrame::BidAccepted(BidAccepted {
+        your_max: Some(amount("100.50")),
+        ..accepted(2, "100.00")
+    })));
+    key(&mut app, KeyCode::Char('x'));
+    type_text(&mut app, "101");
+    let commands = key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        commands,
+        vec![auction_tui::event::Command::Bid {
+            amount: amount("101"),
+            max: Some(amount("101")),
+            bid_id: "tui-test-1".into()
+        }]
+    );
+}

@@ -1,6 +1,7 @@
 //! The real `auction-tui` in tmux against the real stack: bid by keystrokes, see another client's
 //! bid, survive the bidding service going away, resend an unanswered bid after a reconnect, say so
-//! when the bidder token expires (and stop reconnecting), quit leaving the terminal usable.
+//! when the bidder token expires (and stop reconnecting), set a max and be outbid by a proxy, quit
+//! leaving the terminal usable.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -76,11 +77,21 @@ impl Drop for Tmux {
 }
 
 async fn bid(ws_base: &str, auction: &str, user: &str, amount: &str) {
-    within(&format!("{user}'s bid of {amount}"), async {
+    place(ws_base, auction, user, &format!(r#"{{"type":"place_bid","amount":"{amount}"}}"#)).await;
+}
+
+/// A proxy bid: `amount`, and the service bids for `user` up to `max`.
+async fn bid_up_to(ws_base: &str, auction: &str, user: &str, amount: &str, max: &str) {
+    place(ws_base, auction, user, &format!(r#"{{"type":"place_bid","amount":"{amount}","max_amount":"{max}"}}"#)).await;
+}
+
+/// Sends one `place_bid` frame as `user`, which must be accepted.
+async fn place(ws_base: &str, auction: &str, user: &str, frame: &str) {
+    within(&format!("{user}'s bid {frame}"), async {
         let (mut ws, _) =
             tokio_tungstenite::connect_async(format!("{ws_base}/ws/auction/{auction}?user_id={user}")).await.unwrap();
         ws.next().await.unwrap().unwrap();
-        ws.send(Message::text(format!(r#"{{"type":"place_bid","amount":"{amount}"}}"#))).await.unwrap();
+        ws.send(Message::text(frame.to_owned())).await.unwrap();
         loop {
             let Message::Text(text) = ws.next().await.unwrap().unwrap() else { continue };
             assert!(!text.contains("bid_rejected"), "{text}");
@@ -160,6 +171,37 @@ async fn bid_watch_reconnect_and_quit_in_a_real_terminal() {
     tmux.keys(&["echo usable-$((40+2))", "Enter"]);
     let screen = tmux.wait_for(&["usable-42"]).await;
     assert!(!screen.contains("min next"), "the TUI's screen is still there:\n{screen}");
+}
+
+/// Needs the server side of "Proxy bids, reserve and buy-it-now" (docs/protocol.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_max_set_by_keys_leads_and_a_proxy_outbids_it_in_words() {
+    let mut env = TestEnv::new().await;
+    let (api, _, _) = env.start_auction().await;
+    let node = env.start_bidding().await;
+    let id = create_auction(api).await;
+    let ws = format!("ws://{node}");
+
+    // Bob holds the lead with a max of 30.00.
+    bid_up_to(&ws, &id, "bob", "10.00", "30.00").await;
+    let tmux = Tmux::start();
+    start_tui(&tmux, api, node, &id);
+    tmux.wait_for(&["Brass lamp", "highest    bob", "min next   10.50", "live"]).await;
+
+    // Alice bids up to 20.00: bob's max answers at once, 20.50, and the room says why.
+    tmux.keys(&["x", "20", "Enter"]);
+    tmux.wait_for(&["outbid by a proxy", "current    20.50", "highest    bob"]).await;
+
+    // Up to 60.00 passes bob's max: alice leads at 31.00, her max on screen.
+    tmux.keys(&["x", "60", "Enter"]);
+    tmux.wait_for(&["current    31.00", "alice (you) · your max 60.00", "up to your max 60.00"]).await;
+
+    // Carol's max of 100.00 passes hers: the price goes to 61.00 and alice is told.
+    bid_up_to(&ws, &id, "carol", "32.00", "100.00").await;
+    let screen =
+        tmux.wait_for(&["current    61.00", "highest    carol", "outbid by a proxy: carol's max leads at 61.00"]).await;
+    assert!(!screen.contains("your max 60.00"), "a max is shown only while it leads:\n{screen}");
+    tmux.keys(&["q"]);
 }
 
 /// A TCP proxy in front of a bidding node that can hold back everything the node says (so a bid
