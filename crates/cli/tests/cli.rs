@@ -702,7 +702,19 @@ async fn a_reserve_and_buy_now_from_create_to_the_close() {
 
     // An auction that closes below its reserve has no winner.
     let out = s
-        .run(&["create", "--duration", "3s", "--starting-bid", "100", "--reserve", "150", "--admin-token", ADMIN])
+        .run(&[
+            "create",
+            "--duration",
+            "3s",
+            "--extension-window",
+            "0s",
+            "--starting-bid",
+            "100",
+            "--reserve",
+            "150",
+            "--admin-token",
+            ADMIN,
+        ])
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let short = line(&out.stdout, "auction").split_whitespace().nth(1).unwrap().to_owned();
