@@ -8,8 +8,10 @@
 #   3. half rate    auction-loadgen open loop at half that rate: ack p50/p99
 #   4. fan-out      one auction, 10,000 watchers, 2 bids per second: fan-out p99 of each bid
 #   5. idle memory  bidding-service RSS before and after 10,000 idle WebSockets
-#   7. list load    with BENCH_LIST=1: 3 again beside clients listing active auctions at 50/s
-#                   (`--list-rate`), after 5,000 cancelled auctions were made, against 3's p99
+#   8. proxy bids   2 and 3 again with 30% of the bidders bidding by max (`--proxy-share 0.3`),
+#                   beside the plain figures
+#   7. list load    with BENCH_LIST=1: after 5,000 cancelled auctions were made, 3 again alone,
+#                   then beside clients listing active auctions at 50/s (`--list-rate`)
 #   6. cluster      with BENCH_REDIS=cluster: runs 2 and 3 again on a loopback Redis Cluster of
 #                   three primaries and three replicas (append-only on, like the single Redis),
 #                   then 3 with BID_DURABILITY=replicated; each as a ratio to the single-Redis
@@ -180,6 +182,18 @@ halfrun=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 
     --warmup 2s --duration "${seconds}s" --output json | tee "$out/half.json")
 half_forks=$(( $(forks) - f0 ))
 
+# --- 8. proxy bids ------------------------------------------------------------------------------
+# 2 and 3 again with 30% of the bidders bidding by max (the half rate is the plain run's), so the
+# proxy path of the bid script is measured beside the plain one.
+settle
+say "proxy: closed loop, 30% of 200 bidders by max, ${seconds}s"
+proxy_max=$($loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 --proxy-share 0.3 \
+    --warmup 2s --duration "${seconds}s" --output json | tee "$out/proxy-max.json")
+settle
+say "proxy: open loop at $half bids/s, 30% by max, ${seconds}s"
+proxy_half=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 --proxy-share 0.3 \
+    --warmup 2s --duration "${seconds}s" --output json | tee "$out/proxy-half.json")
+
 # --- 7. list load -------------------------------------------------------------------------------
 listrun='null'
 if [ "${BENCH_LIST:-0}" = 1 ]; then
@@ -187,6 +201,10 @@ if [ "${BENCH_LIST:-0}" = 1 ]; then
     now=$(date +%s)
     body="{\"title\":\"list bench\",\"starting_bid\":\"1.00\",\"start_time\":\"$(date -u -d @"$now" +%FT%TZ)\",\"end_time\":\"$(date -u -d @$((now + 3600)) +%FT%TZ)\"}"
     seq 1 5000 | xargs -P 8 -I{} sh -c "id=\$(curl -sf -X POST -H 'content-type: application/json' -d '$body' $api/api/v1/auctions | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"auction_id\"])') && curl -sf -o /dev/null -X POST $api/api/v1/auctions/\$id/cancel"
+    settle
+    say "open loop at $half bids/s with the 5000 cancelled auctions, no lists, ${seconds}s"
+    listalone=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 --proxy-share "$proxy_share" \
+        --warmup 2s --duration "${seconds}s" --output json | tee "$out/half-list-alone.json")
     settle
     say "open loop at $half bids/s beside 50 lists/s of active auctions, ${seconds}s"
     listrun=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 --proxy-share "$proxy_share" \
@@ -244,12 +262,25 @@ if mx.get('proxy_share'):
     print(f"bidding by max: {mx['proxy_share']:.0%} of bidders in the bidding runs; answers beaten by a proxy:"
           f" {mx['beaten_by_proxy']} of {mx['accepted']} accepted (max rate), {half['beaten_by_proxy']} of {half['accepted']} (half rate)")
 PY
-[ "$listrun" = null ] || python3 - "$halfrun" "$listrun" <<'PY'
+python3 - "$max" "$halfrun" "$proxy_max" "$proxy_half" <<'PY'
+import json, sys
+mx, half, pmx, phalf = (json.loads(a) for a in sys.argv[1:5])
+def ms(r, p): return r['ack_latency_ms'][p] if r.get('ack_latency_ms') else float('nan')
+def change(a, b): return (a / b - 1) * 100 if b else float('nan')
+print()
+print(f"proxy bids, 30% of bidders by max, beside the runs above (target: within 10%):")
+print(f"  closed loop: accepted bids/s {pmx['accepted_rate']:>8.0f} (plain {mx['accepted_rate']:.0f}, {change(pmx['accepted_rate'], mx['accepted_rate']):+.1f}%)"
+      f"   ack p50 {ms(pmx,'p50'):.2f} ms (plain {ms(mx,'p50'):.2f})   p99 {ms(pmx,'p99'):.2f} ms (plain {ms(mx,'p99'):.2f}, {change(ms(pmx,'p99'), ms(mx,'p99')):+.1f}%)")
+print(f"  half rate ({half['target_rate']:.0f}/s): ack p50 {ms(phalf,'p50'):.2f} ms (plain {ms(half,'p50'):.2f}, {change(ms(phalf,'p50'), ms(half,'p50')):+.1f}%)"
+      f"   p99 {ms(phalf,'p99'):.2f} ms (plain {ms(half,'p99'):.2f}, {change(ms(phalf,'p99'), ms(half,'p99')):+.1f}%)   errors {phalf['errors']}")
+print(f"  answers beaten by a proxy: {pmx.get('beaten_by_proxy')} of {pmx['accepted']} (closed loop), {phalf.get('beaten_by_proxy')} of {phalf['accepted']} (half rate)")
+PY
+[ "$listrun" = null ] || python3 - "$listalone" "$listrun" <<'PY'
 import json, sys
 half, lst = (json.loads(a) for a in sys.argv[1:3])
 def ms(r, k, p): return r[k][p] if r.get(k) else float('nan')
 print()
-print(f"half rate beside 50 lists/s of ?status=active&limit=100 (5,000 cancelled auctions indexed too):")
+print(f"half rate beside 50 lists/s of ?status=active&limit=100 (5,000 cancelled auctions indexed too; alone: the same run without lists, just before):")
 print(f"  ack p50 {ms(lst,'ack_latency_ms','p50'):.2f} ms (alone {ms(half,'ack_latency_ms','p50'):.2f})"
       f"   p99 {ms(lst,'ack_latency_ms','p99'):.2f} ms (alone {ms(half,'ack_latency_ms','p99'):.2f})"
       f"   list p50 {ms(lst,'list_latency_ms','p50'):.2f} ms p99 {ms(lst,'list_latency_ms','p99'):.2f} ms, list errors {lst.get('list_errors')}")
