@@ -74,10 +74,13 @@ redis-cli --scan --pattern "${REDIS_KEY_PREFIX}ceiling:*" | xargs -r -n 1000 red
 start_stack() {
     PROFILE=release scripts/dev.sh >"$1" 2>&1 &
     stack=$!
-    for _ in $(seq 1 120); do
-        curl -sf "$api/health" >/dev/null 2>&1 && curl -sf "http://localhost:$BIDDING_PORT/health" >/dev/null 2>&1 && break
+    # As long as dev.sh waits (migrations on a large table take a while), up to 10 minutes.
+    for _ in $(seq 1 1200); do
+        curl -sf "$api/health" >/dev/null 2>&1 && curl -sf "http://localhost:$BIDDING_PORT/health" >/dev/null 2>&1 && return 0
+        kill -0 "$stack" 2>/dev/null || { say "the stack did not start: the end of $1:"; tail -n 20 "$1" >&2; exit 1; }
         sleep 0.5
     done
+    say "the stack was not healthy within 10 minutes"; exit 1
 }
 stop_stack() { kill -TERM "$stack" 2>/dev/null || true; wait "$stack" 2>/dev/null || true; }
 cleanup() {

@@ -45,11 +45,18 @@ start() {
     pids+=("$!")
 }
 
-# wait_healthy PORT: waits up to 30 s for a service's /health.
+# wait_healthy PORT: waits for a service's /health. A service that is still starting (it answers
+# 503 "starting" while it reaches Redis and MySQL and applies migrations, which on a large table
+# take a while) is waited for up to 10 minutes, saying so every 10 s; one that has exited is not.
 wait_healthy() {
-    for _ in $(seq 1 150); do
+    local waited=0
+    while [ "$waited" -lt 3000 ]; do
         curl -sf "http://localhost:$1/health" >/dev/null 2>&1 && return 0
         kill -0 "${pids[@]}" 2>/dev/null || break
+        waited=$((waited + 1))
+        if [ $((waited % 50)) -eq 0 ] && [ "$waited" -ge 150 ]; then
+            echo "dev: still waiting for the service on port $1: $(curl -s "http://localhost:$1/health" 2>&1 | head -c 300)" >&2
+        fi
         sleep 0.2
     done
     echo "dev: the service on port $1 did not become healthy" >&2
