@@ -161,3 +161,51 @@ async fn a_service_waiting_for_redis_stops_cleanly_on_sigterm() {
     let status = tokio::time::timeout(WAIT, child.wait()).await.expect("no exit after SIGTERM").unwrap();
     assert!(status.success(), "{status}: {:?}", output.seen);
 }
+
+/// The schema as MySQL tells it: every table's `SHOW CREATE TABLE`, without the counter.
+async fn schema(conn: &mut sqlx::MySqlConnection) -> Vec<String> {
+    use sqlx::Row;
+    let tables: Vec<String> =
+        sqlx::query("SHOW TABLES").fetch_all(&mut *conn).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let mut out = Vec::new();
+    for table in tables.iter().filter(|t| *t != "_sqlx_migrations") {
+        let row = sqlx::query(&format!("SHOW CREATE TABLE `{table}`")).fetch_one(&mut *conn).await.unwrap();
+        let text: String = row.get(1);
+        out.push(text.split(" AUTO_INCREMENT=").next().unwrap().to_owned());
+    }
+    out
+}
+
+/// MySQL commits each DDL statement on its own, so a service killed during a migration leaves it
+/// half done and marked unsuccessful. From the proxy-bids migration on, every migration is safe
+/// to run again (README, "Upgrading"): once its row is deleted, it runs to the same schema.
+#[tokio::test]
+async fn migrations_cut_short_complete_when_run_again() {
+    let env = TestEnv::new().await;
+    let url = format!("{}/{}", mysql_base(), env.database);
+    let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
+    auction_server::db::MIGRATOR.run(&pool).await.unwrap();
+    let mut conn = env.mysql().await;
+    let whole = schema(&mut conn).await;
+    let rerunnable = auction_server::db::MIGRATOR.iter().filter(|m| m.version >= 20261126000003);
+    let versions: Vec<i64> = rerunnable.map(|m| m.version).collect();
+    assert!(!versions.is_empty());
+    for version in versions {
+        // As a cut-short run leaves it: applied, and its row marked unsuccessful...
+        sqlx::query("UPDATE _sqlx_migrations SET success = FALSE WHERE version = ?")
+            .bind(version)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let refused = auction_server::db::MIGRATOR.run(&pool).await.expect_err("a dirty migration is refused");
+        assert!(refused.to_string().contains(&version.to_string()), "{refused}");
+        // ...which the README's step repairs.
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ? AND success = FALSE")
+            .bind(version)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        auction_server::db::MIGRATOR.run(&pool).await.unwrap_or_else(|e| panic!("migration {version} again: {e}"));
+        assert_eq!(schema(&mut conn).await, whole, "migration {version} run again changed the schema");
+    }
+}
