@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) bid_budget: Option<u64>,
     pub(crate) sent: AtomicU64,
     pub(crate) accepted: AtomicU64,
+    /// Open-loop slots of the measured period never sent: their bidder had stopped for good.
+    pub(crate) skipped: AtomicU64,
     pub(crate) stopping: AtomicBool,
     pub(crate) timeout: Duration,
     /// `--reconnect`: connections are made again and bids in doubt sent again.
@@ -41,6 +43,14 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn measured(&self, at: Instant) -> bool {
         at >= self.measure_from
+    }
+
+    /// Counts slot `at` as never sent, because its bidder stopped for good; unless the run is
+    /// over (a slot the bid budget or the end of the run cut off is no loss) or it was warm-up.
+    pub(crate) fn unsent(&self, at: Instant) {
+        if self.measured(at) && at < self.stop_at && !self.stopping.load(Ordering::Relaxed) {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Takes one bid from the budget; false when the run is over.
@@ -101,6 +111,7 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
         bid_budget: opt.bids,
         sent: AtomicU64::new(0),
         accepted: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
         timeout: opt.timeout,
         reconnect: opt.reconnect,
@@ -146,6 +157,7 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
     for tally in tallies {
         totals.add(tally, ended)?;
     }
+    totals.skipped = shared.skipped.load(Ordering::Relaxed);
     if let Some(pacer) = pacer {
         let joined = tokio::task::spawn_blocking(move || pacer.join()).await.context("joining the open-loop clock")?;
         joined.map_err(|_| anyhow::anyhow!("the open-loop clock failed"))?;
@@ -269,6 +281,7 @@ struct Totals {
     accepted: u64,
     accepted_warmup: u64,
     errors: u64,
+    /// Set from [`Shared::skipped`] once every bidder is done.
     skipped: u64,
     reconnects: u64,
     unresolved: u64,
@@ -306,7 +319,6 @@ impl Totals {
         self.accepted += tally.accepted;
         self.accepted_warmup += tally.accepted_warmup;
         self.errors += tally.errors;
-        self.skipped += tally.skipped;
         self.reconnects += tally.reconnects;
         self.unresolved += tally.unresolved;
         self.beaten += tally.beaten;
@@ -423,6 +435,8 @@ async fn auctions(opt: &Opt) -> anyhow::Result<Vec<String>> {
 fn pace(shared: &Shared, rate: f64, bidders: &[mpsc::UnboundedSender<Instant>]) {
     let budget_spent = || shared.stopping.load(Ordering::Relaxed);
     let all_gone = || bidders.iter().all(mpsc::UnboundedSender::is_closed);
+    // Once every bidder has stopped, the rest of the schedule is counted unsent without waiting.
+    let mut gone = false;
     for j in 0u64.. {
         if budget_spent() {
             return;
@@ -432,11 +446,15 @@ fn pace(shared: &Shared, rate: f64, bidders: &[mpsc::UnboundedSender<Instant>]) 
         if slot >= shared.stop_at {
             break;
         }
-        sleep_until(slot);
-        // A bidder that has stopped (its connection failed) misses its slots; the others go on.
+        if !gone {
+            sleep_until(slot);
+        }
+        // A bidder that has stopped (its connection failed) misses its slots, counted unsent;
+        // the others go on.
         let bidder = usize::try_from(j % bidders.len() as u64).unwrap_or_default();
-        if bidders[bidder].send(slot).is_err() && all_gone() {
-            return;
+        if bidders[bidder].send(slot).is_err() {
+            shared.unsent(slot);
+            gone = gone || all_gone();
         }
     }
     // Wait out the rest of the run in short naps, in case a bid budget ends it first.
