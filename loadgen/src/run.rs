@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use auction_proto::Amount;
 use auction_proto::rest::{Auction, CreateAuction};
+use futures_util::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -246,6 +247,9 @@ impl Plan {
         {
             bail!("--list-rate must be a positive number of calls per second");
         }
+        if opt.max_connecting == 0 {
+            bail!("--max-connecting must be at least 1");
+        }
         if !(0.0..=1.0).contains(&opt.proxy_share) {
             bail!("--proxy-share must be a fraction from 0 to 1 (got {})", opt.proxy_share);
         }
@@ -253,26 +257,27 @@ impl Plan {
     }
 }
 
-/// Opens `count` connections, one at a time, each as user `{user}{i}` on its node and auction.
-/// A first connection that fails fails the run, except with `--reconnect`: then the connection
-/// starts without a socket and is made during the run.
+/// Opens `count` connections, each as user `{user}{i}` on its node and auction, at most
+/// `--max-connecting` at once (one after another, 10,000 watchers would take seconds to connect;
+/// all at once, they would flood the nodes' accept queues and handshakes). They come back in order,
+/// connection `i` at `i`. A first connection that fails fails the run, except with `--reconnect`:
+/// then the connection starts without a socket and is made during the run.
 async fn connect_all(
     opt: &Opt,
     auctions: &[String],
     count: usize,
     user: &str,
 ) -> anyhow::Result<Vec<(Option<Socket>, Dialer)>> {
-    let mut links = Vec::with_capacity(count);
-    for i in 0..count {
+    let connect = |i: usize| async move {
         let dialer = Dialer::new(ws_urls(opt, auctions, i, &format!("{user}{i}")), opt.timeout);
         let socket = match dialer.first().await {
             Ok(socket) => Some(socket),
             Err(_) if opt.reconnect => None,
             Err(e) => return Err(e),
         };
-        links.push((socket, dialer));
-    }
-    Ok(links)
+        Ok((socket, dialer))
+    };
+    futures_util::stream::iter(0..count).map(connect).buffered(opt.max_connecting.max(1)).try_collect().await
 }
 
 /// The bidders' tallies, added up.
@@ -487,6 +492,8 @@ async fn progress(shared: Arc<Shared>) {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
     /// How many bidders of each auction bid by max.
@@ -496,6 +503,15 @@ mod tests {
             per[i % auctions] += usize::from(bids_by_max(by_auction(i, bidders, auctions), share));
         }
         per
+    }
+
+    #[test]
+    fn connecting_none_at_once_is_refused_by_name() {
+        let opt = Opt::try_parse_from(["auction-loadgen", "--max-connecting", "0"]).unwrap();
+        let err = Plan::check(&opt).err().expect("refused").to_string();
+        assert_eq!(err, "--max-connecting must be at least 1");
+        let opt = Opt::try_parse_from(["auction-loadgen", "--max-connecting", "1"]).unwrap();
+        assert!(Plan::check(&opt).is_ok());
     }
 
     #[test]
