@@ -259,7 +259,7 @@ impl Plan {
 
 /// Opens `count` connections, each as user `{user}{i}` on its node and auction, at most
 /// `--max-connecting` at once (one after another, 10,000 watchers would take seconds to connect;
-/// all at once, they would flood the nodes' accept queues and handshakes). They come back in order,
+/// all at once, they would overflow the nodes' accept queues). They come back in order,
 /// connection `i` at `i`. A first connection that fails fails the run, except with `--reconnect`:
 /// then the connection starts without a socket and is made during the run.
 async fn connect_all(
