@@ -26,7 +26,6 @@ pub(crate) struct Tally {
     pub accepted: u64,
     pub rejected: BTreeMap<String, u64>,
     pub errors: u64,
-    pub skipped: u64,
     pub ack: Histogram<u64>,
     pub accepted_warmup: u64,
     pub reconnects: u64,
@@ -46,7 +45,6 @@ impl Tally {
             accepted: 0,
             rejected: BTreeMap::new(),
             errors: 0,
-            skipped: 0,
             ack: histogram(),
             accepted_warmup: 0,
             reconnects: 0,
@@ -209,9 +207,17 @@ struct Pending {
 }
 
 /// One bidder: on each slot it is given (or right after each answer, closed loop) it bids the
-/// lowest amount it knows to be acceptable, and records the latency from the slot. It never bids
-/// against itself: a slot that finds it holding the high bid is skipped (closed loop: it waits to
-/// be outbid).
+/// lowest amount it knows to be acceptable, and records the latency from the slot.
+///
+/// Open loop, every slot ends in a measured bid, however late the bidder reaches it: the slots of
+/// a bidder busy with an earlier bid wait in its queue, each keeping its scheduled time, and a
+/// bidder that holds the high bid at its slot bids all the same, plainly (no `max_amount`, which
+/// would raise its own max), to be answered `already_highest_bidder`: a user clicking "bid" while
+/// leading. Skipping such a slot would excuse a stall: the slots queued behind a bid that a frozen
+/// node answered late find their bidder leading (that bid was accepted), and would go unmeasured.
+/// Only a bidder that stops for good (its connection failed, without `--reconnect`) leaves slots
+/// unsent; they are counted in `skipped`. Closed loop, a bidder holding the high bid waits to be
+/// outbid instead.
 pub(crate) struct Bidder {
     worker: usize,
     shared: Arc<Shared>,
@@ -245,46 +251,66 @@ impl Bidder {
 
     /// Bids until the schedule ends (open loop: `slots` closes) or the run does.
     pub(crate) async fn run(mut self, mut slots: Option<mpsc::UnboundedReceiver<Instant>>) -> Tally {
+        self.bid(slots.as_mut()).await;
+        if let Some(slots) = &mut slots {
+            // Stopped early: the slots still queued will never be sent, nor those to come.
+            slots.close();
+            while let Ok(slot) = slots.try_recv() {
+                self.shared.unsent(slot);
+            }
+        }
+        if let Some(mut socket) = self.socket.take() {
+            let _ = socket.close(None).await;
+        }
+        self.tally
+    }
+
+    /// The slot loop of [`Bidder::run`]; returns when the schedule or the run ends, or when the
+    /// bidder cannot go on (a slot in hand then is counted unsent).
+    async fn bid(&mut self, mut slots: Option<&mut mpsc::UnboundedReceiver<Instant>>) {
         let mut n: u64 = 0;
-        let open_loop = slots.is_some();
         if self.socket.is_none() && !self.reconnect().await {
-            return self.tally;
+            return;
         }
         loop {
             let scheduled = match &mut slots {
                 Some(slots) => match slots.recv().await {
                     Some(slot) => slot,
-                    None => break,
+                    None => return,
                 },
                 None => Instant::now(),
             };
             if self.shared.stopping.load(Ordering::Relaxed) || scheduled >= self.shared.stop_at {
-                break;
+                return;
             }
             // Catch up on what others did since the last answer.
             if !self.catch_up().await {
-                break;
+                self.shared.unsent(scheduled);
+                return;
             }
-            if self.known.min_next.is_none() || (self.known.highest && !open_loop) {
-                // Closed loop: wait for news (first snapshot, or being outbid) rather than spin.
-                if !self.wait_for_news().await {
-                    break;
+            if slots.is_none() {
+                if self.known.min_next.is_none() || self.known.highest {
+                    // Closed loop: wait for news (first snapshot, or being outbid) rather than spin.
+                    if !self.wait_for_news().await {
+                        return;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if self.known.highest {
-                self.tally.skipped += u64::from(self.shared.measured(scheduled));
-                continue;
+            } else if !self.first_snapshot().await {
+                self.shared.unsent(scheduled);
+                return;
             }
             if !self.shared.take_bid(scheduled) {
-                break;
+                return;
             }
             n += 1;
             let Some(amount) = self.known.min_next else { continue };
-            let Ok(bid_id) = BidId::parse(&self.shared.bid_id(self.worker, n, scheduled)) else { break };
+            let Ok(bid_id) = BidId::parse(&self.shared.bid_id(self.worker, n, scheduled)) else { return };
             // Before the first bid the increment is not known yet: a twentieth of the amount.
             let increment = self.known.increment().unwrap_or((amount.cents() / 20).max(1));
-            let max = self.proxy.as_mut().map(|headroom| headroom.max_for(amount, increment));
+            // A leader bids plainly: a max would raise its own max instead of being refused.
+            let proxy = if self.known.highest { None } else { self.proxy.as_mut() };
+            let max = proxy.map(|headroom| headroom.max_for(amount, increment));
             let text = ClientFrame::PlaceBid(PlaceBid {
                 amount: amount.into(),
                 bid_id: Some(bid_id.clone()),
@@ -293,13 +319,20 @@ impl Bidder {
             .encode();
             let pending = Pending { bid_id, text, scheduled, measured: self.shared.measured(scheduled) };
             if !self.settle(&pending).await {
-                break;
+                return;
             }
         }
-        if let Some(mut socket) = self.socket.take() {
-            let _ = socket.close(None).await;
+    }
+
+    /// Open loop: waits, keeping the slot in hand, until the auction is known (the snapshot that
+    /// opens every connection); false if the bidder cannot go on, or the run ends first.
+    async fn first_snapshot(&mut self) -> bool {
+        while self.known.min_next.is_none() {
+            if Instant::now() >= self.shared.stop_at || !self.wait_for_news().await {
+                return false;
+            }
         }
-        self.tally
+        true
     }
 
     fn resilient(&self) -> bool {

@@ -88,6 +88,13 @@ pub struct Opt {
     #[arg(long, value_parser = duration::parse, default_value = "10s")]
     pub timeout: Duration,
 
+    /// Open at most this many connections at once at the start (bidders, then watchers): in
+    /// turn, thousands of watchers take seconds to connect; too many at once overflow a node's
+    /// accept queue (128 on the bidding service), and each connection dropped there waits a
+    /// second for the kernel to try again.
+    #[arg(long, default_value_t = 64)]
+    pub max_connecting: usize,
+
     /// Reconnect, and resend bids left in doubt, until the run's end: for failure tests.
     ///
     /// Off by default, so that a benchmark's figures keep their meaning (a bidder that fails
@@ -139,6 +146,15 @@ mod tests {
         assert_eq!(opt.timeout, Duration::from_secs(2));
         let err = Opt::try_parse_from(["auction-loadgen", "--duration", "10 parsecs"]).unwrap_err().to_string();
         assert!(err.contains("unknown unit \"parsecs\""), "{err}");
+    }
+
+    #[test]
+    fn connections_open_64_at_once_unless_told() {
+        assert_eq!(Opt::try_parse_from(["auction-loadgen"]).unwrap().max_connecting, 64);
+        let opt = Opt::try_parse_from(["auction-loadgen", "--max-connecting", "16"]).unwrap();
+        assert_eq!(opt.max_connecting, 16);
+        let err = Opt::try_parse_from(["auction-loadgen", "--max-connecting", "many"]).unwrap_err().to_string();
+        assert!(err.contains("--max-connecting"), "{err}");
     }
 
     #[test]

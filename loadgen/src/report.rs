@@ -64,8 +64,11 @@ pub struct Report {
     /// Attempts with no answer: timeouts and dropped connections; with `--reconnect` also `error`
     /// frames and `unavailable` rejections, which leave the bid in doubt (it is sent again).
     pub errors: u64,
-    /// Open-loop slots not used because the bidder already held the high bid (a real bidder does
-    /// not outbid itself); not counted in `attempted`.
+    /// Open-loop slots of the measured period never sent, because their bidder had stopped for
+    /// good (its connection failed, without `--reconnect`); not counted in `attempted`. 0 in a run
+    /// without failures: every other slot is sent, a bidder holding the high bid included (it is
+    /// answered `already_highest_bidder`, in `rejected`). Until that change, it counted the slots
+    /// where the bidder held the high bid, which excused stalls.
     pub skipped: u64,
     /// Bids sent per second over the measured period.
     pub achieved_rate: f64,
@@ -171,7 +174,7 @@ impl Report {
             let _ = writeln!(out, "    {reason:<24} {n:>8}");
         }
         let _ = writeln!(out, "  errors     {:>10}", self.errors);
-        let _ = writeln!(out, "  skipped    {:>10}   (slots where the bidder held the high bid)", self.skipped);
+        let _ = writeln!(out, "  skipped    {:>10}   (slots never sent: their bidder had stopped)", self.skipped);
         if self.proxy_share > 0.0 {
             let _ = writeln!(
                 out,

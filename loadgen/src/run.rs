@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use auction_proto::Amount;
 use auction_proto::rest::{Auction, CreateAuction};
+use futures_util::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) bid_budget: Option<u64>,
     pub(crate) sent: AtomicU64,
     pub(crate) accepted: AtomicU64,
+    /// Open-loop slots of the measured period never sent: their bidder had stopped for good.
+    pub(crate) skipped: AtomicU64,
     pub(crate) stopping: AtomicBool,
     pub(crate) timeout: Duration,
     /// `--reconnect`: connections are made again and bids in doubt sent again.
@@ -41,6 +44,14 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn measured(&self, at: Instant) -> bool {
         at >= self.measure_from
+    }
+
+    /// Counts slot `at` as never sent, because its bidder stopped for good; unless the run is
+    /// over (a slot the bid budget or the end of the run cut off is no loss) or it was warm-up.
+    pub(crate) fn unsent(&self, at: Instant) {
+        if self.measured(at) && at < self.stop_at && !self.stopping.load(Ordering::Relaxed) {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Takes one bid from the budget; false when the run is over.
@@ -101,6 +112,7 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
         bid_budget: opt.bids,
         sent: AtomicU64::new(0),
         accepted: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
         timeout: opt.timeout,
         reconnect: opt.reconnect,
@@ -146,6 +158,7 @@ pub async fn run(opt: Opt) -> anyhow::Result<Report> {
     for tally in tallies {
         totals.add(tally, ended)?;
     }
+    totals.skipped = shared.skipped.load(Ordering::Relaxed);
     if let Some(pacer) = pacer {
         let joined = tokio::task::spawn_blocking(move || pacer.join()).await.context("joining the open-loop clock")?;
         joined.map_err(|_| anyhow::anyhow!("the open-loop clock failed"))?;
@@ -234,6 +247,9 @@ impl Plan {
         {
             bail!("--list-rate must be a positive number of calls per second");
         }
+        if opt.max_connecting == 0 {
+            bail!("--max-connecting must be at least 1");
+        }
         if !(0.0..=1.0).contains(&opt.proxy_share) {
             bail!("--proxy-share must be a fraction from 0 to 1 (got {})", opt.proxy_share);
         }
@@ -241,26 +257,27 @@ impl Plan {
     }
 }
 
-/// Opens `count` connections, one at a time, each as user `{user}{i}` on its node and auction.
-/// A first connection that fails fails the run, except with `--reconnect`: then the connection
-/// starts without a socket and is made during the run.
+/// Opens `count` connections, each as user `{user}{i}` on its node and auction, at most
+/// `--max-connecting` at once (one after another, 10,000 watchers would take seconds to connect;
+/// all at once, they would overflow the nodes' accept queues). They come back in order,
+/// connection `i` at `i`. A first connection that fails fails the run, except with `--reconnect`:
+/// then the connection starts without a socket and is made during the run.
 async fn connect_all(
     opt: &Opt,
     auctions: &[String],
     count: usize,
     user: &str,
 ) -> anyhow::Result<Vec<(Option<Socket>, Dialer)>> {
-    let mut links = Vec::with_capacity(count);
-    for i in 0..count {
+    let connect = |i: usize| async move {
         let dialer = Dialer::new(ws_urls(opt, auctions, i, &format!("{user}{i}")), opt.timeout);
         let socket = match dialer.first().await {
             Ok(socket) => Some(socket),
             Err(_) if opt.reconnect => None,
             Err(e) => return Err(e),
         };
-        links.push((socket, dialer));
-    }
-    Ok(links)
+        Ok((socket, dialer))
+    };
+    futures_util::stream::iter(0..count).map(connect).buffered(opt.max_connecting.max(1)).try_collect().await
 }
 
 /// The bidders' tallies, added up.
@@ -269,6 +286,7 @@ struct Totals {
     accepted: u64,
     accepted_warmup: u64,
     errors: u64,
+    /// Set from [`Shared::skipped`] once every bidder is done.
     skipped: u64,
     reconnects: u64,
     unresolved: u64,
@@ -306,7 +324,6 @@ impl Totals {
         self.accepted += tally.accepted;
         self.accepted_warmup += tally.accepted_warmup;
         self.errors += tally.errors;
-        self.skipped += tally.skipped;
         self.reconnects += tally.reconnects;
         self.unresolved += tally.unresolved;
         self.beaten += tally.beaten;
@@ -423,6 +440,8 @@ async fn auctions(opt: &Opt) -> anyhow::Result<Vec<String>> {
 fn pace(shared: &Shared, rate: f64, bidders: &[mpsc::UnboundedSender<Instant>]) {
     let budget_spent = || shared.stopping.load(Ordering::Relaxed);
     let all_gone = || bidders.iter().all(mpsc::UnboundedSender::is_closed);
+    // Once every bidder has stopped, the rest of the schedule is counted unsent without waiting.
+    let mut gone = false;
     for j in 0u64.. {
         if budget_spent() {
             return;
@@ -432,11 +451,15 @@ fn pace(shared: &Shared, rate: f64, bidders: &[mpsc::UnboundedSender<Instant>]) 
         if slot >= shared.stop_at {
             break;
         }
-        sleep_until(slot);
-        // A bidder that has stopped (its connection failed) misses its slots; the others go on.
+        if !gone {
+            sleep_until(slot);
+        }
+        // A bidder that has stopped (its connection failed) misses its slots, counted unsent;
+        // the others go on.
         let bidder = usize::try_from(j % bidders.len() as u64).unwrap_or_default();
-        if bidders[bidder].send(slot).is_err() && all_gone() {
-            return;
+        if bidders[bidder].send(slot).is_err() {
+            shared.unsent(slot);
+            gone = gone || all_gone();
         }
     }
     // Wait out the rest of the run in short naps, in case a bid budget ends it first.
@@ -469,6 +492,8 @@ async fn progress(shared: Arc<Shared>) {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
     /// How many bidders of each auction bid by max.
@@ -478,6 +503,15 @@ mod tests {
             per[i % auctions] += usize::from(bids_by_max(by_auction(i, bidders, auctions), share));
         }
         per
+    }
+
+    #[test]
+    fn connecting_none_at_once_is_refused_by_name() {
+        let opt = Opt::try_parse_from(["auction-loadgen", "--max-connecting", "0"]).unwrap();
+        let err = Plan::check(&opt).err().expect("refused").to_string();
+        assert_eq!(err, "--max-connecting must be at least 1");
+        let opt = Opt::try_parse_from(["auction-loadgen", "--max-connecting", "1"]).unwrap();
+        assert!(Plan::check(&opt).is_ok());
     }
 
     #[test]

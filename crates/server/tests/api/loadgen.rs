@@ -1,5 +1,6 @@
 //! `auction-loadgen` against the real stack: a short, gentle run whose report has the documented
-//! shape and balanced books; and `--reconnect` runs through a killed node and a silent Redis,
+//! shape and balanced books; a run through a node frozen for a second, which must show in p99
+//! with no slot skipped; and `--reconnect` runs through a killed node and a silent Redis,
 //! whose `--accepted-out` file must be exactly the bids the auctions' durable logs hold.
 
 use auction_loadgen::opt::Opt;
@@ -165,6 +166,71 @@ async fn wait_for_count(addr: std::net::SocketAddr, metric: &str, at_least: f64)
         assert!(tokio::time::Instant::now() < deadline, "{metric} of {addr} never reached {at_least}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Sends `signal` to a service process (SIGSTOP and SIGCONT to freeze and thaw it).
+fn signal(process: &Process, signal: nix::sys::signal::Signal) {
+    let pid = process.child.id().expect("the service is still running");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+    nix::sys::signal::kill(pid, signal).expect("signal the service");
+}
+
+/// One of two bidding nodes frozen (SIGSTOP) for a second in the middle of an open-loop run: the
+/// stall shows in the ack p99, and every slot of the measured period ends in a measured bid.
+///
+/// The numbers: 200 bids/s for 6 s measured is 1200 slots, so p99 is about the 12th slowest.
+/// Slot `j` goes to bidder `j % 4`, and bidder `i` is on node `i % 2` bidding on auction `i % 2`,
+/// so the frozen node's two bidders own every other slot and the whole of one auction. The
+/// freeze covers 200 slots, 100 of them theirs: the first waits in flight, the rest queue behind
+/// it, each waiting from its own slot until the node wakes, from a second down to nothing, so
+/// about 50 wait 500 ms or more: four times what p99 needs. A generator that skips the slots
+/// whose bidder holds the high bid measures only a few of them: once the woken node answers the
+/// bids in flight, one bidder leads and skips its queue before news of the other's next bid
+/// arrives, then the other does the same, and p99 stays in milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_frozen_mid_run_shows_in_the_ack_p99_and_no_slot_is_skipped() {
+    use nix::sys::signal::Signal;
+    let mut env = TestEnv::new().await;
+    let api = env.auction_service().await;
+    let frozen = env.process(env!("CARGO_BIN_EXE_bidding-service"), "frozen-node", &[]).await;
+    let steady = env.process(env!("CARGO_BIN_EXE_bidding-service"), "steady-node", &[]).await;
+    let opt = Opt::parse_from([
+        "auction-loadgen",
+        "--api-url",
+        &api.base,
+        "--ws-url",
+        &format!("ws://{},ws://{}", frozen.addr, steady.addr),
+        "--auctions",
+        "2",
+        "--bidders",
+        "4",
+        "--rate",
+        "200",
+        "--warmup",
+        "500ms",
+        "--duration",
+        "6s",
+    ]);
+    let run = tokio::spawn(auction_loadgen::run(opt));
+    // About a second into the run (the frozen node takes 100 bids/s), past the warm-up.
+    wait_for_count(frozen.addr, "bidding_bids_accepted_total", 100.0).await;
+    signal(&frozen, Signal::SIGSTOP);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    signal(&frozen, Signal::SIGCONT);
+    assert!(!run.is_finished(), "the run ended before the node woke: the freeze was not in it");
+    let report = serde_json::to_value(run.await.unwrap().expect("loadgen run")).unwrap();
+    let n = |k: &str| report[k].as_u64().unwrap();
+    assert_eq!((n("skipped"), n("errors")), (0, 0), "{report}");
+    // Every slot from 0.5 s to 6.5 s at 200/s, each measured.
+    assert_eq!(n("attempted"), 1200, "{report}");
+    assert_eq!(report["ack_latency_ms"]["count"], 1200, "{report}");
+    assert_eq!(n("accepted") + n("rejected_total"), n("attempted"), "{report}");
+    let p99 = report["ack_latency_ms"]["p99"].as_f64().unwrap();
+    assert!(p99 >= 500.0, "a one-second freeze left p99 at {p99} ms: {report}");
+    eprintln!(
+        "node frozen 1 s: ack p50 {} ms, p99 {p99} ms, max {} ms; rejected {}",
+        report["ack_latency_ms"]["p50"], report["ack_latency_ms"]["max"], report["rejected"]
+    );
 }
 
 /// A bidding node killed (SIGKILL) in the middle of a `--reconnect` run: its bidders connect to
