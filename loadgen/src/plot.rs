@@ -13,8 +13,10 @@ use plotters::prelude::*;
 use crate::opt::{LatencyKind, PlotOpt};
 use crate::report::{Percentile, Report};
 
-/// The plot's size in pixels.
-const SIZE: (u32, u32) = (960, 600);
+/// The plot's width, and the height of its chart, in pixels; the legend goes below the chart,
+/// [`LEGEND_ROW`] pixels a line, so that it never hides a line's tail.
+const SIZE: (u32, u32) = (960, 560);
+const LEGEND_ROW: u32 = 22;
 
 /// The lines' colours, in turn: dark enough on white, and far enough apart to tell.
 const COLOURS: [RGBColor; 8] = [
@@ -149,7 +151,7 @@ fn ms_label(ms: f64) -> String {
     }
 }
 
-/// The plot as SVG text: one line per input, in its own colour, with a legend.
+/// The plot as SVG text: one line per input, in its own colour, with a legend below.
 pub fn draw(title: &str, lines: &[Line]) -> anyhow::Result<String> {
     let all = || lines.iter().flat_map(|l| l.points.iter());
     // To the next whole nine (p99.999 at 5, within rounding, ends the axis at 5, not 6), and a
@@ -157,12 +159,21 @@ pub fn draw(title: &str, lines: &[Line]) -> anyhow::Result<String> {
     let x_end = (all().map(|p| p.0).fold(1.0, f64::max) - 1e-9).ceil() + 1e-9;
     let low = all().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let high = all().map(|p| p.1).fold(0.0, f64::max);
-    let (low, high) = if low.is_finite() { (low / 1.5, high * 1.5) } else { (0.1, 10.0) };
+    // Whole powers of ten, so that the latency axis is labelled at its ends; at least one
+    // factor of ten between them.
+    let (low, high) = if low.is_finite() {
+        let low = 10f64.powf(low.log10().floor());
+        (low, 10f64.powf(high.log10().ceil()).max(low * 10.0))
+    } else {
+        (0.1, 10.0)
+    };
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let rows = u32::try_from(lines.len()).unwrap_or(u32::MAX / LEGEND_ROW - SIZE.1);
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0, SIZE.1 + LEGEND_ROW * rows + 16)).into_drawing_area();
         root.fill(&WHITE).map_err(drawing)?;
-        let mut chart = ChartBuilder::on(&root)
+        let (upper, legend) = root.split_vertically(SIZE.1);
+        let mut chart = ChartBuilder::on(&upper)
             .caption(title, ("sans-serif", 20))
             .margin(16)
             .x_label_area_size(48)
@@ -175,24 +186,17 @@ pub fn draw(title: &str, lines: &[Line]) -> anyhow::Result<String> {
             .y_desc("latency, ms (log scale)")
             .x_label_formatter(&|x| percentile_label(*x))
             .y_label_formatter(&|ms| ms_label(*ms))
+            .y_max_light_lines(9)
             .draw()
             .map_err(drawing)?;
         for (i, line) in lines.iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
-            chart
-                .draw_series(LineSeries::new(line.points.iter().copied(), colour.stroke_width(2)))
-                .map_err(drawing)?
-                .label(line.label.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(2)));
+            chart.draw_series(LineSeries::new(line.points.iter().copied(), colour.stroke_width(2))).map_err(drawing)?;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+            let y = (LEGEND_ROW * i as u32) as i32 + 4;
+            legend.draw(&PathElement::new(vec![(80, y + 8), (110, y + 8)], colour.stroke_width(2))).map_err(drawing)?;
+            legend.draw(&Text::new(line.label.as_str(), (120, y), ("sans-serif", 14))).map_err(drawing)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(drawing)?;
         root.present().map_err(drawing)?;
     }
     Ok(svg)
