@@ -1,23 +1,13 @@
-//! The `auction-loadgen` binary: parse the options, run, print the report (or, `plot`, draw
-//! reports).
+//! The `auction-loadgen` binary: parse the options, run, print the report.
 
 use std::process::ExitCode;
 
-use auction_loadgen::opt::{Command, Opt, Output};
+use auction_loadgen::opt::{Opt, Output};
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mut opt = Opt::parse();
-    if let Some(Command::Plot(plot)) = opt.command.take() {
-        return match auction_loadgen::plot::run(&plot) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("auction-loadgen plot: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
+    let opt = Opt::parse();
     let output = opt.output;
     match auction_loadgen::run(opt).await {
         Ok(report) => {
