@@ -268,14 +268,15 @@ async fn a_share_of_bidders_bid_by_max_and_beaten_answers_count_as_accepted() {
         })
         .collect();
     assert!(by_max_then_plain.is_empty(), "a bidder by max bid plainly while not leading: {by_max_then_plain:?}");
-    // Each max is its amount plus 1 to 5 increments, of every size; a bidder that has not yet
-    // seen a price change takes a twentieth of its amount for the increment.
+    // Each max is its amount plus 1 to 5 increments as the bidder knows the increment: the step
+    // between the price and the minimum it last heard of (a multiple of the real one when the two
+    // came from different updates), or before any price change a twentieth of its amount.
     let steps = |h: i64, step: i64| step > 0 && h % step == 0 && (1..=5).contains(&(h / step));
     let odd: Vec<(i64, i64)> = books
         .bids
         .iter()
         .filter_map(|(_, amount, max, _)| max.map(|m| (*amount, m - amount)))
-        .filter(|(amount, h)| !steps(*h, INCREMENT) && !steps(*h, (amount / 20).max(1)))
+        .filter(|(amount, h)| !(1..=5).any(|k| steps(*h, k * INCREMENT)) && !steps(*h, (amount / 20).max(1)))
         .collect();
     assert!(odd.is_empty(), "maxes not 1 to 5 increments above their amounts: {odd:?}");
     let headroom: BTreeSet<i64> = books.bids.iter().filter_map(|(_, amount, max, _)| max.map(|m| m - amount)).collect();
