@@ -22,6 +22,16 @@
 # Redis runs as in production, with its append-only file (scripts/dev-services.sh turns it on);
 # the ceiling is measured against the same Redis.
 #
+# CPU per accepted bid, in microseconds, for the closed-loop runs (2, and the one of 8): each
+# process's user + system time over the run (bidding, auction and analytics services, Redis,
+# MariaDB from /proc/<pid>/stat before and after; the generator, which starts with the run, from
+# the times of the shell that waited for it), divided by every bid accepted in the run, warm-up
+# included, printed beside its target and beside issue 16's figures.
+#
+# Written to target/bench/: each run's JSON report; ack.svg and fanout.svg, latency percentile
+# plots (`auction-loadgen plot`) of the runs; summary.txt, the printed summary; report.md, a page
+# of the summary, the CPU table and the plots; report.json, the same figures for scripts.
+#
 # Environment: BENCH_SECONDS (default 10) per measured run; BENCH_WATCHERS (default 10000);
 # BENCH_REDIS=cluster adds part 6; BENCH_LIST=1 adds part 7; BENCH_PROXY_SHARE (default 0) is the
 # fraction of bidders in the bidding runs (2, 3, 6, 7) that bid by max (`--proxy-share`), so that
@@ -49,6 +59,15 @@ scripts/dev-services.sh
 command -v redis-benchmark >/dev/null || { say "redis-benchmark missing"; exit 1; }
 command -v python3 >/dev/null || { say "installing python3 for the report"; $( [ "$(id -u)" -eq 0 ] || echo sudo ) apt-get install -y -qq python3-minimal; }
 cargo build --release --bins --quiet
+# The release binaries, where cargo put them (dev.sh runs the services from there too).
+bin=${CARGO_TARGET_DIR:-target}/release
+# service_pid NAME: the pid of the stack's NAME service, as dev.sh started it.
+service_pid() {
+    local found
+    found=$(pgrep -f "^$bin/$1( |\$)" | head -n 1) || true
+    [ -n "$found" ] || { say "no $1 process found (looked for $bin/$1)"; exit 1; }
+    echo "$found"
+}
 
 # --- 1. the ceiling --------------------------------------------------------------------------
 sha=$(redis-cli SCRIPT LOAD "$(cat crates/server/src/store/bid.lua)")
@@ -89,13 +108,16 @@ cleanup() {
 }
 trap cleanup EXIT
 start_stack /tmp/bench-stack.log
-loadgen=target/release/auction-loadgen
+loadgen=$bin/auction-loadgen
 out=target/bench
 mkdir -p "$out"
+# This run's files only: a report or plot of an earlier run (say, of a part this one skips) would
+# read as this one's.
+rm -f "$out"/*.json "$out"/*.cpu "$out"/*.times "$out"/*.svg "$out"/summary.txt "$out"/report.md
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 # --- 5. idle memory, first: later runs leave freed memory in the allocator ----------------------
-pid=$(pgrep -f "target/release/bidding-service" | head -n 1)
+pid=$(service_pid bidding-service)
 rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 before=$(rss)
 say "idle: $watchers connections held for 8s"
@@ -161,19 +183,49 @@ settle() {
     done
 }
 
+# --- CPU per accepted bid ----------------------------------------------------------------------
+# Where the CPU of a closed-loop run goes: every process here shares the machine's cores.
+clk_tck=$(getconf CLK_TCK)
+redis_pid=$(redis-cli INFO server | tr -d '\r' | awk -F: '/^process_id:/ {print $2}')
+mariadb_pid=$( { pgrep -x mariadbd || pgrep -x mysqld || true; } | head -n 1)
+[ -n "$redis_pid" ] && [ -n "$mariadb_pid" ] || { say "Redis (pid '$redis_pid') or MariaDB (pid '$mariadb_pid') not found"; exit 1; }
+auction_pid=$(service_pid auction-service)
+analytics_pid=$(service_pid analytics-service)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+cpu_now() {
+    echo "$(ticks "$pid") $(ticks "$redis_pid") $(ticks "$analytics_pid") $(ticks "$mariadb_pid") $(ticks "$auction_pid") $(busy_ticks)"
+}
+# cpu_run NAME ARGS...: the generator with ARGS, its report in $out/NAME.json, and the CPU each
+# process used during the run in $out/NAME.cpu, one "process microseconds" line each ("machine":
+# every busy CPU of the machine, all processes and the kernel). A process's own time only, as
+# issue 16 counted it: the CPU of Redis's forks (saves, rewrites) falls in the rest of the machine.
+cpu_run() {
+    local name=$1 before after
+    shift
+    before=$(cpu_now)
+    # `times` prints the user and system time of the subshell's children: the generator's.
+    ( export LC_ALL=C; "$loadgen" "$@" --output json >"$out/$name.json"; times >"$out/$name.times" )
+    after=$(cpu_now)
+    awk -v tck="$clk_tck" -v before="$before" -v after="$after" '
+        NR == 2 {
+            split(before, b, " "); split(after, a, " ")
+            n = split("bidding redis analytics mariadb auction machine", name, " ")
+            for (i = 1; i <= n; i++) printf "%s %.0f\n", name[i], (a[i] - b[i]) * 1e6 / tck
+            split($1, u, /[ms]/); split($2, k, /[ms]/)
+            printf "generator %.0f\n", (u[1] * 60 + u[2] + k[1] * 60 + k[2]) * 1e6
+        }' "$out/$name.times" >"$out/$name.cpu"
+    [ "$(wc -l <"$out/$name.cpu")" = 7 ] || { say "the CPU of the $name run was not measured"; exit 1; }
+}
+
 # --- 2. max sustained rate --------------------------------------------------------------------
 settle
 say "closed loop, 200 bidders over 100 auctions, ${seconds}s"
-# Where the CPU goes: every process here shares the machine's cores.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
-redis_pid=$(pgrep -x redis-server | head -n 1)
-r0=$(cpu_ticks "$redis_pid"); b0=$(cpu_ticks "$pid"); t0=$(busy_ticks); f0=$(forks)
-max=$($loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 --proxy-share "$proxy_share" \
-    --warmup 2s --duration "${seconds}s" --output json | tee "$out/max.json")
-r1=$(cpu_ticks "$redis_pid"); b1=$(cpu_ticks "$pid"); t1=$(busy_ticks); max_forks=$(( $(forks) - f0 ))
-cpu_split="redis $(( r1 - r0 )), bidding-service $(( b1 - b0 )), everything else (mostly the load generator) $(( (t1 - t0) - (r1 - r0) - (b1 - b0) )) of $(( t1 - t0 )) busy ticks; redis forks $max_forks"
-max_accepted=$(echo "$max" | json "round(d['accepted_rate'])")
+f0=$(forks)
+cpu_run max --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 --proxy-share "$proxy_share" \
+    --warmup 2s --duration "${seconds}s"
+max=$(cat "$out/max.json")
+max_forks=$(( $(forks) - f0 ))
 max_attempted=$(echo "$max" | json "round(d['achieved_rate'])")
 
 # --- 3. half rate ------------------------------------------------------------------------------
@@ -190,8 +242,9 @@ half_forks=$(( $(forks) - f0 ))
 # proxy path of the bid script is measured beside the plain one.
 settle
 say "proxy: closed loop, 30% of 200 bidders by max, ${seconds}s"
-proxy_max=$($loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 --proxy-share 0.3 \
-    --warmup 2s --duration "${seconds}s" --output json | tee "$out/proxy-max.json")
+cpu_run proxy-max --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 --proxy-share 0.3 \
+    --warmup 2s --duration "${seconds}s"
+proxy_max=$(cat "$out/proxy-max.json")
 settle
 say "proxy: open loop at $half bids/s, 30% by max, ${seconds}s"
 proxy_half=$($loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 --proxy-share 0.3 \
@@ -246,16 +299,55 @@ if [ "${BENCH_REDIS:-single}" = cluster ]; then
         --warmup 2s --duration "${seconds}s" --output json | tee "$out/cluster-replicated-half.json")
 fi
 
+# --- pictures ----------------------------------------------------------------------------------
+# Latency percentile plots of the runs. A plot that fails is said and skipped: the figures above
+# are worth more than a picture of them.
+plots=()
+# plot NAME LATENCY TITLE RUN...: $out/NAME.svg, LATENCY (ack or fanout) of each run's report.
+plot() {
+    local name=$1 latency=$2 title=$3 inputs=() run
+    shift 3
+    for run in "$@"; do inputs+=(--input "$out/$run.json"); done
+    if "$loadgen" plot --latency "$latency" --title "$title" "${inputs[@]}" --output "$out/$name.svg"; then
+        plots+=("$name.svg")
+    else
+        say "the $name plot failed"
+    fi
+}
+plot ack ack "ack latency by percentile: the closed loop, the half rate, and each with 30% of bidders by max" \
+    max half proxy-max proxy-half
+plot fanout fanout "fan-out latency by percentile: one auction, $watchers watchers, 2 bids/s" fanout
+[ "$listrun" = null ] || plot list ack "ack latency by percentile at the half rate: alone, and beside 50 lists/s" \
+    half-list-alone half-list
+[ "$cluster_max" = null ] || plot cluster ack "ack latency by percentile: single Redis and Redis Cluster" \
+    max half cluster-max cluster-half cluster-replicated-half
+
 say "raw reports in $out/"
-python3 - "$ceiling" "$max" "$halfrun" "$fanout" "$before" "$after" "$open" "$per_conn" "$cpu_split" "$half_forks" "$fan_forks" <<'PY'
+{
+python3 - "$ceiling" "$max" "$halfrun" "$fanout" "$before" "$after" "$open" "$per_conn" "$out/max.cpu" "$half_forks" "$fan_forks" "$clk_tck" "$max_forks" "$out/figures.json" <<'PY'
 import json, sys
 ceiling = float(sys.argv[1]); mx, half, fan = (json.loads(a) for a in sys.argv[2:5])
 before, after, conns, per = (int(a) for a in sys.argv[5:9])
+cpu = {k: int(v) for k, v in (line.split() for line in open(sys.argv[9]))}
+ticks = {k: round(v * int(sys.argv[12]) / 1e6) for k, v in cpu.items()}
 def ms(r, k, p): return r[k][p] if r[k] else float('nan')
+def fig(r, k, p): return r[k][p] if r[k] else None
+# The figures printed here, for report.json.
+json.dump({
+    "ceiling_evalsha_per_s": ceiling,
+    "max_accepted_per_s": mx['accepted_rate'], "max_ratio_to_ceiling": mx['accepted_rate'] / ceiling,
+    "max_attempted_per_s": mx['achieved_rate'],
+    "max_ack_ms": {p: fig(mx, 'ack_latency_ms', p) for p in ('p50', 'p99')},
+    "half_rate_per_s": half['target_rate'], "half_ack_ms": {p: fig(half, 'ack_latency_ms', p) for p in ('p50', 'p99')},
+    "fanout_watchers": fan['watchers'], "fanout_ms": {p: fig(fan, 'fanout_latency_ms', p) for p in ('p50', 'p99', 'max')},
+    "idle_connections": conns, "idle_rss_kib": [before, after], "idle_bytes_per_connection": per,
+    "redis_forks": {"max": int(sys.argv[13]), "half": int(sys.argv[10]), "fanout": int(sys.argv[11])},
+}, open(sys.argv[14], "w"), indent=2)
 print()
 print(f"ceiling (redis-benchmark EVALSHA bid.lua, 50 clients)   {ceiling:>10.0f} calls/s")
 print(f"max sustained accepted bids/s (closed loop)             {mx['accepted_rate']:>10.0f}   {mx['accepted_rate']/ceiling:.2f}x ceiling   (target >= 0.5x)")
-print(f"  cpu during that run: {sys.argv[9]}")
+print(f"  cpu during that run: redis {ticks['redis']}, bidding-service {ticks['bidding']}, everything else (mostly the load generator)"
+      f" {ticks['machine'] - ticks['redis'] - ticks['bidding']} of {ticks['machine']} busy ticks; redis forks {sys.argv[13]} (per bid: below)")
 print(f"  attempted at that load                               {mx['achieved_rate']:>10.0f}/s  ack p50 {ms(mx,'ack_latency_ms','p50'):.2f} ms  p99 {ms(mx,'ack_latency_ms','p99'):.2f} ms")
 print(f"half rate, open loop at {half['target_rate']:.0f}/s: ack p50              {ms(half,'ack_latency_ms','p50'):>10.2f} ms   (target < 1 ms)")
 print(f"                                      ack p99              {ms(half,'ack_latency_ms','p99'):>10.2f} ms   (target < 5 ms; redis forks during it: {sys.argv[10]})")
@@ -264,6 +356,48 @@ print(f"idle WebSocket memory: {conns} connections, RSS {before} -> {after} KiB:
 if mx.get('proxy_share'):
     print(f"bidding by max: {mx['proxy_share']:.0%} of bidders in the bidding runs; answers beaten by a proxy:"
           f" {mx['beaten_by_proxy']} of {mx['accepted']} accepted (max rate), {half['beaten_by_proxy']} of {half['accepted']} (half rate)")
+PY
+python3 - "$out" "$out/cpu.json" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+# process, its key in NAME.cpu, target and issue 16's figure (us per accepted bid)
+rows = [("bidding service", "bidding", 25, 43), ("redis", "redis", 30, 44), ("load generator", "generator", 25, 57),
+        ("analytics service", "analytics", None, None), ("mariadb", "mariadb", None, None),
+        ("auction service", "auction", None, None), ("rest of the machine", "rest", None, None)]
+def load(name):
+    if not os.path.exists(f"{out}/{name}.cpu"):
+        return None
+    r = json.load(open(f"{out}/{name}.json"))
+    us = {k: int(v) for k, v in (line.split() for line in open(f"{out}/{name}.cpu"))}
+    us["rest"] = us["machine"] - sum(us[k] for _, k, _, _ in rows if k != "rest")
+    bids = r['accepted'] + r['accepted_warmup']
+    if not r['accepted']:
+        sys.exit(f"bench: the {name} run accepted no bid, so it has no CPU per bid")
+    return {"accepted": bids, "accepted_measured": r['accepted'], "seconds": r['warmup_s'] + r['duration_s'],
+            "cpu_us": us, "us_per_bid": {k: v / bids for k, v in us.items()},
+            # issue 16's basis: the run's CPU over the measured period's bids alone, the generator
+            # as everything on the machine but Redis and the bidding service
+            "issue16_basis": {k: v / r['accepted'] for k, v in
+                              (("bidding", us["bidding"]), ("redis", us["redis"]),
+                               ("generator", us["machine"] - us["redis"] - us["bidding"]))}}
+runs = {"plain": load("max"), "proxy": load("proxy-max")}
+plain, proxy = runs["plain"], runs["proxy"]
+print()
+print("CPU per accepted bid, closed loop: us of CPU (user + system) per bid accepted in the run, warm-up included")
+print(f"  {'process':<20} {'us/bid':>8} {'target':>8} {'met':>4} {'issue 16':>9} {'30% by max':>11}")
+for label, key, target, before in rows:
+    t = f"<= {target}" if target else "-"
+    met = ("yes" if plain['us_per_bid'][key] <= target else "no") if target else "-"
+    b = f"~{before}" if before else "-"
+    p = f"{proxy['us_per_bid'][key]:.1f}" if proxy else "-"
+    print(f"  {label:<20} {plain['us_per_bid'][key]:>8.1f} {t:>8} {met:>4} {b:>9} {p:>11}")
+print(f"  {'bids accepted':<20} {plain['accepted']:>8,} {'':>8} {'':>4} {'':>9} {format(proxy['accepted'], ',') if proxy else '-':>11}"
+      f"   (over {plain['seconds']:.0f} s of warm-up and run)")
+b = plain['issue16_basis']
+print(f"  on issue 16's basis (the run's CPU over the {plain['accepted_measured']} bids of the measured period alone, the generator as"
+      f" all but redis and bidding): bidding {b['bidding']:.1f}, redis {b['redis']:.1f}, generator {b['generator']:.1f}")
+json.dump({"targets_us": {k: t for _, k, t, _ in rows if t}, "issue16_us": {k: v for _, k, _, v in rows if v},
+           "runs": runs}, open(sys.argv[2], "w"), indent=2)
 PY
 python3 - "$max" "$halfrun" "$proxy_max" "$proxy_half" <<'PY'
 import json, sys
@@ -300,4 +434,54 @@ for name, r in (("local", chalf), ("replicated", rhalf)):
     print(f"  half rate ({half['target_rate']:.0f}/s), {name:<10} ack p50 {ms(r,'p50'):>7.2f} ms ({ratio(ms(r,'p50'), ms(half,'p50')):.2f}x)"
           f"   p99 {ms(r,'p99'):>7.2f} ms ({ratio(ms(r,'p99'), ms(half,'p99')):.2f}x)   errors {r['errors']}")
 print(f"  replicated against local on the cluster: p50 {ratio(ms(rhalf,'p50'), ms(chalf,'p50')):.2f}x, p99 {ratio(ms(rhalf,'p99'), ms(chalf,'p99')):.2f}x")
+PY
+} | tee "$out/summary.txt"
+
+# --- the report -----------------------------------------------------------------------------------
+python3 - "$out" "$seconds" "$watchers" "$proxy_share" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')" "${plots[@]}" <<'PY'
+import datetime, json, os, platform, sys
+out, seconds, watchers, share, commit, plots = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
+cpu = json.load(open(f"{out}/cpu.json"))
+figures = json.load(open(f"{out}/figures.json"))
+summary = open(f"{out}/summary.txt").read().strip("\n")
+reports = sorted(f for f in os.listdir(out) if f.endswith(".json") and f not in ("cpu.json", "figures.json", "report.json"))
+names = {"bidding": "bidding service", "redis": "Redis", "generator": "load generator", "analytics": "analytics service",
+         "mariadb": "MariaDB", "auction": "auction service", "rest": "rest of the machine"}
+plain, proxy = cpu["runs"]["plain"], cpu["runs"]["proxy"]
+when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+md = [f"# Benchmark report", "",
+      f"`make bench` of {when} at commit {commit}, on {os.cpu_count()} cores ({platform.system()} {platform.release()}):"
+      f" {seconds} s per measured run, {watchers} watchers, BENCH_PROXY_SHARE={share}.", "",
+      "## Summary", "", "As printed by `scripts/bench.sh`:", "", "```text", summary, "```", "",
+      "## CPU per accepted bid", "",
+      "Closed loop, 200 bidders over 100 auctions. Each process's CPU time (user + system) over the run, from",
+      "`/proc/<pid>/stat` before and after (the load generator's from the shell that waited for it), divided by",
+      "every bid accepted in the run, warm-up included. Issue 16's figures divided the run's CPU by the",
+      "measured period's bids alone and counted everything but Redis and the bidding service as the generator;",
+      "this run on that basis is in the last line.", "",
+      "| process | µs per bid | target | met | issue 16 | 30% by max |", "|---|---:|---:|:-:|---:|---:|"]
+for key, name in names.items():
+    target, before = cpu["targets_us"].get(key), cpu["issue16_us"].get(key)
+    us = plain["us_per_bid"][key]
+    cells = [name, f"{us:.1f}", f"≤ {target}" if target else "", ("yes" if us <= target else "no") if target else "",
+             f"~{before}" if before else "", f"{proxy['us_per_bid'][key]:.1f}" if proxy else ""]
+    md.append("| " + " | ".join(cells) + " |")
+md.append(f"| bids accepted | {plain['accepted']:,} | | | | {format(proxy['accepted'], ',') if proxy else ''} |")
+b = plain["issue16_basis"]
+md += ["", f"On issue 16's basis: bidding service {b['bidding']:.1f} µs, Redis {b['redis']:.1f} µs, generator"
+       f" (everything else) {b['generator']:.1f} µs per bid.", "", "## Latency distributions", ""]
+if plots:
+    md += [f"![{p[:-4]}]({p})" for p in plots]
+    md += ["", "Each line is a run's report; the percentile axis is a log scale of 1 / (1 - q), so p90, p99,",
+           "p99.9 are evenly spaced; the legend gives each run's p50, p99 and max."]
+else:
+    md.append("No plot was made (see the bench's output).")
+md += ["", "## Files", "", "Each run's JSON report (`auction-loadgen --output json`): " +
+       ", ".join(f"[{r}]({r})" for r in reports) + ".", "`report.json`: the figures above, for scripts.", ""]
+open(f"{out}/report.md", "w").write("\n".join(md))
+json.dump({"when": when, "commit": commit, "seconds": int(seconds), "watchers": int(watchers), "proxy_share": float(share),
+           "figures": figures, "cpu_per_accepted_bid": cpu, "plots": plots, "reports": reports},
+          open(f"{out}/report.json", "w"), indent=2)
+print()
+print(f"report: {out}/report.md (the summary, the CPU table and the plots: {', '.join(f'{out}/{p}' for p in plots) or 'none'}); figures for scripts in {out}/report.json")
 PY

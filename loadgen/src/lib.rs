@@ -5,12 +5,14 @@
 //! - [`opt`]: the command line.
 //! - [`run`]: one run.
 //! - [`report`]: the results, as a table or JSON.
+//! - [`plot`]: `auction-loadgen plot`, latency percentile plots of reports, as SVG.
 
 mod accepted;
 mod bidder;
 mod link;
 mod lister;
 pub mod opt;
+pub mod plot;
 pub mod report;
 mod run;
 mod watcher;

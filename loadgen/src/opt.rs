@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use auction_proto::duration;
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Measures bid throughput and latency of the auction system: opens bidder and watcher
 /// WebSockets over one or more bidding-service nodes and places bids at a fixed arrival rate
@@ -12,8 +12,12 @@ use clap::{Parser, ValueEnum};
 /// Latency is measured from each bid's scheduled send time, so a stalled server shows up in the
 /// percentiles instead of hiding behind fewer requests (no coordinated omission).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "auction-loadgen", version, after_help = duration::GRAMMAR)]
+#[command(name = "auction-loadgen", version, after_help = duration::GRAMMAR, args_conflicts_with_subcommands = true)]
 pub struct Opt {
+    /// Without a command, a load run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The auction service, used to create the auctions (unless --auction-id is given).
     #[arg(long, env = "AUCTION_API_URL", default_value = "http://localhost:8081")]
     pub api_url: String,
@@ -133,6 +137,48 @@ pub enum Output {
     Json,
 }
 
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Draws a latency percentile plot, as SVG, from the JSON reports of earlier runs.
+    ///
+    /// One line per report (`--output json` of a run): latency (log scale) against the
+    /// percentile, on a log scale of 1 / (1 - q), so that p90, p99, p99.9 and on are evenly spaced
+    /// and the tail is seen. Each line is named after its file, without `.json`, with the run's
+    /// kind and its p50, p99 and max in the legend. Every input is read and checked before the
+    /// plot is written: a report that cannot be read, or has no distribution of the chosen
+    /// latency, writes nothing.
+    Plot(PlotOpt),
+}
+
+/// The options of `auction-loadgen plot`.
+#[derive(Debug, Clone, Args)]
+pub struct PlotOpt {
+    /// A JSON report of a run; repeat for more lines, each drawn in its own colour.
+    #[arg(long = "input", value_name = "FILE", required = true)]
+    pub inputs: Vec<std::path::PathBuf>,
+
+    /// Which latency to draw: `ack_distribution_ms` or `fanout_distribution_ms` of each report.
+    #[arg(long, value_enum, default_value_t = LatencyKind::Ack)]
+    pub latency: LatencyKind,
+
+    /// The SVG file to write (its name must end in `.svg`).
+    #[arg(long, value_name = "FILE")]
+    pub output: std::path::PathBuf,
+
+    /// The plot's title (by default, the latency drawn).
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// A latency a report has the distribution of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LatencyKind {
+    /// From each bid's scheduled send time to its answer.
+    Ack,
+    /// From each accepted bid's scheduled send time to its `bid_placed` at each watcher.
+    Fanout,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +201,37 @@ mod tests {
         assert_eq!(opt.max_connecting, 16);
         let err = Opt::try_parse_from(["auction-loadgen", "--max-connecting", "many"]).unwrap_err().to_string();
         assert!(err.contains("--max-connecting"), "{err}");
+    }
+
+    #[test]
+    fn plot_is_a_command_and_a_run_is_the_default() {
+        let opt = Opt::try_parse_from(["auction-loadgen", "--rate", "5"]).unwrap();
+        assert!(opt.command.is_none());
+        let opt = Opt::try_parse_from([
+            "auction-loadgen",
+            "plot",
+            "--input",
+            "a.json",
+            "--input",
+            "b.json",
+            "--latency",
+            "fanout",
+            "--output",
+            "out.svg",
+        ])
+        .unwrap();
+        let Some(Command::Plot(plot)) = opt.command else { panic!("no plot command: {opt:?}") };
+        assert_eq!(plot.inputs, [std::path::Path::new("a.json"), std::path::Path::new("b.json")]);
+        assert_eq!(plot.latency, LatencyKind::Fanout);
+        assert_eq!(plot.output, std::path::Path::new("out.svg"));
+        // A plot needs its inputs, and takes no run options.
+        let err = Opt::try_parse_from(["auction-loadgen", "plot", "--output", "out.svg"]).unwrap_err().to_string();
+        assert!(err.contains("--input"), "{err}");
+        let err =
+            Opt::try_parse_from(["auction-loadgen", "--rate", "5", "plot", "--input", "a.json", "--output", "o.svg"])
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("plot"), "{err}");
     }
 
     #[test]

@@ -38,6 +38,54 @@ impl Latency {
     }
 }
 
+/// One point of a latency distribution: `ms` is the latency that `percentile` percent of the
+/// samples did not exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Percentile {
+    /// From 0 to 100; 100 is the largest sample.
+    pub percentile: f64,
+    pub ms: f64,
+}
+
+/// Where the points of a distribution fall within each factor of ten of the tail (`1 - q`): at
+/// 1, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2 and 0.15 times it, so about evenly on a log scale of
+/// `1 / (1 - q)`: p0, p20, p40, p50, p60, p70, p80, p85, then p90, p92, ..., p98.5, then p99,
+/// p99.2, ... and so on.
+const TAIL_STEPS: [f64; 8] = [1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15];
+
+impl Percentile {
+    /// The distribution of a histogram recorded in microseconds, for percentile plots: the
+    /// points of [`TAIL_STEPS`] from p0 on, as far into the tail as there are samples to resolve
+    /// it (a tail of at least one sample: `1 - q >= 1 / count`), then the largest sample as p100.
+    /// `None` when the histogram is empty.
+    pub fn distribution(h: &Histogram<u64>) -> Option<Vec<Percentile>> {
+        if h.is_empty() {
+            return None;
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        #[allow(clippy::cast_precision_loss)]
+        let smallest_tail = 1.0 / h.len() as f64;
+        let mut points = Vec::new();
+        'decades: for decade in 0..20 {
+            for step in TAIL_STEPS {
+                let tail = step / 10f64.powi(decade);
+                if tail < smallest_tail {
+                    break 'decades;
+                }
+                // The percentile in as many decimals as its decade needs, as a whole number of
+                // those decimals, so that it and its quantile are each the nearest f64 to the
+                // decimal (p99.85, not p99.85000000000001; q 0.999 exactly as `Latency` asks).
+                let places = 10f64.powi(decade + 1);
+                let units = ((100.0 - tail * 100.0) * places).round();
+                let quantile = units / (100.0 * places);
+                points.push(Percentile { percentile: units / places, ms: ms(h.value_at_quantile(quantile)) });
+            }
+        }
+        points.push(Percentile { percentile: 100.0, ms: ms(h.max()) });
+        Some(points)
+    }
+}
+
 /// One run's results. Counts cover the measured period only (after the warm-up), except those
 /// for `--reconnect` and `--accepted-out`: `accepted_warmup` counts the warm-up alone, and
 /// `reconnects`, `unresolved` and `stalls` the whole run. Fields are added, never renamed or
@@ -109,6 +157,13 @@ pub struct Report {
     /// they raised the price without taking the lead.
     #[serde(default)]
     pub beaten_by_proxy: u64,
+    /// The distribution behind `ack_latency_ms`, for plotting (`auction-loadgen plot`): see
+    /// [`Percentile::distribution`].
+    #[serde(default)]
+    pub ack_distribution_ms: Option<Vec<Percentile>>,
+    /// The distribution behind `fanout_latency_ms`, likewise.
+    #[serde(default)]
+    pub fanout_distribution_ms: Option<Vec<Percentile>>,
 }
 
 /// The stalls of the bidders that stopped getting answers within the same 100 ms.
@@ -265,7 +320,57 @@ mod tests {
             list_errors: 0,
             proxy_share: 0.0,
             beaten_by_proxy: 0,
+            ack_distribution_ms: None,
+            fanout_distribution_ms: None,
         }
+    }
+
+    /// Samples of 1, 2, ... `n` ms.
+    fn ramp(n: u64) -> Histogram<u64> {
+        let mut h = crate::run::histogram();
+        for ms in 1..=n {
+            h.record(ms * 1000).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn the_distribution_runs_from_p0_as_far_into_the_tail_as_the_samples_reach_then_the_max() {
+        let h = ramp(1000);
+        let points = Percentile::distribution(&h).unwrap();
+        let percentiles: Vec<f64> = points.iter().map(|p| p.percentile).collect();
+        assert_eq!(
+            percentiles,
+            [
+                0.0, 20.0, 40.0, 50.0, 60.0, 70.0, 80.0, 85.0, 90.0, 92.0, 94.0, 95.0, 96.0, 97.0, 98.0, 98.5, 99.0,
+                99.2, 99.4, 99.5, 99.6, 99.7, 99.8, 99.85, 99.9, 100.0
+            ],
+            "1,000 samples resolve a tail down to one of them (p99.9), not p99.92"
+        );
+        // Each point is the histogram's own value at that quantile (within its 3 significant
+        // figures of the ramp's true values), and it agrees with the summary.
+        let at = |p: f64| points.iter().find(|x| x.percentile == p).unwrap().ms;
+        assert!((at(0.0) - 1.0).abs() < 0.01, "{points:?}");
+        assert!((at(50.0) - 500.0).abs() < 1.0, "{points:?}");
+        assert!((at(99.85) - 999.0).abs() < 1.0, "{points:?}");
+        let summary = Latency::from_histogram(&h).unwrap();
+        assert_eq!((at(50.0), at(90.0), at(99.0), at(99.9)), (summary.p50, summary.p90, summary.p99, summary.p99_9));
+        assert_eq!(at(100.0), summary.max);
+        assert!(
+            points.windows(2).all(|w| w[0].ms <= w[1].ms),
+            "latency never falls as the percentile rises: {points:?}"
+        );
+    }
+
+    #[test]
+    fn the_distribution_of_few_samples_is_short_and_of_none_is_absent() {
+        assert_eq!(Percentile::distribution(&crate::run::histogram()), None);
+        let one = Percentile::distribution(&ramp(1)).unwrap();
+        assert_eq!(one.iter().map(|p| p.percentile).collect::<Vec<_>>(), [0.0, 100.0]);
+        assert_eq!(Percentile::distribution(&ramp(10)).unwrap().len(), TAIL_STEPS.len() + 2, "p0..p85, p90, p100");
+        // A hundred thousand samples reach p99.999.
+        let many = Percentile::distribution(&ramp(100_000)).unwrap();
+        assert_eq!(many.iter().rev().nth(1).unwrap().percentile, 99.999);
     }
 
     #[test]
@@ -328,6 +433,8 @@ mod tests {
             "list_errors",
             "proxy_share",
             "beaten_by_proxy",
+            "ack_distribution_ms",
+            "fanout_distribution_ms",
         ] {
             json.as_object_mut().unwrap().remove(field);
         }

@@ -18,7 +18,7 @@ use crate::accepted::AcceptedLog;
 use crate::bidder::{Bidder, Headroom, Tally};
 use crate::link::{Dialer, Socket, ws_urls};
 use crate::opt::Opt;
-use crate::report::{Latency, Report, Stall, StallSample};
+use crate::report::{Latency, Percentile, Report, Stall, StallSample};
 use crate::watcher::watch;
 
 /// What every task shares: the clock origin, the measured window and live counters for progress.
@@ -384,6 +384,8 @@ impl Totals {
             list_errors: self.list_errors,
             proxy_share: plan.proxy_share,
             beaten_by_proxy: self.beaten,
+            ack_distribution_ms: Percentile::distribution(&self.ack),
+            fanout_distribution_ms: Percentile::distribution(fanout),
         }
     }
 }

@@ -149,6 +149,8 @@ fn check_shape(report: &serde_json::Value) {
         "list_errors",
         "proxy_share",
         "beaten_by_proxy",
+        "ack_distribution_ms",
+        "fanout_distribution_ms",
     ];
     expected.sort_unstable();
     let mut keys = keys;
@@ -160,6 +162,19 @@ fn check_shape(report: &serde_json::Value) {
     assert_eq!(latency, ["count", "max", "mean", "p50", "p90", "p99", "p99_9"]);
     let n = |k: &str| report[k].as_u64().unwrap();
     assert_eq!(n("accepted") + n("rejected_total") + n("errors"), n("attempted"));
+    // The distribution for plots agrees with the summary at the summary's percentiles (p99.9 too
+    // when there are the thousand samples to resolve it), and runs from p0 to the max (p100); no
+    // watchers, no fan-out distribution.
+    let points = report["ack_distribution_ms"].as_array().unwrap();
+    let at = |p: f64| points.iter().find(|x| x["percentile"] == p).map(|x| x["ms"].clone());
+    let ack = &report["ack_latency_ms"];
+    for (p, key) in [(50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99_9"), (100.0, "max")] {
+        if p != 99.9 || ack["count"].as_u64().unwrap() >= 1000 {
+            assert_eq!(at(p).as_ref(), Some(&ack[key]), "p{p}: {report}");
+        }
+    }
+    assert_eq!(points[0]["percentile"], 0.0);
+    assert_eq!(report["fanout_distribution_ms"], serde_json::Value::Null);
 }
 
 /// Latency counts from each bid's scheduled send time, so a stall is charged to every bid
