@@ -451,8 +451,11 @@ impl Raw {
                     self.texts.push(text.to_string());
                     let frame: ServerFrame =
                         serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad frame {text}: {e}"));
-                    if let ServerFrame::BidPlaced(p) = &frame {
-                        self.placed = self.placed.max(p.seq);
+                    // A snapshot in place of changes (a resync) stands for the versions it covers.
+                    match &frame {
+                        ServerFrame::BidPlaced(p) => self.placed = self.placed.max(p.seq),
+                        ServerFrame::Snapshot(snapshot) => self.placed = self.placed.max(snapshot.seq),
+                        _ => {}
                     }
                     return frame;
                 }
@@ -546,6 +549,17 @@ async fn no_max_and_no_reserve_reach_anyone_else() {
     let created: serde_json::Value = response.json().await.unwrap();
     assert_eq!(created["reserve_price"], "9999.99", "the create's answer is the operator's");
     let id = created["auction_id"].as_str().unwrap().to_owned();
+    // The scheduler of the freshly started process moves the auction to started: wait for that
+    // before the clients join, so that every frame they read is of a known version.
+    let deadline = std::time::Instant::now() + 3 * WAIT;
+    loop {
+        let (_, auction) = api.get(&format!("/api/v1/auctions/{id}")).await;
+        if auction["seq"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the auction was never started: {auction}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     let (alice_maxes, carol_maxes, reserve) = (["4321.09", "6543.21", "7654.32"], ["5432.10"], "9999.99");
     let mut wendy = Raw::connect(node, &id, "wendy").await;
