@@ -245,12 +245,7 @@ impl Auction {
                 return Ok(self.with_prices(Reason::AlreadyHighest));
             }
             self.max = max;
-            self.proxies.push(ProxyRecord {
-                bidder: bid.bidder.clone(),
-                bid_id: bid.bid_id.clone(),
-                amount: bid.amount,
-                max,
-            });
+            self.record_max(bid, max);
             if let Some(n) = self.buy_now_available()
                 && max >= n
             {
@@ -284,12 +279,7 @@ impl Auction {
             return Ok(self.with_prices(Reason::TooLow));
         }
         if bid.max.is_some() {
-            self.proxies.push(ProxyRecord {
-                bidder: bid.bidder.clone(),
-                bid_id: bid.bid_id.clone(),
-                amount: bid.amount,
-                max,
-            });
+            self.record_max(bid, max);
         }
         // 5. Buy-it-now, while it is offered.
         if let Some(n) = self.buy_now_available()
@@ -322,6 +312,12 @@ impl Auction {
                 }
             }
         }
+    }
+
+    /// Keeps the max of an accepted bid that carried one, as the log does beside its change.
+    fn record_max(&mut self, bid: &Bid, max: Cents) {
+        let record = ProxyRecord { bidder: bid.bidder.clone(), bid_id: bid.bid_id.clone(), amount: bid.amount, max };
+        self.proxies.push(record);
     }
 
     /// One price change: `price` held by `leader` with max `leader_max`.
