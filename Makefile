@@ -8,7 +8,7 @@ dev:                    ## the whole stack in the foreground
 dev-setup:              ## install (if needed) and start Redis and MariaDB
 	scripts/dev-services.sh
 
-bench:                  ## the benchmark (release build, about 5 minutes; BENCH_REDIS=cluster adds a Redis Cluster run)
+bench:                  ## the benchmark (release build, about 12 minutes; BENCH_REDIS=cluster adds a Redis Cluster run)
 	scripts/bench.sh
 
 test:                   ## every check and test

@@ -75,10 +75,20 @@ local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local placed_us = t[1] .. string.format('%06d', tonumber(t[2]))
 
+-- The table, read from ARGV[5] once, on first use: a bid with a max looks up two or three
+-- increments, a plain one only one.
+local bands = nil
 local function increment_at(price)
+  if not bands then
+    bands = {}
+    for from, step in string.gmatch(ARGV[5], '(%d+):(%d+)') do
+      bands[#bands + 1] = tonumber(from)
+      bands[#bands + 1] = tonumber(step)
+    end
+  end
   local inc = nil
-  for from, step in string.gmatch(ARGV[5], '(%d+):(%d+)') do
-    if inc == nil or tonumber(from) <= price then inc = tonumber(step) else break end
+  for i = 1, #bands, 2 do
+    if inc == nil or bands[i] <= price then inc = bands[i + 1] else break end
   end
   return inc or 1
 end
@@ -132,6 +142,13 @@ if a[13] and a[13] ~= '' then reserve = tonumber(a[13]) end
 if a[14] and a[14] ~= '' then buy_now = tonumber(a[14]) end
 local buy_available = buy_now ~= nil and (current == nil or (reserve ~= nil and current < reserve))
 
+-- The bid's own terms, logged beside its event (the `proxy` field): one concatenation, the
+-- fields in the order obj() would give them.
+local function proxy_terms()
+  return '{"bidder":"' .. bidder .. '","bid_id":"' .. ARGV[3] .. '","amount":"' .. ARGV[4] .. '","max":"' ..
+    ARGV[13] .. '","placed_us":"' .. placed_us .. '"}'
+end
+
 -- What the bid does: the price after it, who leads then with which max, whether it buys, and
 -- whether a max (not the bid's own amount) set the price.
 local price, leads, leads_max, bought, raise = nil, bidder, max, false, false
@@ -150,8 +167,7 @@ if leader == bidder then
     redis.call('HSET', KEYS[1], 'max', int(max))
     local raised = obj({'type', 'max_raised', 'auction_id', ARGV[1], 'seq', a[7], 'bidder', bidder,
       'bid_id', ARGV[3], 'placed_us', placed_us})
-    redis.call('XADD', KEYS[4], '*', 'v', '3', 'event', raised, 'proxy', obj({'bidder', bidder,
-      'bid_id', ARGV[3], 'amount', ARGV[4], 'max', ARGV[13], 'placed_us', placed_us}))
+    redis.call('XADD', KEYS[4], '*', 'v', '3', 'event', raised, 'proxy', proxy_terms())
     local o = {'type', 'accepted', 'seq', a[7], 'amount', a[5], 'current', a[5], 'leading', '1',
       'your_max', ARGV[13], 'end_ms', a[3], 'prev_end_ms', a[3], 'placed_us', placed_us}
     if min_next then o[#o + 1] = 'min_next'; o[#o + 1] = int(min_next) end
@@ -205,8 +221,7 @@ redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
 -- Step 6: the durable log first, then live fan-out (which may drop). A bid with a max logs the
 -- max beside the event, never in it (the event is published).
 if has_max then
-  redis.call('XADD', KEYS[4], '*', 'v', '3', 'event', event, 'proxy', obj({'bidder', bidder,
-    'bid_id', ARGV[3], 'amount', ARGV[4], 'max', ARGV[13], 'placed_us', placed_us}))
+  redis.call('XADD', KEYS[4], '*', 'v', '3', 'event', event, 'proxy', proxy_terms())
 elseif auto then
   redis.call('XADD', KEYS[4], '*', 'v', '3', 'event', event)
 else

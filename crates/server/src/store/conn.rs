@@ -10,7 +10,8 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 use super::StoreError;
 use crate::config::RedisConfig;
@@ -59,7 +60,7 @@ impl Conn {
         let connect = async {
             match topology {
                 Topology::Single(url) => {
-                    let client = redis::Client::open(url.as_str())?;
+                    let client = redis::Client::open(connection_info(url)?)?;
                     let config = redis::aio::ConnectionManagerConfig::new()
                         .set_connection_timeout(Some(timeout))
                         .set_response_timeout(Some(timeout))
@@ -91,9 +92,22 @@ impl Conn {
     }
 }
 
+/// No Nagle on connections to Redis (the client library leaves it on). Every bid of a node
+/// shares one connection, so a command is often written while the previous one is still
+/// unanswered, and Nagle's algorithm may hold such a write back until that data is acknowledged.
+fn tcp_settings() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
+}
+
+/// The connection settings of a single Redis at `url`.
+pub fn connection_info(url: &str) -> Result<ConnectionInfo, StoreError> {
+    Ok(url.into_connection_info()?.set_tcp_settings(tcp_settings()))
+}
+
 /// The cluster client's settings, shared by the command connection and the subscriber's.
 pub fn cluster_client(nodes: &[String], timeout: Duration) -> ClusterClientBuilder {
     ClusterClientBuilder::new(nodes.to_vec())
+        .tcp_settings(tcp_settings())
         .connection_timeout(timeout)
         .response_timeout(timeout)
         .retries(3)

@@ -145,7 +145,7 @@ impl PubSubConn {
         let open = async {
             match topology {
                 Topology::Single(url) => {
-                    let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())?;
+                    let info = super::conn::connection_info(url)?;
                     let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
                     let info = info.set_redis_settings(settings);
                     let client = redis::Client::open(info)?;
