@@ -10,7 +10,7 @@
 #   5. idle memory  bidding-service RSS before and after 10,000 idle WebSockets
 #   8. proxy bids   2 and 3 plain and with 30% of the bidders bidding by max (`--proxy-share 0.3`),
 #                   alternating, BENCH_PROXY_REPEATS times each (default 5), compared by their
-#                   medians (the runs of 2 and 3 are the first plain ones)
+#                   medians (the closed loop of 2 is the first plain one of its kind)
 #   7. list load    with BENCH_LIST=1: after 5,000 cancelled auctions were made, 3 again alone,
 #                   then beside clients listing active auctions at 50/s (`--list-rate`)
 #   6. cluster      with BENCH_REDIS=cluster: runs 2 and 3 again on a loopback Redis Cluster of
