@@ -93,9 +93,9 @@ pub struct Opt {
     pub timeout: Duration,
 
     /// Open at most this many connections at once at the start (bidders, then watchers): in
-    /// turn, thousands of watchers take seconds to connect; too many at once overflow a node's
-    /// accept queue (128 on the bidding service), and each connection dropped there waits a
-    /// second for the kernel to try again.
+    /// turn, thousands of watchers take seconds to connect; too many at once can overflow a
+    /// node's accept queue (4,096 on ours, 128 on many servers), and each connection dropped
+    /// there waits a second for the kernel to try again.
     #[arg(long, default_value_t = 64)]
     pub max_connecting: usize,
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::MySqlPool;
 use sqlx::mysql::MySqlConnectOptions;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -241,10 +241,35 @@ pub fn local_addr(listener: &TcpListener) -> SocketAddr {
     listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
-/// Binds the configured address (port 0 picks a free port).
+/// The accept queue asked for on every service's listening socket; the kernel caps it at
+/// `net.core.somaxconn` (4096 by default). The standard library's and tokio's `bind` ask for 128,
+/// which a burst of connections overflows (thousands of watchers coming back after a node
+/// restarts, a load generator connecting 256 at once): each connection dropped there waits a
+/// second or more for the kernel to send its handshake again.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the configured address (port 0 picks a free port), trying each address the host
+/// resolves to in turn, as `TcpListener::bind` does, with an accept queue of [`LISTEN_BACKLOG`].
 pub async fn bind<S>(config: &Config<S>) -> anyhow::Result<TcpListener> {
     let address = format!("{}:{}", config.host, config.port);
-    TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))
+    let resolved = tokio::net::lookup_host(&address).await.with_context(|| format!("cannot listen on {address}"))?;
+    let mut failed = None;
+    for addr in resolved {
+        match listen_on(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => failed = Some(e),
+        }
+    }
+    let e =
+        failed.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address to listen on"));
+    Err(anyhow::Error::from(e).context(format!("cannot listen on {address}")))
+}
+
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `routes` until `shutdown` (see [`crate::serving`] for the timers and the count of
@@ -319,6 +344,20 @@ mod tests {
     use super::*;
     use crate::store::StoreError;
     use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+    /// 300 connections at once to a listener that accepts none of them: with the default queue
+    /// of 128, the rest would wait on the kernel's handshake retries (1 s, 3 s, ...) for as long
+    /// as nobody accepts; with ours every handshake completes at once.
+    #[tokio::test]
+    async fn the_accept_queue_holds_a_burst_of_connections() {
+        let listener = listen_on(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects = (0..300).map(|_| tokio::net::TcpStream::connect(addr));
+        let all = futures_util::future::join_all(connects);
+        let connected = tokio::time::timeout(Duration::from_secs(5), all).await.expect("handshakes left waiting");
+        assert!(connected.iter().all(Result::is_ok), "a connection failed");
+        drop(listener);
+    }
 
     fn redis(kind: ErrorKind) -> StoreError {
         StoreError::Redis(RedisError::from((kind, "test")))
