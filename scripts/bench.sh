@@ -44,6 +44,9 @@ cd "$(dirname "$0")/.."
 seconds=${BENCH_SECONDS:-10}
 watchers=${BENCH_WATCHERS:-10000}
 proxy_share=${BENCH_PROXY_SHARE:-0}
+proxy_repeats=${BENCH_PROXY_REPEATS:-5}
+[[ "$proxy_repeats" =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_PROXY_REPEATS must be a whole number of 1 or more (got '$proxy_repeats')" >&2; exit 2; }
+[[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_SECONDS must be a whole number of 1 or more (got '$seconds')" >&2; exit 2; }
 export BIDDING_PORT=18080 AUCTION_PORT=18081 ANALYTICS_PORT=18082
 export REDIS_KEY_PREFIX="bench$$:" LOG_LEVEL=warn
 # The load generator bids far faster than any person: lift the per-bidder rate limits.
@@ -259,9 +262,16 @@ proxy_max=$(cat "$out/proxy-max.json")
 # little: plain and proxy runs alternate, $proxy_repeats of each (the order swapped every other
 # pair, so a drift over the bench favours neither), compared by their medians. The closed loops
 # above are the first pair.
-proxy_repeats=${BENCH_PROXY_REPEATS:-5}
-cp "$out/max.json" "$out/ab-closed-plain-1.json"
 cp "$out/proxy-max.json" "$out/ab-closed-proxy-1.json"
+if awk -v share="$proxy_share" 'BEGIN { exit !(share + 0 == 0) }'; then
+    cp "$out/max.json" "$out/ab-closed-plain-1.json"
+else
+    # The run of part 2 had bidders by max too (BENCH_PROXY_SHARE): a plain one of its own.
+    settle
+    say "proxy: closed loop, plain (1 of $proxy_repeats), ${seconds}s"
+    $loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 --proxy-share 0 \
+        --warmup 2s --duration "${seconds}s" --output json >"$out/ab-closed-plain-1.json"
+fi
 for i in $(seq 2 "$proxy_repeats"); do
     order="plain proxy"
     [ $((i % 2)) = 0 ] && order="proxy plain"
@@ -314,25 +324,32 @@ $loadgen --api-url "$api" --ws-url "$ws" --rate 2 --bidders 2 --watchers "$watch
     --warmup 1s --duration "${seconds}s" --output json >"$out/fanout.json" &
 fanrun=$!
 # The CPU of delivering events, apart from that of connecting: once every watcher is connected,
-# each process's CPU over half the run, per message delivered (2 bids/s, each to every watcher).
+# each process's CPU over half the run (at least a second), per message delivered: each accepted
+# bid's event to every connection counted open when the window began (the bidders' included).
+fan_conns=0
 for _ in $(seq 1 240); do
-    [ "$(ss -Htn state established "( sport = :$BIDDING_PORT )" | wc -l)" -ge "$watchers" ] && break
+    fan_conns=$(ss -Htn state established "( sport = :$BIDDING_PORT )" | wc -l)
+    [ "$fan_conns" -ge "$watchers" ] && break
     sleep 0.25
 done
+[ "$fan_conns" -ge "$watchers" ] || say "fan-out: only $fan_conns of $watchers watchers connected after 60 s; measuring those"
 sleep 1
-fan_window=$(( seconds / 2 ))
+fan_window=$(( seconds > 1 ? seconds / 2 : 1 ))
 fan_before=$(cpu_now)
 sleep "$fan_window"
 fan_after=$(cpu_now)
 wait "$fanrun" || { say "the fan-out run failed"; exit 1; }
 fanout=$(cat "$out/fanout.json")
 fan_forks=$(( $(forks) - f0 ))
-awk -v tck="$clk_tck" -v before="$fan_before" -v after="$fan_after" -v msgs="$(( 2 * fan_window * watchers ))" 'BEGIN {
+fan_bids_per_s=$(echo "$fanout" | json "(d['accepted'] + d['accepted_warmup']) / (d['warmup_s'] + d['duration_s'])")
+awk -v tck="$clk_tck" -v before="$fan_before" -v after="$fan_after" \
+    -v msgs="$(awk -v r="$fan_bids_per_s" -v w="$fan_window" -v c="$fan_conns" 'BEGIN { printf "%.0f", r * w * c }')" 'BEGIN {
     split(before, b, " "); split(after, a, " ")
     n = split("bidding redis analytics mariadb auction machine", name, " ")
     for (i = 1; i <= n; i++) printf "%s %.0f\n", name[i], (a[i] - b[i]) * 1e6 / tck
     printf "messages %d\n", msgs
 }' >"$out/fanout.cpu"
+[ "$(awk '/^messages/ {print $2}' "$out/fanout.cpu")" -gt 0 ] || { say "the fan-out run delivered no message to measure"; exit 1; }
 
 # --- 6. Redis Cluster -----------------------------------------------------------------------------
 cluster_max='null'; cluster_half='null'; replicated_half='null'
