@@ -272,30 +272,26 @@ else
     $loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 --proxy-share 0 \
         --warmup 2s --duration "${seconds}s" --output json >"$out/ab-closed-plain-1.json"
 fi
-for i in $(seq 2 "$proxy_repeats"); do
-    order="plain proxy"
-    [ $((i % 2)) = 0 ] && order="proxy plain"
-    for kind in $order; do
-        share=0
-        [ "$kind" = proxy ] && share=0.3
-        settle
-        say "proxy: closed loop, $kind ($i of $proxy_repeats), ${seconds}s"
-        $loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 --proxy-share "$share" \
-            --warmup 2s --duration "${seconds}s" --output json >"$out/ab-closed-$kind-$i.json"
+# ab_pairs LOOP FROM TITLE ARGS...: pairs FROM..$proxy_repeats of plain and proxy runs of the
+# generator with ARGS, each in $out/ab-LOOP-KIND-I.json, the order swapped every other pair.
+ab_pairs() {
+    local loop=$1 from=$2 title=$3 i kind order share
+    shift 3
+    for i in $(seq "$from" "$proxy_repeats"); do
+        order="plain proxy"
+        [ $((i % 2)) = 0 ] && order="proxy plain"
+        for kind in $order; do
+            share=0
+            [ "$kind" = proxy ] && share=0.3
+            settle
+            say "proxy: $title, $kind ($i of $proxy_repeats), ${seconds}s"
+            $loadgen --api-url "$api" --ws-url "$ws" "$@" --proxy-share "$share" \
+                --warmup 2s --duration "${seconds}s" --output json >"$out/ab-$loop-$kind-$i.json"
+        done
     done
-done
-for i in $(seq 1 "$proxy_repeats"); do
-    order="plain proxy"
-    [ $((i % 2)) = 0 ] && order="proxy plain"
-    for kind in $order; do
-        share=0
-        [ "$kind" = proxy ] && share=0.3
-        settle
-        say "proxy: open loop at $half bids/s, $kind ($i of $proxy_repeats), ${seconds}s"
-        $loadgen --api-url "$api" --ws-url "$ws" --rate "$half" --bidders 200 --auctions 100 --proxy-share "$share" \
-            --warmup 2s --duration "${seconds}s" --output json >"$out/ab-half-$kind-$i.json"
-    done
-done
+}
+ab_pairs closed 2 "closed loop" --concurrency 200 --auctions 100
+ab_pairs half 1 "open loop at $half bids/s" --rate "$half" --bidders 200 --auctions 100
 cp "$out/ab-half-proxy-1.json" "$out/proxy-half.json"
 
 # --- 7. list load -------------------------------------------------------------------------------
