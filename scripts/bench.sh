@@ -10,7 +10,9 @@
 #   5. idle memory  bidding-service RSS before and after 10,000 idle WebSockets
 #   8. proxy bids   2 and 3 plain and with 30% of the bidders bidding by max (`--proxy-share 0.3`),
 #                   alternating, BENCH_PROXY_REPEATS times each (default 5), compared by their
-#                   medians (the closed loop of 2 is the first plain one of its kind)
+#                   medians (the closed loop of 2 is the first plain one of its kind); then 3
+#                   as a plain and a proxy generator at the same time, half the rate each,
+#                   compared pair by pair, since the stalls that move p99 then hit both alike
 #   7. list load    with BENCH_LIST=1: after 5,000 cancelled auctions were made, 3 again alone,
 #                   then beside clients listing active auctions at 50/s (`--list-rate`)
 #   6. cluster      with BENCH_REDIS=cluster: runs 2 and 3 again on a loopback Redis Cluster of
@@ -60,6 +62,19 @@ say() { printf 'bench: %s\n' "$*" >&2; }
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 say "open-file limit $(ulimit -n)"
 
+# ports_free: whatever already listens on the stack's ports (a stack left running) would answer
+# the health checks and take the load, and the bench would measure it instead.
+ports_free() {
+    local port
+    for port in "$BIDDING_PORT" "$AUCTION_PORT" "$ANALYTICS_PORT"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            say "port $port is taken already (a stack left running?): stop what listens there, or the bench would measure it"
+            exit 1
+        fi
+    done
+}
+ports_free
+
 scripts/dev-services.sh
 command -v redis-benchmark >/dev/null || { say "redis-benchmark missing"; exit 1; }
 command -v python3 >/dev/null || { say "installing python3 for the report"; $( [ "$(id -u)" -eq 0 ] || echo sudo ) apt-get install -y -qq python3-minimal; }
@@ -96,6 +111,7 @@ redis-cli --scan --pattern "${REDIS_KEY_PREFIX}ceiling:*" | xargs -r -n 1000 red
 # --- the stack --------------------------------------------------------------------------------
 # start_stack LOG: the release stack in the background (its pid in $stack), waited for until healthy.
 start_stack() {
+    ports_free
     PROFILE=release scripts/dev.sh >"$1" 2>&1 &
     stack=$!
     # As long as dev.sh waits (migrations on a large table take a while), up to 10 minutes.
@@ -293,6 +309,26 @@ ab_pairs() {
 ab_pairs closed 2 "closed loop" --concurrency 200 --auctions 100
 ab_pairs half 1 "open loop at $half bids/s" --rate "$half" --bidders 200 --auctions 100
 cp "$out/ab-half-proxy-1.json" "$out/proxy-half.json"
+# Side by side: the stalls that move a run's p99 by tens of percent hit every process at once, so
+# two runs apart compare the stalls each happened to meet more than the bids. Here a plain and a
+# 30%-by-max generator run at the same time, each at half of the half rate on 50 auctions of its
+# own, $proxy_repeats times (which starts first alternates), and are compared pair by pair.
+side=$(( half / 2 ))
+for i in $(seq 1 "$proxy_repeats"); do
+    order="plain proxy"
+    [ $((i % 2)) = 0 ] && order="proxy plain"
+    settle
+    say "proxy: side by side, plain and proxy at $side bids/s each ($i of $proxy_repeats), ${seconds}s"
+    pids=()
+    for kind in $order; do
+        share=0
+        [ "$kind" = proxy ] && share=0.3
+        $loadgen --api-url "$api" --ws-url "$ws" --rate "$side" --bidders 100 --auctions 50 --proxy-share "$share" \
+            --warmup 2s --duration "${seconds}s" --output json >"$out/ab-side-$kind-$i.json" &
+        pids+=("$!")
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+done
 
 # --- 7. list load -------------------------------------------------------------------------------
 listrun='null'
@@ -498,7 +534,7 @@ import json, statistics, sys
 mx, half, pmx = (json.loads(a) for a in sys.argv[1:4])
 out, repeats = sys.argv[4], int(sys.argv[5])
 runs = {(loop, k): [json.load(open(f"{out}/ab-{loop}-{k}-{i}.json")) for i in range(1, repeats + 1)]
-        for loop in ("closed", "half") for k in ("plain", "proxy")}
+        for loop in ("closed", "half", "side") for k in ("plain", "proxy")}
 def ms(r, p): return r['ack_latency_ms'][p] if r.get('ack_latency_ms') else float('nan')
 def fig(r, p): return r['accepted_rate'] if p == 'rate' else ms(r, p)
 def change(a, b): return (a / b - 1) * 100 if b else float('nan')
@@ -514,11 +550,19 @@ for loop, title, figures in (("closed", "closed loop", ("rate", "p50", "p99")),
         a, b = median(loop, "proxy", p), median(loop, "plain", p)
         print(f"    {label:<16} {a:>9.{digits}f}{unit} (plain {b:.{digits}f}{unit}, {change(a, b):+.1f}%)"
               f"   runs: proxy {spread(loop, 'proxy', p)}; plain {spread(loop, 'plain', p)}")
+side = runs[("side", "plain")][0]
+print(f"  side by side, a plain and a 30%-by-max generator at {side['target_rate']:.0f}/s each at the same time (the same stalls hit both),"
+      f" the median of {repeats} pairs' changes:")
+for p in ("p50", "p99"):
+    changes = [change(fig(a, p), fig(b, p)) for a, b in zip(runs[("side", "proxy")], runs[("side", "plain")])]
+    print(f"    ack {p:<12} {statistics.median(changes):+9.1f}%   pairs (proxy/plain ms): "
+          + ", ".join(f"{fig(a, p):.2f}/{fig(b, p):.2f}" for a, b in zip(runs[("side", "proxy")], runs[("side", "plain")])))
 errors = sum(r['errors'] for rs in runs.values() for r in rs)
 def beaten(loop):
     rs = runs[(loop, "proxy")]
     return f"{sum(r.get('beaten_by_proxy', 0) for r in rs)} of {sum(r['accepted'] for r in rs)}"
-print(f"  answers beaten by a proxy: {beaten('closed')} (closed loop), {beaten('half')} (half rate); errors in these runs {errors}")
+print(f"  answers beaten by a proxy: {beaten('closed')} (closed loop), {beaten('half')} (half rate), {beaten('side')} (side by side);"
+      f" errors in these runs {errors}")
 PY
 [ "$listrun" = null ] || python3 - "$listalone" "$listrun" <<'PY'
 import json, sys
