@@ -13,8 +13,30 @@ say() { printf 'docker-up: %s\n' "$*" >&2; }
 started=$SECONDS
 scripts/docker-build.sh
 built=$SECONDS
+# diagnose: which containers are not healthy, and why: the last health checks' output and the
+# last log lines of each, so a failed start names its service instead of "is unhealthy".
+diagnose() {
+    local id name state
+    scripts/compose.sh ps -a >&2 || true
+    for id in $(scripts/compose.sh ps -aq 2>/dev/null); do
+        state=$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}}' "$id" 2>/dev/null) || continue
+        case "$state" in
+            "running healthy "* | "exited none 0") continue ;;
+        esac
+        name=$(docker inspect -f '{{.Name}}' "$id" | sed 's|^/||')
+        say "$name: $state"
+        docker inspect -f '{{if .State.Health}}{{range .State.Health.Log}}  health check at {{.Start}}: exit {{.ExitCode}} {{.Output}}
+{{end}}{{end}}' "$id" | tail -n 8 >&2 || true
+        docker logs --tail 30 "$id" 2>&1 | sed "s|^|  $name: |" >&2 || true
+    done
+}
+
 say "starting the deployment"
-scripts/compose.sh up -d --remove-orphans
+if ! scripts/compose.sh up -d --remove-orphans; then
+    diagnose
+    say "error: the deployment did not start (above: each container that is not healthy, its health checks and its last log lines)"
+    exit 1
+fi
 
 # ready: every container of the project is running and healthy (or, without a health check,
 # has exited 0: the one-shot cluster maker), and nginx serves both roles.
@@ -37,8 +59,8 @@ ready() {
 deadline=$((SECONDS + timeout))
 until ready; do
     if [ "$SECONDS" -ge "$deadline" ]; then
-        scripts/compose.sh ps >&2
-        say "error: the deployment was not healthy within ${timeout} s (scripts/compose.sh logs shows why)"
+        diagnose
+        say "error: the deployment was not healthy within ${timeout} s (above: each container that is not healthy, its health checks and its last log lines)"
         exit 1
     fi
     sleep 1
