@@ -8,11 +8,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use auction_proto::ws::{BidRejected, ServerFrame, Snapshot};
-use auction_proto::{Amount, AuctionId, AuctionStatus, ClientFrame, RejectReason};
-use futures_util::{SinkExt, StreamExt};
+use auction_proto::ws::{BidRejected, ServerFrame};
+use auction_proto::{Amount, RejectReason};
 use tokio::sync::{Notify, watch};
-use tokio_tungstenite::tungstenite::Message;
+
+mod stand_in;
 
 /// How long the stand-in waits for another connection before it lets the held handshakes
 /// through. Connections opened together arrive within microseconds of each other on loopback;
@@ -32,7 +32,7 @@ struct Held {
 /// Holds each connection from its TCP accept until `QUIET` has passed with no new connection,
 /// then completes the handshakes of all it holds; then sends a snapshot and answers every bid
 /// `bid_too_low`.
-async fn stand_in(held: Arc<Mutex<Held>>) -> String {
+async fn holding_stand_in(held: Arc<Mutex<Held>>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let arrived = Arc::new(Notify::new());
@@ -68,40 +68,20 @@ async fn stand_in(held: Arc<Mutex<Held>>) -> String {
     format!("ws://{addr}")
 }
 
-async fn serve(mut ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) {
-    let now = chrono::Utc::now();
-    let auction = AuctionId::parse("stand-in").unwrap();
-    let snapshot = ServerFrame::Snapshot(Snapshot {
-        auction_id: auction.clone(),
-        status: AuctionStatus::Active,
-        start_time: now,
-        end_time: now + chrono::Duration::hours(1),
-        starting_bid: Amount::parse("1").unwrap(),
-        current_bid: None,
-        highest_bidder: None,
-        min_next_bid: Amount::parse("1").unwrap(),
-        bid_count: 0,
-        seq: 0,
-        server_time: now,
-        recent_bids: vec![],
-        buy_now_price: None,
-        reserve_met: None,
-        your_max: None,
-    });
-    if ws.send(Message::text(snapshot.encode())).await.is_err() {
+async fn serve(mut ws: stand_in::Ws) {
+    if !stand_in::send(&mut ws, &[stand_in::snapshot(Amount::parse("1").unwrap())]).await {
         return;
     }
-    while let Some(Ok(Message::Text(text))) = ws.next().await {
-        let Ok(ClientFrame::PlaceBid(bid)) = ClientFrame::decode(&text) else { continue };
+    while let Some(bid) = stand_in::next_bid(&mut ws).await {
         let reply = ServerFrame::BidRejected(BidRejected {
-            auction_id: auction.clone(),
+            auction_id: stand_in::auction(),
             bid_id: bid.bid_id,
             reason: RejectReason::BidTooLow,
             message: "too low".into(),
             min_next_bid: Amount::parse("1").ok(),
             current_bid: None,
         });
-        if ws.send(Message::text(reply.encode())).await.is_err() {
+        if !stand_in::send(&mut ws, &[reply]).await {
             return;
         }
     }
@@ -112,7 +92,7 @@ async fn serve(mut ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_open_concurrently_up_to_the_cap() {
     let held = Arc::new(Mutex::new(Held::default()));
-    let url = stand_in(held.clone()).await;
+    let url = holding_stand_in(held.clone()).await;
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_auction-loadgen"))
         .args(["--ws-url", &url, "--auction-id", "stand-in", "--bidders", "40", "--watchers", "20"])
         .args(["--max-connecting", "8", "--rate", "20", "--warmup", "0s", "--duration", "1s", "--output", "json"])

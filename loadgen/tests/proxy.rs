@@ -9,10 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use auction_proto::ws::{BidAccepted, BidPlaced, BidRejected, ServerFrame, Snapshot};
-use auction_proto::{Amount, AuctionId, AuctionStatus, BidId, ClientFrame, RejectReason, UserId};
+use auction_proto::{Amount, BidId, ClientFrame, RejectReason, UserId};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
+
+mod stand_in;
 
 const INCREMENT: i64 = 100;
 
@@ -47,23 +49,12 @@ impl Books {
     }
 
     fn snapshot(&self) -> ServerFrame {
-        let now = chrono::Utc::now();
         ServerFrame::Snapshot(Snapshot {
-            auction_id: auction(),
-            status: AuctionStatus::Active,
-            start_time: now,
-            end_time: now + chrono::Duration::hours(1),
-            starting_bid: cents(100),
             current_bid: Some(cents(self.price)),
             highest_bidder: Some(UserId::parse(&self.leader).unwrap()),
-            min_next_bid: cents(self.price + INCREMENT),
             bid_count: self.seq - 1,
             seq: self.seq,
-            server_time: now,
-            recent_bids: vec![],
-            buy_now_price: None,
-            reserve_met: None,
-            your_max: None,
+            ..stand_in::active(cents(self.price + INCREMENT))
         })
     }
 
@@ -95,7 +86,7 @@ impl Books {
         let m = max.unwrap_or(amount);
         let reject = |reason: RejectReason, books: &Books| {
             ServerFrame::BidRejected(BidRejected {
-                auction_id: auction(),
+                auction_id: stand_in::auction(),
                 bid_id: Some(bid_id.clone()),
                 reason,
                 message: reason.as_str().into(),
@@ -129,7 +120,7 @@ impl Books {
         let now = chrono::Utc::now();
         let end_time = now + chrono::Duration::hours(1);
         let answer = ServerFrame::BidAccepted(BidAccepted {
-            auction_id: auction(),
+            auction_id: stand_in::auction(),
             bid_id: bid_id.clone(),
             amount: cents(if leading { self.price } else { amount }),
             seq: self.seq,
@@ -141,7 +132,7 @@ impl Books {
             bought_now: false,
         });
         let placed = ServerFrame::BidPlaced(BidPlaced {
-            auction_id: auction(),
+            auction_id: stand_in::auction(),
             bid_id,
             amount: cents(self.price),
             bidder: UserId::parse(&self.leader).unwrap(),
@@ -158,26 +149,15 @@ impl Books {
     }
 }
 
-fn auction() -> AuctionId {
-    AuctionId::parse("stand-in").unwrap()
-}
-
 fn cents(c: i64) -> Amount {
     Amount::from_cents(c).unwrap()
 }
 
 /// Serves until the test ends: every connection gets the snapshot, its answers, and every
 /// `bid_placed`.
-async fn stand_in(books: Arc<Mutex<Books>>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+async fn proxy_stand_in(books: Arc<Mutex<Books>>) -> String {
     let (news, _) = broadcast::channel::<String>(4096);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve(stream, books.clone(), news.clone()));
-        }
-    });
-    format!("ws://{addr}")
+    stand_in::listen(move |stream| serve(stream, books.clone(), news.clone())).await
 }
 
 async fn serve(stream: tokio::net::TcpStream, books: Arc<Mutex<Books>>, news: broadcast::Sender<String>) {
@@ -240,7 +220,7 @@ async fn loadgen(url: &str, extra: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_share_of_bidders_bid_by_max_and_beaten_answers_count_as_accepted() {
     let books = Arc::new(Mutex::new(Books::new()));
-    let url = stand_in(books.clone()).await;
+    let url = proxy_stand_in(books.clone()).await;
     let output = loadgen(&url, &["--proxy-share", "0.3"]).await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -294,7 +274,7 @@ async fn a_share_of_bidders_bid_by_max_and_beaten_answers_count_as_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_option_no_bid_carries_a_max() {
     let books = Arc::new(Mutex::new(Books::new()));
-    let url = stand_in(books.clone()).await;
+    let url = proxy_stand_in(books.clone()).await;
     let output = loadgen(&url, &[]).await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -307,7 +287,7 @@ async fn without_the_option_no_bid_carries_a_max() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_share_outside_0_to_1_is_refused_before_anything_is_sent() {
     let books = Arc::new(Mutex::new(Books::new()));
-    let url = stand_in(books.clone()).await;
+    let url = proxy_stand_in(books.clone()).await;
     for share in ["1.5", "-0.1", "NaN"] {
         let output = loadgen(&url, &[&format!("--proxy-share={share}")]).await;
         let stderr = String::from_utf8_lossy(&output.stderr);

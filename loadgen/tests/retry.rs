@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use auction_proto::ws::{BidAccepted, BidPlaced, ErrorFrame, ServerFrame, Snapshot};
-use auction_proto::{Amount, AuctionId, AuctionStatus, BidId, ClientFrame, UserId};
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
+use auction_proto::Amount;
+use auction_proto::ws::{BidAccepted, ErrorFrame, ServerFrame};
+
+mod stand_in;
 
 /// What the stand-in did with each bid id: the amounts it was sent with, attempt by attempt, and
 /// the outcome it stored (every bid is accepted, at the seq it came in).
@@ -43,70 +43,26 @@ enum First {
     Drop,
 }
 
-fn auction() -> AuctionId {
-    AuctionId::parse("stand-in").unwrap()
-}
-
-fn snapshot(min_next: Amount) -> ServerFrame {
-    let now = chrono::Utc::now();
-    ServerFrame::Snapshot(Snapshot {
-        auction_id: auction(),
-        status: AuctionStatus::Active,
-        start_time: now,
-        end_time: now + chrono::Duration::hours(1),
-        starting_bid: Amount::parse("1").unwrap(),
-        current_bid: None,
-        highest_bidder: None,
-        min_next_bid: min_next,
-        bid_count: 0,
-        seq: 0,
-        server_time: now,
-        recent_bids: vec![],
-        buy_now_price: None,
-        reserve_met: None,
-        your_max: None,
-    })
-}
-
 /// Serves until the test ends; each accepted bid is at once outbid by a rival, so bidders keep
 /// bidding.
-async fn stand_in(books: Arc<Mutex<Books>>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve(stream, books.clone()));
-        }
-    });
-    format!("ws://{addr}")
+async fn books_stand_in(books: Arc<Mutex<Books>>) -> String {
+    stand_in::listen(move |stream| serve(stream, books.clone())).await
 }
 
 async fn serve(stream: tokio::net::TcpStream, books: Arc<Mutex<Books>>) {
     let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
     let min_next = books.lock().unwrap().stored.values().map(|a| a.amount.cents() + 200).max().unwrap_or(100);
-    if ws.send(Message::text(snapshot(Amount::from_cents(min_next).unwrap()).encode())).await.is_err() {
+    if !stand_in::send(&mut ws, &[stand_in::snapshot(Amount::from_cents(min_next).unwrap())]).await {
         return;
     }
-    while let Some(Ok(Message::Text(text))) = ws.next().await {
-        let Ok(ClientFrame::PlaceBid(bid)) = ClientFrame::decode(&text) else { continue };
-        let (bid_id, amount) = (bid.bid_id.unwrap(), bid.amount.0.unwrap());
+    while let Some(bid) = stand_in::next_bid(&mut ws).await {
+        let (bid_id, amount) = (bid.bid_id.clone().unwrap(), bid.amount.0.clone().unwrap());
         let (first, accepted) = {
             let mut books = books.lock().unwrap();
             books.attempts.entry(bid_id.to_string()).or_default().push(amount);
             let seq = books.stored.len() as u64 + 1;
             let known = books.stored.contains_key(bid_id.as_str());
-            let stored = books.stored.entry(bid_id.to_string()).or_insert_with(|| BidAccepted {
-                auction_id: auction(),
-                bid_id: bid_id.clone(),
-                amount,
-                seq,
-                end_time: chrono::Utc::now() + chrono::Duration::hours(1),
-                bought_now: false,
-                current_bid: None,
-                leading: true,
-                min_next_bid: None,
-                your_max: None,
-            });
+            let stored = books.stored.entry(bid_id.to_string()).or_insert_with(|| stand_in::accepted(&bid, seq));
             let accepted = stored.clone();
             let first = if known { First::Answer } else { first_answer(seq) };
             if !matches!(first, First::Answer) {
@@ -122,26 +78,7 @@ async fn serve(stream: tokio::net::TcpStream, books: Arc<Mutex<Books>>) {
             }),
             First::Answer => ServerFrame::BidAccepted(accepted.clone()),
         };
-        let outbid = ServerFrame::BidPlaced(BidPlaced {
-            auction_id: auction(),
-            bid_id: BidId::parse(&format!("rival-{}", accepted.seq)).unwrap(),
-            amount: Amount::from_cents(accepted.amount.cents() + 100).unwrap(),
-            bidder: UserId::parse("rival").unwrap(),
-            seq: accepted.seq,
-            end_time: accepted.end_time,
-            bid_count: accepted.seq,
-            placed_at: chrono::Utc::now(),
-            min_next_bid: Amount::from_cents(accepted.amount.cents() + 200),
-            auto: false,
-            placed_by: None,
-            reserve_met: None,
-        });
-        let sent = async {
-            ws.feed(Message::text(reply.encode())).await?;
-            ws.feed(Message::text(outbid.encode())).await?;
-            ws.flush().await
-        };
-        if sent.await.is_err() {
+        if !stand_in::send(&mut ws, &[reply, stand_in::outbid(&accepted)]).await {
             return;
         }
     }
@@ -153,7 +90,7 @@ async fn serve(stream: tokio::net::TcpStream, books: Arc<Mutex<Books>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bids_without_a_certain_answer_are_resent_with_their_bid_id_until_settled() {
     let books = Arc::new(Mutex::new(Books::default()));
-    let url = stand_in(books.clone()).await;
+    let url = books_stand_in(books.clone()).await;
     let out = std::env::temp_dir().join(format!("loadgen-retry-{}.txt", std::process::id()));
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_auction-loadgen"))
         .args(["--ws-url", &url, "--auction-id", "stand-in", "--bidders", "4", "--rate", "100"])

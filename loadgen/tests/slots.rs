@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use auction_proto::ws::{BidAccepted, BidRejected, ServerFrame, Snapshot};
-use auction_proto::{Amount, AuctionId, AuctionStatus, ClientFrame, RejectReason};
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
+use auction_proto::ws::{BidAccepted, BidRejected, ServerFrame};
+use auction_proto::{Amount, RejectReason};
+
+mod stand_in;
 
 /// What the stand-in was sent.
 #[derive(Default)]
@@ -24,74 +24,43 @@ struct Seen {
 
 /// Accepts each connection's first bid, leading, and answers every later one
 /// `already_highest_bidder`, as the bidding service answers a leader's plain bid.
-async fn stand_in(seen: Arc<Seen>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
-                let now = chrono::Utc::now();
-                let auction = AuctionId::parse("stand-in").unwrap();
-                let snapshot = ServerFrame::Snapshot(Snapshot {
-                    auction_id: auction.clone(),
-                    status: AuctionStatus::Active,
-                    start_time: now,
-                    end_time: now + chrono::Duration::hours(1),
-                    starting_bid: Amount::parse("1").unwrap(),
-                    current_bid: None,
-                    highest_bidder: None,
-                    min_next_bid: Amount::parse("1").unwrap(),
-                    bid_count: 0,
-                    seq: 0,
-                    server_time: now,
-                    recent_bids: vec![],
-                    buy_now_price: None,
-                    reserve_met: None,
-                    your_max: None,
-                });
-                if ws.send(Message::text(snapshot.encode())).await.is_err() {
+async fn leading_stand_in(seen: Arc<Seen>) -> String {
+    stand_in::listen(move |stream| {
+        let seen = seen.clone();
+        async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+            if !stand_in::send(&mut ws, &[stand_in::snapshot(Amount::parse("1").unwrap())]).await {
+                return;
+            }
+            let mut leads = false;
+            while let Some(bid) = stand_in::next_bid(&mut ws).await {
+                let amount = bid.amount.0.clone().unwrap();
+                let reply = if leads {
+                    seen.from_leaders.fetch_add(1, Ordering::SeqCst);
+                    seen.from_leaders_with_max.fetch_add(u64::from(bid.max_amount.is_some()), Ordering::SeqCst);
+                    ServerFrame::BidRejected(BidRejected {
+                        auction_id: stand_in::auction(),
+                        bid_id: bid.bid_id,
+                        reason: RejectReason::AlreadyHighestBidder,
+                        message: "you already hold the highest bid".into(),
+                        min_next_bid: Amount::from_cents(amount.cents() + 100),
+                        current_bid: Some(amount),
+                    })
+                } else {
+                    leads = true;
+                    let accepted = stand_in::accepted(&bid, 1);
+                    ServerFrame::BidAccepted(BidAccepted {
+                        min_next_bid: Amount::from_cents(amount.cents() + 100),
+                        ..accepted
+                    })
+                };
+                if !stand_in::send(&mut ws, &[reply]).await {
                     return;
                 }
-                let mut leads = false;
-                while let Some(Ok(Message::Text(text))) = ws.next().await {
-                    let Ok(ClientFrame::PlaceBid(bid)) = ClientFrame::decode(&text) else { continue };
-                    let amount = bid.amount.0.unwrap();
-                    let reply = if leads {
-                        seen.from_leaders.fetch_add(1, Ordering::SeqCst);
-                        seen.from_leaders_with_max.fetch_add(u64::from(bid.max_amount.is_some()), Ordering::SeqCst);
-                        ServerFrame::BidRejected(BidRejected {
-                            auction_id: auction.clone(),
-                            bid_id: bid.bid_id,
-                            reason: RejectReason::AlreadyHighestBidder,
-                            message: "you already hold the highest bid".into(),
-                            min_next_bid: Amount::from_cents(amount.cents() + 100),
-                            current_bid: Some(amount),
-                        })
-                    } else {
-                        leads = true;
-                        ServerFrame::BidAccepted(BidAccepted {
-                            auction_id: auction.clone(),
-                            bid_id: bid.bid_id.unwrap(),
-                            amount,
-                            seq: 1,
-                            end_time: now + chrono::Duration::hours(1),
-                            bought_now: false,
-                            current_bid: None,
-                            leading: true,
-                            min_next_bid: Amount::from_cents(amount.cents() + 100),
-                            your_max: None,
-                        })
-                    };
-                    if ws.send(Message::text(reply.encode())).await.is_err() {
-                        return;
-                    }
-                }
-            });
+            }
         }
-    });
-    format!("ws://{addr}")
+    })
+    .await
 }
 
 /// A bidder that holds the high bid at its slot bids all the same, plainly, and its
@@ -101,7 +70,7 @@ async fn stand_in(seen: Arc<Seen>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bidder_holding_the_high_bid_still_bids_on_its_slots_and_is_measured() {
     let seen = Arc::new(Seen::default());
-    let url = stand_in(seen.clone()).await;
+    let url = leading_stand_in(seen.clone()).await;
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_auction-loadgen"))
         .args(["--ws-url", &url, "--auction-id", "stand-in", "--bidders", "10", "--rate", "200"])
         .args(["--proxy-share", "1", "--warmup", "0s", "--duration", "3s", "--output", "json"])

@@ -7,103 +7,47 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use auction_proto::ws::{BidAccepted, BidPlaced, ServerFrame, Snapshot};
-use auction_proto::{Amount, AuctionId, AuctionStatus, BidId, ClientFrame, UserId};
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
+use auction_proto::Amount;
+use auction_proto::ws::ServerFrame;
+
+mod stand_in;
 
 /// Serves snapshots and accepts every bid, each at once outbid by a rival (so bidders keep
 /// bidding); the `stall_at`-th bid holds every reply for a second; the first connection is
 /// dropped, unanswered, at its `drop_first_at`-th bid.
-async fn stand_in(stall_at: Option<u64>, drop_first_at: Option<u64>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+async fn stalling_stand_in(stall_at: Option<u64>, drop_first_at: Option<u64>) -> String {
     let gate = Arc::new(tokio::sync::Mutex::new(()));
     let count = Arc::new(AtomicU64::new(0));
-    let mut connections = 0;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let _ = stream.set_nodelay(true);
-            let (gate, count) = (gate.clone(), count.clone());
-            let drop_at = if connections == 0 { drop_first_at } else { None };
-            connections += 1;
-            tokio::spawn(async move {
-                let mut mine = 0;
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
-                let now = chrono::Utc::now();
-                let snapshot = ServerFrame::Snapshot(Snapshot {
-                    auction_id: AuctionId::parse("stand-in").unwrap(),
-                    status: AuctionStatus::Active,
-                    start_time: now,
-                    end_time: now + chrono::Duration::hours(1),
-                    starting_bid: Amount::parse("1").unwrap(),
-                    current_bid: None,
-                    highest_bidder: None,
-                    min_next_bid: Amount::parse("1").unwrap(),
-                    bid_count: 0,
-                    seq: 0,
-                    server_time: now,
-                    recent_bids: vec![],
-                    buy_now_price: None,
-                    reserve_met: None,
-                    your_max: None,
-                });
-                if ws.send(Message::text(snapshot.encode())).await.is_err() {
+    let connections = Arc::new(AtomicU64::new(0));
+    stand_in::listen(move |stream| {
+        let (gate, count) = (gate.clone(), count.clone());
+        let drop_at = if connections.fetch_add(1, Ordering::SeqCst) == 0 { drop_first_at } else { None };
+        async move {
+            let mut mine = 0;
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+            if !stand_in::send(&mut ws, &[stand_in::snapshot(Amount::parse("1").unwrap())]).await {
+                return;
+            }
+            while let Some(bid) = stand_in::next_bid(&mut ws).await {
+                mine += 1;
+                if Some(mine) == drop_at {
                     return;
                 }
-                while let Some(Ok(Message::Text(text))) = ws.next().await {
-                    let Ok(ClientFrame::PlaceBid(bid)) = ClientFrame::decode(&text) else { continue };
-                    mine += 1;
-                    if Some(mine) == drop_at {
-                        return;
-                    }
-                    let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-                    let guard = gate.lock().await;
-                    if Some(n) == stall_at {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    drop(guard);
-                    let amount = bid.amount.0.unwrap();
-                    let reply = ServerFrame::BidAccepted(BidAccepted {
-                        auction_id: AuctionId::parse("stand-in").unwrap(),
-                        bid_id: bid.bid_id.unwrap(),
-                        amount,
-                        seq: n,
-                        end_time: now + chrono::Duration::hours(1),
-                        bought_now: false,
-                        current_bid: None,
-                        leading: true,
-                        min_next_bid: None,
-                        your_max: None,
-                    });
-                    let outbid = ServerFrame::BidPlaced(BidPlaced {
-                        auction_id: AuctionId::parse("stand-in").unwrap(),
-                        bid_id: BidId::parse(&format!("rival-{n}")).unwrap(),
-                        amount: Amount::from_cents(amount.cents() + 100).unwrap(),
-                        bidder: UserId::parse("rival").unwrap(),
-                        seq: n,
-                        end_time: now + chrono::Duration::hours(1),
-                        bid_count: n,
-                        placed_at: now,
-                        min_next_bid: Amount::from_cents(amount.cents() + 200),
-                        auto: false,
-                        placed_by: None,
-                        reserve_met: None,
-                    });
-                    // One write for both, as a server answering and fanning out at once would do.
-                    let sent = async {
-                        ws.feed(Message::text(reply.encode())).await?;
-                        ws.feed(Message::text(outbid.encode())).await?;
-                        ws.flush().await
-                    };
-                    if sent.await.is_err() {
-                        return;
-                    }
+                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                let guard = gate.lock().await;
+                if Some(n) == stall_at {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-            });
+                drop(guard);
+                let accepted = stand_in::accepted(&bid, n);
+                let outbid = stand_in::outbid(&accepted);
+                if !stand_in::send(&mut ws, &[ServerFrame::BidAccepted(accepted), outbid]).await {
+                    return;
+                }
+            }
         }
-    });
-    format!("ws://{addr}")
+    })
+    .await
 }
 
 async fn loadgen(ws_url: &str) -> serde_json::Value {
@@ -181,7 +125,7 @@ fn check_shape(report: &serde_json::Value) {
 /// scheduled during it, not only to the few already in flight when it began.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_is_charged_to_the_bids_scheduled_during_it() {
-    let smooth = loadgen(&stand_in(None, None).await).await;
+    let smooth = loadgen(&stalling_stand_in(None, None).await).await;
     check_shape(&smooth);
     assert_eq!(smooth["mode"], "open");
     // 3 s at 200/s, no warm-up: 600 slots, each one bid.
@@ -190,7 +134,7 @@ async fn a_stall_is_charged_to_the_bids_scheduled_during_it() {
     let smooth_p90 = smooth["ack_latency_ms"]["p90"].as_f64().unwrap();
     assert!(smooth_p90 < 100.0, "a server that never stalls has p90 {smooth_p90} ms: {smooth}");
 
-    let stalled = loadgen(&stand_in(Some(100), None).await).await;
+    let stalled = loadgen(&stalling_stand_in(Some(100), None).await).await;
     check_shape(&stalled);
     assert_eq!(stalled["errors"], 0);
     assert_eq!(stalled["skipped"], 0, "{stalled}");
@@ -216,7 +160,7 @@ async fn a_stall_is_charged_to_the_bids_scheduled_during_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_bidder_failing_does_not_end_the_run() {
-    let report = loadgen(&stand_in(None, Some(5)).await).await;
+    let report = loadgen(&stalling_stand_in(None, Some(5)).await).await;
     check_shape(&report);
     assert_eq!(report["errors"], 1, "the dropped bidder's bid in flight: {report}");
     // The nine others bid on to the end of the 3 s run.
