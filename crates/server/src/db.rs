@@ -35,8 +35,41 @@ pub async fn connect_and_migrate(
     pool: crate::config::MySqlPool,
 ) -> Result<MySqlPool, sqlx::Error> {
     let pool = pool_options(pool).connect_with(options.clone()).await?;
-    MIGRATOR.run(&pool).await?;
+    migrate(&pool).await?;
     Ok(pool)
+}
+
+/// How long an instance waits for another one's migrations (a migration of a large table has
+/// taken 32 s) before it gives up.
+pub const MIGRATION_WAIT: Duration = Duration::from_secs(600);
+
+/// Applies the migrations not yet applied, one instance at a time. Services started together on
+/// a fresh database (a deployment's first start) would otherwise race: one finds another's
+/// migration half done and stops ("partially applied"), or both apply the same one. sqlx's own
+/// lock asks to wait forever with a timeout of -1, which MariaDB refuses without taking the lock,
+/// so the wait is taken here, with a timeout both servers accept, on the connection that then
+/// applies the migrations.
+pub async fn migrate(pool: &MySqlPool) -> Result<(), sqlx::Error> {
+    let mut holder = pool.acquire().await?;
+    let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()").fetch_one(&mut *holder).await?;
+    // Lock names are server-wide and at most 64 characters: one lock per database.
+    let mut name = format!("auction_migrations:{}", database.unwrap_or_default());
+    name.truncate(64);
+    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+        .bind(&name)
+        .bind(MIGRATION_WAIT.as_secs())
+        .fetch_one(&mut *holder)
+        .await?;
+    if got != Some(1) {
+        return Err(sqlx::Error::Protocol(format!(
+            "another instance held the migration lock `{name}` for {} s: is a migration still running?",
+            MIGRATION_WAIT.as_secs()
+        )));
+    }
+    let applied = MIGRATOR.run_direct(&mut *holder).await;
+    let released = sqlx::query("SELECT RELEASE_LOCK(?)").bind(&name).execute(&mut *holder).await;
+    applied?;
+    released.map(|_| ())
 }
 
 /// Whether a failure to connect (or to migrate, on a connection that then broke) is one that time

@@ -209,3 +209,40 @@ async fn migrations_cut_short_complete_when_run_again() {
         assert_eq!(schema(&mut conn).await, whole, "migration {version} run again changed the schema");
     }
 }
+
+/// A deployment's first start: several services migrate one fresh database at the same moment.
+/// Every one must come up, with the whole schema applied once (before, MariaDB refused the
+/// migration lock, and the later instances found a migration half done and stopped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_started_together_on_a_fresh_database_all_migrate() {
+    const INSTANCES: usize = 6;
+    let env = TestEnv::new().await;
+    let url = format!("{}/{}", mysql_base(), env.database);
+    let mut pools = Vec::new();
+    for _ in 0..INSTANCES {
+        pools.push(sqlx::mysql::MySqlPoolOptions::new().max_connections(2).connect(&url).await.unwrap());
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(INSTANCES));
+    let runs = pools.iter().cloned().map(|pool| {
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            auction_server::db::migrate(&pool).await
+        })
+    });
+    for (i, run) in futures_util::future::join_all(runs).await.into_iter().enumerate() {
+        run.unwrap().unwrap_or_else(|e| panic!("instance {i} of {INSTANCES} did not migrate: {e}"));
+    }
+    let mut conn = env.mysql().await;
+    let rows: Vec<(i64, bool)> = sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    let expected: Vec<(i64, bool)> = auction_server::db::MIGRATOR.iter().map(|m| (m.version, true)).collect();
+    assert_eq!(rows, expected, "each migration applied once, successfully");
+    // The same schema as one instance alone makes.
+    let alone = TestEnv::new().await;
+    let pool = sqlx::MySqlPool::connect(&format!("{}/{}", mysql_base(), alone.database)).await.unwrap();
+    auction_server::db::migrate(&pool).await.unwrap();
+    assert_eq!(schema(&mut conn).await, schema(&mut alone.mysql().await).await);
+}
