@@ -288,20 +288,20 @@ else
     $loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 --proxy-share 0 \
         --warmup 2s --duration "${seconds}s" --output json >"$out/ab-closed-plain-1.json"
 fi
+# pair_order I: the two kinds of pair I in the order they run, swapped every other pair.
+pair_order() { if [ $(($1 % 2)) = 0 ]; then echo "proxy plain"; else echo "plain proxy"; fi; }
+# share_of KIND: the generator's --proxy-share for a run of that kind.
+share_of() { if [ "$1" = proxy ]; then echo 0.3; else echo 0; fi; }
 # ab_pairs LOOP FROM TITLE ARGS...: pairs FROM..$proxy_repeats of plain and proxy runs of the
-# generator with ARGS, each in $out/ab-LOOP-KIND-I.json, the order swapped every other pair.
+# generator with ARGS, each in $out/ab-LOOP-KIND-I.json.
 ab_pairs() {
-    local loop=$1 from=$2 title=$3 i kind order share
+    local loop=$1 from=$2 title=$3 i kind
     shift 3
     for i in $(seq "$from" "$proxy_repeats"); do
-        order="plain proxy"
-        [ $((i % 2)) = 0 ] && order="proxy plain"
-        for kind in $order; do
-            share=0
-            [ "$kind" = proxy ] && share=0.3
+        for kind in $(pair_order "$i"); do
             settle
             say "proxy: $title, $kind ($i of $proxy_repeats), ${seconds}s"
-            $loadgen --api-url "$api" --ws-url "$ws" "$@" --proxy-share "$share" \
+            $loadgen --api-url "$api" --ws-url "$ws" "$@" --proxy-share "$(share_of "$kind")" \
                 --warmup 2s --duration "${seconds}s" --output json >"$out/ab-$loop-$kind-$i.json"
         done
     done
@@ -315,15 +315,11 @@ cp "$out/ab-half-proxy-1.json" "$out/proxy-half.json"
 # own, $proxy_repeats times (which starts first alternates), and are compared pair by pair.
 side=$(( half / 2 ))
 for i in $(seq 1 "$proxy_repeats"); do
-    order="plain proxy"
-    [ $((i % 2)) = 0 ] && order="proxy plain"
     settle
     say "proxy: side by side, plain and proxy at $side bids/s each ($i of $proxy_repeats), ${seconds}s"
     pids=()
-    for kind in $order; do
-        share=0
-        [ "$kind" = proxy ] && share=0.3
-        $loadgen --api-url "$api" --ws-url "$ws" --rate "$side" --bidders 100 --auctions 50 --proxy-share "$share" \
+    for kind in $(pair_order "$i"); do
+        $loadgen --api-url "$api" --ws-url "$ws" --rate "$side" --bidders 100 --auctions 50 --proxy-share "$(share_of "$kind")" \
             --warmup 2s --duration "${seconds}s" --output json >"$out/ab-side-$kind-$i.json" &
         pids+=("$!")
     done
