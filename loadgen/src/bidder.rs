@@ -77,12 +77,23 @@ struct Knowledge {
     current: Option<Amount>,
     /// Whether this bidder holds the high bid (then bidding again would only be refused).
     highest: bool,
+    /// The auction's version that `highest` is from: news of an older one (a bid's broadcast
+    /// that arrives after the answer to a later bid) no longer says who leads.
+    seq: u64,
 }
 
 impl Knowledge {
     fn raise(&mut self, amount: Option<Amount>) {
         if let Some(amount) = amount {
             self.min_next = Some(self.min_next.map_or(amount, |m| m.max(amount)));
+        }
+    }
+
+    /// Who leads as of version `seq`, unless newer news already said.
+    fn lead(&mut self, seq: u64, me: bool) {
+        if seq >= self.seq {
+            self.seq = seq;
+            self.highest = me;
         }
     }
 
@@ -104,18 +115,19 @@ impl Knowledge {
                 self.min_next = Some(s.min_next_bid);
                 self.current = s.current_bid;
                 self.highest = s.highest_bidder.as_ref().is_some_and(|b| b.as_str() == self.me);
+                self.seq = s.seq;
             }
             ServerFrame::BidPlaced(p) => {
                 self.raise(p.min_next_bid.or(Amount::from_cents(p.amount.cents() + 1)));
                 self.price(Some(p.amount));
-                self.highest = p.bidder.as_str() == self.me;
+                self.lead(p.seq, p.bidder.as_str() == self.me);
             }
             ServerFrame::BidAccepted(a) => {
                 // A bid beaten at once by a standing max still raised the price.
                 let price = a.current_bid.unwrap_or(a.amount);
                 self.raise(a.min_next_bid.or(Amount::from_cents(price.cents() + 1)));
                 self.price(Some(price));
-                self.highest = a.leading;
+                self.lead(a.seq, a.leading);
             }
             ServerFrame::BidRejected(r) => {
                 self.raise(r.min_next_bid);
@@ -245,7 +257,7 @@ impl Bidder {
         if socket.is_none() {
             tally.stall_begins(Instant::now());
         }
-        let known = Knowledge { me: format!("lg-b{worker}"), min_next: None, current: None, highest: false };
+        let known = Knowledge { me: format!("lg-b{worker}"), min_next: None, current: None, highest: false, seq: 0 };
         Bidder { worker, shared, socket, dialer, retries: Pace::new(), proxy, known, tally }
     }
 
@@ -536,7 +548,7 @@ mod tests {
 
     #[test]
     fn a_beaten_answer_leaves_the_bidder_outbid_at_the_new_price() {
-        let mut known = Knowledge { me: "lg-b1".into(), min_next: None, current: None, highest: false };
+        let mut known = Knowledge { me: "lg-b1".into(), min_next: None, current: None, highest: false, seq: 0 };
         known.learn(&frame(r#"{"type":"snapshot","auction_id":"a1","status":"active","start_time":"2026-11-26T10:00:00Z","end_time":"2026-11-26T11:00:00Z","starting_bid":"1.00","current_bid":"1.00","highest_bidder":"lg-b2","min_next_bid":"1.25","bid_count":1,"seq":2,"server_time":"2026-11-26T10:01:00Z","recent_bids":[]}"#));
         assert_eq!(known.increment(), Some(25));
         known.learn(&frame(r#"{"type":"bid_accepted","auction_id":"a1","bid_id":"b-1","amount":"1.25","seq":3,"end_time":"2026-11-26T11:00:00Z","leading":false,"current_bid":"1.50","min_next_bid":"1.75"}"#));
@@ -545,6 +557,21 @@ mod tests {
         known.learn(&frame(r#"{"type":"bid_accepted","auction_id":"a1","bid_id":"b-2","amount":"1.75","seq":4,"end_time":"2026-11-26T11:00:00Z","your_max":"2.50"}"#));
         assert!(known.highest);
         assert_eq!(known.min_next, Amount::parse("1.76").ok(), "without min_next_bid, above the amount");
+    }
+
+    #[test]
+    fn news_older_than_the_last_answer_does_not_say_who_leads() {
+        let mut known = Knowledge { me: "lg-b1".into(), min_next: None, current: None, highest: false, seq: 0 };
+        // Beaten at seq 3, then leading by the next bid at seq 4: the broadcast of seq 3 (another
+        // max leads) comes last, as the live channel is slower than the answer.
+        known.learn(&frame(r#"{"type":"bid_accepted","auction_id":"a1","bid_id":"b-1","amount":"1.25","seq":3,"end_time":"2026-11-26T11:00:00Z","leading":false,"current_bid":"1.50","min_next_bid":"1.75"}"#));
+        known.learn(&frame(r#"{"type":"bid_accepted","auction_id":"a1","bid_id":"b-2","amount":"1.75","seq":4,"end_time":"2026-11-26T11:00:00Z"}"#));
+        known.learn(&frame(r#"{"type":"bid_placed","auction_id":"a1","bid_id":"b-1","amount":"1.50","bidder":"lg-b2","seq":3,"end_time":"2026-11-26T11:00:00Z","bid_count":3,"placed_at":"2026-11-26T10:01:00Z","auto":true,"placed_by":"lg-b1"}"#));
+        assert!(known.highest, "seq 3's news is older than the answer at seq 4");
+        assert_eq!(known.min_next, Amount::parse("1.76").ok(), "its price still counts where higher");
+        // Newer news does: another bidder's bid at seq 5.
+        known.learn(&frame(r#"{"type":"bid_placed","auction_id":"a1","bid_id":"c-1","amount":"2.00","bidder":"lg-b2","seq":5,"end_time":"2026-11-26T11:00:00Z","bid_count":4,"placed_at":"2026-11-26T10:01:01Z"}"#));
+        assert!(!known.highest);
     }
 
     #[test]
