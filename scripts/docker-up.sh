@@ -13,18 +13,28 @@ say() { printf 'docker-up: %s\n' "$*" >&2; }
 started=$SECONDS
 scripts/docker-build.sh
 built=$SECONDS
+# state ID: a container's "<status> <health, or none> <exit code>".
+state() {
+    docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}}' "$1"
+}
+# settled STATE: running and healthy, or, without a health check, exited 0 (the one-shot cluster
+# maker).
+settled() {
+    case "$1" in
+        "running healthy "* | "exited none 0") return 0 ;;
+        *) return 1 ;;
+    esac
+}
 # diagnose: which containers are not healthy, and why: the last health checks' output and the
 # last log lines of each, so a failed start names its service instead of "is unhealthy".
 diagnose() {
-    local id name state
+    local id name st
     scripts/compose.sh ps -a >&2 || true
     for id in $(scripts/compose.sh ps -aq 2>/dev/null); do
-        state=$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}}' "$id" 2>/dev/null) || continue
-        case "$state" in
-            "running healthy "* | "exited none 0") continue ;;
-        esac
+        st=$(state "$id" 2>/dev/null) || continue
+        settled "$st" && continue
         name=$(docker inspect -f '{{.Name}}' "$id" | sed 's|^/||')
-        say "$name: $state"
+        say "$name: $st"
         docker inspect -f '{{if .State.Health}}{{range .State.Health.Log}}  health check at {{.Start}}: exit {{.ExitCode}} {{.Output}}
 {{end}}{{end}}' "$id" | tail -n 8 >&2 || true
         docker logs --tail 30 "$id" 2>&1 | sed "s|^|  $name: |" >&2 || true
@@ -38,19 +48,14 @@ if ! scripts/compose.sh up -d --remove-orphans; then
     exit 1
 fi
 
-# ready: every container of the project is running and healthy (or, without a health check,
-# has exited 0: the one-shot cluster maker), and nginx serves both roles.
+# ready: every container of the project has settled, and nginx serves both roles.
 ready() {
-    local ids id state
+    local ids id st
     ids=$(scripts/compose.sh ps -q)
     [ -n "$ids" ] || return 1
     for id in $ids; do
-        state=$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}}' "$id")
-        case "$state" in
-            "running healthy "*) ;;
-            "exited none 0") ;;
-            *) return 1 ;;
-        esac
+        st=$(state "$id") || return 1
+        settled "$st" || return 1
     done
     curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/health" &&
         curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/api/v1/leader"
