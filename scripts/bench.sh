@@ -10,7 +10,8 @@
 #   5. idle memory  bidding-service RSS before and after 10,000 idle WebSockets
 #   8. proxy bids   2 and 3 plain and with 30% of the bidders bidding by max (`--proxy-share 0.3`),
 #                   alternating, BENCH_PROXY_REPEATS times each (default 5), compared by their
-#                   medians (the closed loop of 2 is the first plain one of its kind); then 3
+#                   medians (the closed loop of 2 is the first plain one of its kind), the closed
+#                   loops with their bids in flight and CPU per accepted bid; then 3
 #                   as a plain and a proxy generator at the same time, half the rate each,
 #                   compared pair by pair, since the stalls that move p99 then hit both alike
 #   7. list load    with BENCH_LIST=1: after 5,000 cancelled auctions were made, 3 again alone,
@@ -278,22 +279,26 @@ proxy_max=$(cat "$out/proxy-max.json")
 # little: plain and proxy runs alternate, $proxy_repeats of each (the order swapped every other
 # pair, so a drift over the bench favours neither), compared by their medians. The closed loops
 # above are the first pair.
+# Each closed loop's CPU is measured too (the host's speed varies from run to run, so one run of
+# each kind says as little of CPU per bid as of latency).
 cp "$out/proxy-max.json" "$out/ab-closed-proxy-1.json"
+cp "$out/proxy-max.cpu" "$out/ab-closed-proxy-1.cpu"
 if awk -v share="$proxy_share" 'BEGIN { exit !(share + 0 == 0) }'; then
     cp "$out/max.json" "$out/ab-closed-plain-1.json"
+    cp "$out/max.cpu" "$out/ab-closed-plain-1.cpu"
 else
     # The run of part 2 had bidders by max too (BENCH_PROXY_SHARE): a plain one of its own.
     settle
     say "proxy: closed loop, plain (1 of $proxy_repeats), ${seconds}s"
-    $loadgen --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 --proxy-share 0 \
-        --warmup 2s --duration "${seconds}s" --output json >"$out/ab-closed-plain-1.json"
+    cpu_run ab-closed-plain-1 --api-url "$api" --ws-url "$ws" --concurrency 200 --auctions 100 --proxy-share 0 \
+        --warmup 2s --duration "${seconds}s"
 fi
 # pair_order I: the two kinds of pair I in the order they run, swapped every other pair.
 pair_order() { if [ $(($1 % 2)) = 0 ]; then echo "proxy plain"; else echo "plain proxy"; fi; }
 # share_of KIND: the generator's --proxy-share for a run of that kind.
 share_of() { if [ "$1" = proxy ]; then echo 0.3; else echo 0; fi; }
 # ab_pairs LOOP FROM TITLE ARGS...: pairs FROM..$proxy_repeats of plain and proxy runs of the
-# generator with ARGS, each in $out/ab-LOOP-KIND-I.json.
+# generator with ARGS, each in $out/ab-LOOP-KIND-I.json; the closed loops' CPU in .cpu beside it.
 ab_pairs() {
     local loop=$1 from=$2 title=$3 i kind
     shift 3
@@ -301,8 +306,13 @@ ab_pairs() {
         for kind in $(pair_order "$i"); do
             settle
             say "proxy: $title, $kind ($i of $proxy_repeats), ${seconds}s"
-            $loadgen --api-url "$api" --ws-url "$ws" "$@" --proxy-share "$(share_of "$kind")" \
-                --warmup 2s --duration "${seconds}s" --output json >"$out/ab-$loop-$kind-$i.json"
+            if [ "$loop" = closed ]; then
+                cpu_run "ab-$loop-$kind-$i" --api-url "$api" --ws-url "$ws" "$@" --proxy-share "$(share_of "$kind")" \
+                    --warmup 2s --duration "${seconds}s"
+            else
+                $loadgen --api-url "$api" --ws-url "$ws" "$@" --proxy-share "$(share_of "$kind")" \
+                    --warmup 2s --duration "${seconds}s" --output json >"$out/ab-$loop-$kind-$i.json"
+            fi
         done
     done
 }
@@ -546,6 +556,24 @@ for loop, title, figures in (("closed", "closed loop", ("rate", "p50", "p99")),
         a, b = median(loop, "proxy", p), median(loop, "plain", p)
         print(f"    {label:<16} {a:>9.{digits}f}{unit} (plain {b:.{digits}f}{unit}, {change(a, b):+.1f}%)"
               f"   runs: proxy {spread(loop, 'proxy', p)}; plain {spread(loop, 'plain', p)}")
+    if loop == "closed":
+        # Little's law: a closed loop's mean ack is the bids in flight over the rate, so at the
+        # limit its latency moves with its throughput; the open loops compare latency at one rate.
+        def in_flight(k): return statistics.median(r['accepted_rate'] * r['ack_latency_ms']['mean'] / 1000 for r in runs[("closed", k)])
+        print(f"    bids in flight   {in_flight('proxy'):>9.1f}    (plain {in_flight('plain'):.1f}: the rate times the mean ack; with as many"
+              f" in flight, a closed loop's ack latency is the inverse of its throughput)")
+        # CPU per accepted bid, each kind's median over its runs (warm-up included, as in the CPU table).
+        cpu = {k: [] for k in ("plain", "proxy")}
+        for k in cpu:
+            for i, r in enumerate(runs[("closed", k)], 1):
+                us = {n: int(v) for n, v in (line.split() for line in open(f"{out}/ab-closed-{k}-{i}.cpu"))}
+                cpu[k].append({n: v / (r['accepted'] + r['accepted_warmup']) for n, v in us.items()})
+        def cpu_median(k, n): return statistics.median(c[n] for c in cpu[k])
+        print("    CPU per accepted bid, us (each kind's median over its runs, warm-up included):")
+        for label, n in (("bidding service", "bidding"), ("redis", "redis"), ("load generator", "generator"),
+                         ("analytics service", "analytics"), ("mariadb", "mariadb"), ("whole machine", "machine")):
+            a, b = cpu_median("proxy", n), cpu_median("plain", n)
+            print(f"      {label:<18} {a:>7.1f} (plain {b:.1f}, {change(a, b):+.1f}%)")
 side = runs[("side", "plain")][0]
 print(f"  side by side, a plain and a 30%-by-max generator at {side['target_rate']:.0f}/s each at the same time (the same stalls hit both),"
       f" the median of {repeats} pairs' changes:")
