@@ -581,6 +581,17 @@ for p in ("p50", "p99"):
     changes = [change(fig(a, p), fig(b, p)) for a, b in zip(runs[("side", "proxy")], runs[("side", "plain")])]
     print(f"    ack {p:<12} {statistics.median(changes):+9.1f}%   pairs (proxy/plain ms): "
           + ", ".join(f"{fig(a, p):.2f}/{fig(b, p):.2f}" for a, b in zip(runs[("side", "proxy")], runs[("side", "plain")])))
+# The verdict: throughput from the closed loops, latency from the side-by-side pairs (the runs
+# of one kind at the half rate apart differ from each other by more than the 10% compared).
+def within(x): return "yes" if abs(x) <= 10 else "NO"
+rate = change(median("closed", "proxy", "rate"), median("closed", "plain", "rate"))
+side_p = {p: statistics.median(change(fig(a, p), fig(b, p)) for a, b in zip(runs[("side", "proxy")], runs[("side", "plain")]))
+          for p in ("p50", "p99")}
+def span(p): return max((max(fig(r, p) for r in runs[("half", k)]) / min(fig(r, p) for r in runs[("half", k)]) - 1) * 100
+                        for k in ("plain", "proxy"))
+print(f"  within 10%: throughput {within(rate)} ({rate:+.1f}%); ack latency side by side p50 {within(side_p['p50'])}"
+      f" ({side_p['p50']:+.1f}%), p99 {within(side_p['p99'])} ({side_p['p99']:+.1f}%)"
+      f"   (the half-rate runs of one kind differ by up to {span('p50'):.0f}% in p50 and {span('p99'):.0f}% in p99 between themselves)")
 errors = sum(r['errors'] for rs in runs.values() for r in rs)
 def beaten(loop):
     rs = runs[(loop, "proxy")]
