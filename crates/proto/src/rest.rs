@@ -124,10 +124,19 @@ pub struct ExtendResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BidRecord {
     pub bid_id: BidId,
+    /// Who leads after it.
     pub bidder: UserId,
+    /// The price after it.
     pub amount: Amount,
     pub seq: u64,
     pub placed_at: DateTime<Utc>,
+    /// True when a max placed this price rather than a bid's own amount (as `bid_placed`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto: bool,
+    /// The bidder whose bid caused this change, when it is not `bidder` (a standing max answered
+    /// it at once); `bid_id` is theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed_by: Option<UserId>,
 }
 
 /// A page of bids, oldest first; `next_cursor` is null on the last page.

@@ -410,8 +410,9 @@ pub async fn bids_page(
     after: BidsAfter,
     limit: u32,
 ) -> Result<Vec<(u64, BidRecord)>, sqlx::Error> {
-    let rows: Vec<BidRow> = sqlx::query_as(
-        "SELECT id, bid_id, bidder, amount, seq, placed_at FROM bids \
+    type PageRow = (u64, Vec<u8>, Vec<u8>, Decimal, u64, NaiveDateTime, bool, Vec<u8>);
+    let rows: Vec<PageRow> = sqlx::query_as(
+        "SELECT id, bid_id, bidder, amount, seq, placed_at, auto, placed_by FROM bids \
          WHERE auction_id = ? AND (seq > ? OR (seq = ? AND id > ?)) ORDER BY seq, id LIMIT ?",
     )
     .bind(auction)
@@ -422,16 +423,20 @@ pub async fn bids_page(
     .fetch_all(pool)
     .await?;
     rows.into_iter()
-        .map(|(id, bid_id, bidder, amount, seq, placed_at)| {
+        .map(|(id, bid_id, bidder, amount, seq, placed_at, auto, placed_by)| {
             let corrupt = |what: &str| sqlx::Error::Decode(format!("bids.{what} of {auction} seq {seq}").into());
+            let bidder = UserId::parse(&String::from_utf8_lossy(&bidder)).map_err(|_| corrupt("bidder"))?;
+            let placed_by = UserId::parse(&String::from_utf8_lossy(&placed_by)).map_err(|_| corrupt("placed_by"))?;
             Ok((
                 id,
                 BidRecord {
                     bid_id: BidId::parse(&String::from_utf8_lossy(&bid_id)).map_err(|_| corrupt("bid_id"))?,
-                    bidder: UserId::parse(&String::from_utf8_lossy(&bidder)).map_err(|_| corrupt("bidder"))?,
                     amount: Amount::from_decimal(amount).ok_or_else(|| corrupt("amount"))?,
                     seq,
                     placed_at: placed_at.and_utc(),
+                    auto,
+                    placed_by: (placed_by != bidder).then_some(placed_by),
+                    bidder,
                 },
             ))
         })

@@ -259,6 +259,36 @@ async fn the_ebay_walk_through() {
             row(6, "e-1", "carol", "erin", "71.00", true),
         ]
     );
+    // The REST bids list says the same: `auto` when a max set the price, `placed_by` when the
+    // bid was someone else's than the leader's.
+    let (status, page) = api.get(&format!("/api/v1/auctions/{id}/bids")).await;
+    assert_eq!(status, 200, "{page}");
+    let listed: Vec<(u64, &str, &str, bool, Option<&str>)> = page["bids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let auto = b.get("auto").map(|a| a.as_bool().unwrap());
+            assert_ne!(auto, Some(false), "auto is left out when false: {b}");
+            (
+                b["seq"].as_u64().unwrap(),
+                b["bid_id"].as_str().unwrap(),
+                b["bidder"].as_str().unwrap(),
+                auto.unwrap_or(false),
+                b.get("placed_by").map(|p| p.as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (2, "a-1", "alice", false, None),
+            (3, "b-1", "alice", true, Some("bob")),
+            (4, "c-1", "carol", true, None),
+            (5, "d-1", "carol", true, Some("dave")),
+            (6, "e-1", "carol", true, Some("erin")),
+        ]
+    );
     let maxes: Vec<(Vec<u8>, Vec<u8>, rust_decimal::Decimal, rust_decimal::Decimal)> = rows_when(
         &mut conn,
         "SELECT bidder, bid_id, amount, max_amount FROM proxy_bids WHERE auction_id = ? ORDER BY placed_at",
