@@ -218,6 +218,15 @@ busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 cpu_now() {
     echo "$(ticks "$pid") $(ticks "$redis_pid") $(ticks "$analytics_pid") $(ticks "$mariadb_pid") $(ticks "$auction_pid") $(busy_ticks)"
 }
+# cpu_between BEFORE AFTER: the CPU each process used between two cpu_now readings, one
+# "process microseconds" line each.
+cpu_between() {
+    awk -v tck="$clk_tck" -v before="$1" -v after="$2" 'BEGIN {
+        split(before, b, " "); split(after, a, " ")
+        n = split("bidding redis analytics mariadb auction machine", name, " ")
+        for (i = 1; i <= n; i++) printf "%s %.0f\n", name[i], (a[i] - b[i]) * 1e6 / tck
+    }'
+}
 # cpu_run NAME ARGS...: the generator with ARGS, its report in $out/NAME.json, and the CPU each
 # process used during the run in $out/NAME.cpu, one "process microseconds" line each ("machine":
 # every busy CPU of the machine, all processes and the kernel). A process's own time only, as
@@ -229,14 +238,13 @@ cpu_run() {
     # `times` prints the user and system time of the subshell's children: the generator's.
     ( export LC_ALL=C; "$loadgen" "$@" --output json >"$out/$name.json"; times >"$out/$name.times" )
     after=$(cpu_now)
-    awk -v tck="$clk_tck" -v before="$before" -v after="$after" '
-        NR == 2 {
-            split(before, b, " "); split(after, a, " ")
-            n = split("bidding redis analytics mariadb auction machine", name, " ")
-            for (i = 1; i <= n; i++) printf "%s %.0f\n", name[i], (a[i] - b[i]) * 1e6 / tck
+    {
+        cpu_between "$before" "$after"
+        awk 'NR == 2 {
             split($1, u, /[ms]/); split($2, k, /[ms]/)
             printf "generator %.0f\n", (u[1] * 60 + u[2] + k[1] * 60 + k[2]) * 1e6
-        }' "$out/$name.times" >"$out/$name.cpu"
+        }' "$out/$name.times"
+    } >"$out/$name.cpu"
     [ "$(wc -l <"$out/$name.cpu")" = 7 ] || { say "the CPU of the $name run was not measured"; exit 1; }
 }
 
@@ -380,13 +388,10 @@ wait "$fanrun" || { say "the fan-out run failed"; exit 1; }
 fanout=$(cat "$out/fanout.json")
 fan_forks=$(( $(forks) - f0 ))
 fan_bids_per_s=$(echo "$fanout" | json "(d['accepted'] + d['accepted_warmup']) / (d['warmup_s'] + d['duration_s'])")
-awk -v tck="$clk_tck" -v before="$fan_before" -v after="$fan_after" \
-    -v msgs="$(awk -v r="$fan_bids_per_s" -v w="$fan_window" -v c="$fan_conns" 'BEGIN { printf "%.0f", r * w * c }')" 'BEGIN {
-    split(before, b, " "); split(after, a, " ")
-    n = split("bidding redis analytics mariadb auction machine", name, " ")
-    for (i = 1; i <= n; i++) printf "%s %.0f\n", name[i], (a[i] - b[i]) * 1e6 / tck
-    printf "messages %d\n", msgs
-}' >"$out/fanout.cpu"
+{
+    cpu_between "$fan_before" "$fan_after"
+    awk -v r="$fan_bids_per_s" -v w="$fan_window" -v c="$fan_conns" 'BEGIN { printf "messages %.0f\n", r * w * c }'
+} >"$out/fanout.cpu"
 [ "$(awk '/^messages/ {print $2}' "$out/fanout.cpu")" -gt 0 ] || { say "the fan-out run delivered no message to measure"; exit 1; }
 
 # --- 6. Redis Cluster -----------------------------------------------------------------------------
