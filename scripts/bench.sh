@@ -582,16 +582,15 @@ for loop, title, figures in (("closed", "closed loop", ("rate", "p50", "p99")),
 side = runs[("side", "plain")][0]
 print(f"  side by side, a plain and a 30%-by-max generator at {side['target_rate']:.0f}/s each at the same time (the same stalls hit both),"
       f" the median of {repeats} pairs' changes:")
+pairs = list(zip(runs[("side", "proxy")], runs[("side", "plain")]))
+side_p = {p: statistics.median(change(fig(a, p), fig(b, p)) for a, b in pairs) for p in ("p50", "p99")}
 for p in ("p50", "p99"):
-    changes = [change(fig(a, p), fig(b, p)) for a, b in zip(runs[("side", "proxy")], runs[("side", "plain")])]
-    print(f"    ack {p:<12} {statistics.median(changes):+9.1f}%   pairs (proxy/plain ms): "
-          + ", ".join(f"{fig(a, p):.2f}/{fig(b, p):.2f}" for a, b in zip(runs[("side", "proxy")], runs[("side", "plain")])))
+    print(f"    ack {p:<12} {side_p[p]:+9.1f}%   pairs (proxy/plain ms): "
+          + ", ".join(f"{fig(a, p):.2f}/{fig(b, p):.2f}" for a, b in pairs))
 # The verdict: throughput from the closed loops, latency from the side-by-side pairs (the runs
 # of one kind at the half rate apart differ from each other by more than the 10% compared).
 def within(x): return "yes" if abs(x) <= 10 else "NO"
 rate = change(median("closed", "proxy", "rate"), median("closed", "plain", "rate"))
-side_p = {p: statistics.median(change(fig(a, p), fig(b, p)) for a, b in zip(runs[("side", "proxy")], runs[("side", "plain")]))
-          for p in ("p50", "p99")}
 def span(p): return max((max(fig(r, p) for r in runs[("half", k)]) / min(fig(r, p) for r in runs[("half", k)]) - 1) * 100
                         for k in ("plain", "proxy"))
 print(f"  within 10%: throughput {within(rate)} ({rate:+.1f}%); ack latency side by side p50 {within(side_p['p50'])}"
